@@ -1,0 +1,85 @@
+# relay -- webhook event relay.
+#   make            build build/relay
+#   make SANITIZE=1 build with ASan + UBSan (into build-san/)
+#   make test       unit tests, codec tests, system tests against real Redis and Kafka
+#   make run        install what is missing, start Redis + Kafka + relay in the foreground
+#   make install PREFIX=/usr/local
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Irelay -Icodecs \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lz
+
+ifeq ($(SANITIZE),1)
+BUILD   ?= build-san
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   ?= build
+endif
+
+LIB_SRC   := $(filter-out relay/main.c,$(wildcard relay/*.c)) $(wildcard codecs/*.c)
+LIB_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+MAIN_OBJ  := $(BUILD)/obj/relay/main.o
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+SYS_SRC   := $(wildcard tests/system/test_*.c)
+SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
+TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
+
+.PHONY: all test unit-test system-test run install clean deps format check-format
+
+all: $(BUILD)/relay
+
+$(BUILD)/obj/%.o: %.c $(wildcard relay/*.h codecs/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/librelay.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/*.h $(BUILD)/librelay.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/%: tests/system/%.c tests/system/*.h $(BUILD)/librelay.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/system $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
+
+deps:
+	@tools/deps.sh
+
+unit-test: $(BUILD)/relay $(UNIT_BIN)
+	@tools/run-tests.sh unit $(UNIT_BIN)
+
+system-test: $(BUILD)/relay $(SYS_BIN)
+	@tools/run-tests.sh system $(SYS_BIN)
+
+# The whole suite: unit and codec tests, then system tests that start their own
+# Redis and Kafka on ports of their own (no clash with a running `make run`).
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
+	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/relay
+	@tools/run.sh $(BUILD)/relay
+
+install: $(BUILD)/relay
+	install -D -m 0755 $(BUILD)/relay $(DESTDIR)$(PREFIX)/bin/relay
+	install -D -m 0644 relay.conf $(DESTDIR)$(PREFIX)/etc/relay/relay.conf.example
+
+format:
+	clang-format -i relay/*.[ch] codecs/*.[ch] tests/unit/*.[ch] tests/system/*.[ch]
+
+check-format:
+	clang-format --dry-run --Werror relay/*.[ch] codecs/*.[ch]
+
+clean:
+	rm -rf build build-san
