@@ -1,0 +1,637 @@
+/* config.c -- the key table and everything derived from it.
+ *
+ * inih does the INI syntax. It does not tell the handler which line it is on, so
+ * we feed it through our own reader that counts lines: every error can then
+ * name FILE:LINE, which is what a user fixing a typo needs. */
+#include "config.h"
+
+#include "codec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_INT, T_SIZE, T_DURATION, T_BOOL, T_ENUM } key_type_t;
+
+typedef struct key {
+    const char *section; /* "source" for per-source keys */
+    const char *name;
+    key_type_t type;
+    const char *def; /* NULL: required (sources) or empty */
+    long long min, max;
+    const char *choices; /* T_ENUM: "a|b|c" */
+    int secret;
+    size_t off; /* into rl_config_t, or rl_source_conf_t for "source" */
+    const char *help;
+} key_t_;
+
+#define G(f) offsetof(rl_config_t, f)
+#define S(f) offsetof(rl_source_conf_t, f)
+#define GiB (1024LL * 1024 * 1024)
+
+static const key_t_ keys[] = {
+    {"http", "listen", T_STR, "0.0.0.0:8080", 0, 0, NULL, 0, G(http.listen),
+     "Address and port of the webhook listener (host:port; [v6]:port)."},
+    {"http", "threads", T_INT, "2", 1, 256, NULL, 0, G(http.threads),
+     "HTTP worker threads (libmicrohttpd thread pool, epoll)."},
+    {"http", "max_body", T_SIZE, "1m", 256, GiB, NULL, 0, G(http.max_body),
+     "Largest accepted request body; larger Content-Length is answered 413 before reading."},
+    {"http", "timeout", T_DURATION, "30", 1, 3600, NULL, 0, G(http.timeout),
+     "Idle connection timeout in seconds."},
+    {"http", "max_connections", T_INT, "1024", 1, 100000, NULL, 0, G(http.max_connections),
+     "Most concurrent client connections."},
+    {"wal", "dir", T_STR, "./data/wal", 0, 0, NULL, 0, G(wal.dir),
+     "Directory of the write-ahead log (segments and sink cursors)."},
+    {"wal", "segment_size", T_SIZE, "64m", 64 * 1024, 4 * GiB, NULL, 0, G(wal.segment_size),
+     "Size at which a WAL segment is closed and a new one started."},
+    {"wal", "max_size", T_SIZE, "1g", 1024 * 1024, 1024 * GiB, NULL, 0, G(wal.max_size),
+     "Hard cap on WAL bytes on disk; past it requests are answered 503 with Retry-After."},
+    {"wal", "fsync", T_BOOL, "true", 0, 1, NULL, 0, G(wal.fsync),
+     "fsync before answering 200. false trades durability across power loss for speed."},
+    {"dedup", "window", T_DURATION, "24h", 1, 30LL * 86400, NULL, 0, G(dedup.window),
+     "How long a (source, id) is remembered to drop provider retries."},
+    {"dedup", "max_entries", T_INT, "2000000", 1, 1000000000, NULL, 0, G(dedup.max_entries),
+     "Most ids remembered; past it the oldest are forgotten first (metric)."},
+    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled),
+     "Publish to Kafka."},
+    {"kafka", "brokers", T_STR, "127.0.0.1:9092", 0, 0, NULL, 0, G(kafka.brokers),
+     "Bootstrap brokers (librdkafka bootstrap.servers)."},
+    {"kafka", "topic", T_STR, "events.{family}", 0, 0, NULL, 0, G(kafka.topic),
+     "Topic template; {family} {type} {source} {channel_id} are replaced."},
+    {"redis", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(redis.enabled),
+     "Publish to Redis streams."},
+    {"redis", "url", T_STR, "redis://127.0.0.1:6379/0", 0, 0, NULL, 1, G(redis.url),
+     "redis://[:password@]host:port[/db] (secret: may hold a password)."},
+    {"redis", "stream", T_STR, "events:{channel_id}", 0, 0, NULL, 0, G(redis.stream),
+     "Stream key template; {family} {type} {source} {channel_id} are replaced."},
+    {"redis", "maxlen", T_INT, "1000000", 1, 1LL << 40, NULL, 0, G(redis.maxlen),
+     "XADD MAXLEN ~ N: approximate cap on each stream's length."},
+    {"redis", "batch", T_INT, "256", 1, 100000, NULL, 0, G(redis.batch),
+     "Most XADD commands pipelined in one round trip."},
+    {"log", "level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, G(log.level),
+     "Least severe level written to stderr."},
+    {"source", "codec", T_ENUM, NULL, 0, 0, NULL, 0, S(codec),
+     "Provider codec decoding this source's bodies (required): see relay --help."},
+    {"source", "auth", T_ENUM, "none", 0, 0, "none|token", 0, S(auth),
+     "How requests are authenticated. token: a static header must carry the secret."},
+    {"source", "secret", T_STR, "", 0, 0, NULL, 1, S(secret),
+     "Shared secret of the auth scheme. Never logged."},
+    {"source", "token_header", T_STR, "Authorization", 0, 0, NULL, 0, S(token_header),
+     "auth = token: header carrying the token ('Bearer <secret>' for Authorization)."},
+    {"source", "ack", T_ENUM, "wal", 0, 0, "wal", 0, S(ack),
+     "When 200 is sent. wal: once every new event is fsynced in the WAL."},
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+typedef struct parse_state {
+    rl_config_t *cfg;
+    const char *file;
+    int line;       /* line the reader is on */
+    int at_bol;     /* the next chunk starts a new line */
+    FILE *fp;
+    char err[512];  /* first error, "FILE:LINE: why" */
+} parse_state_t;
+
+static void set_err(parse_state_t *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(parse_state_t *ps, const char *fmt, ...)
+{
+    if (ps->err[0])
+        return; /* keep the first error: later ones are often consequences */
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (ps->line > 0)
+        snprintf(ps->err, sizeof(ps->err), "%s:%d: %s", ps->file, ps->line, why);
+    else
+        snprintf(ps->err, sizeof(ps->err), "%s: %s", ps->file, why);
+}
+
+/* Parses `v` as a value of key `k` into `dst` (field address). 0 or -1 + why. */
+static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, size_t whysz)
+{
+    long long n = 0, mult = 1;
+    char *end = NULL;
+
+    switch (k->type) {
+    case T_STR:
+        free(*(char **)dst);
+        *(char **)dst = strdup(v);
+        return 0;
+    case T_ENUM: {
+        const char *choices = k->choices;
+        int ok = 0;
+        if (!choices) { /* codec: the table of codecs is the list of choices */
+            ok = rl_codec_find(v) != NULL;
+        } else {
+            size_t vl = strlen(v);
+            for (const char *c = choices; *c;) {
+                size_t cl = strcspn(c, "|");
+                if (cl == vl && strncmp(c, v, vl) == 0)
+                    ok = 1;
+                c += cl + (c[cl] == '|');
+            }
+        }
+        if (!ok) {
+            if (choices) {
+                snprintf(why, whysz, "%s.%s: '%s' is not one of %s", k->section, k->name, v,
+                         choices);
+            } else {
+                char list[200] = "";
+                for (size_t i = 0; rl_codecs[i]; i++)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                             i ? "|" : "", rl_codecs[i]->name);
+                snprintf(why, whysz, "%s.%s: unknown codec '%s' (known: %s)", k->section,
+                         k->name, v, list);
+            }
+            return -1;
+        }
+        free(*(char **)dst);
+        *(char **)dst = strdup(v);
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+            !strcmp(v, "1"))
+            n = 1;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+                 !strcmp(v, "0"))
+            n = 0;
+        else {
+            snprintf(why, whysz, "%s.%s: '%s' is not a boolean (true|false)", k->section,
+                     k->name, v);
+            return -1;
+        }
+        *(long long *)dst = n;
+        return 0;
+    default:
+        break;
+    }
+
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (end == v || errno) {
+        snprintf(why, whysz, "%s.%s: '%s' is not a number", k->section, k->name, v);
+        return -1;
+    }
+    while (*end == ' ')
+        end++;
+    if (k->type == T_SIZE) {
+        switch (tolower((unsigned char)*end)) {
+        case 'k': mult = 1024LL, end++; break;
+        case 'm': mult = 1024LL * 1024, end++; break;
+        case 'g': mult = GiB, end++; break;
+        default: break;
+        }
+        if (mult > 1 && tolower((unsigned char)*end) == 'i')
+            end++;
+        if (tolower((unsigned char)*end) == 'b')
+            end++;
+    } else if (k->type == T_DURATION) {
+        switch (*end) {
+        case 's': end++; break;
+        case 'm': mult = 60, end++; break;
+        case 'h': mult = 3600, end++; break;
+        case 'd': mult = 86400, end++; break;
+        default: break;
+        }
+    }
+    if (*end) {
+        snprintf(why, whysz, "%s.%s: '%s' has trailing garbage '%s'", k->section, k->name, v,
+                 end);
+        return -1;
+    }
+    if (n > k->max / mult || n * mult < k->min) {
+        snprintf(why, whysz, "%s.%s: %s is out of range [%lld, %lld]", k->section, k->name, v,
+                 k->min, k->max);
+        return -1;
+    }
+    *(long long *)dst = n * mult;
+    return 0;
+}
+
+static const key_t_ *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int known_section(const char *section)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section))
+            return 1;
+    return 0;
+}
+
+static int source_init(rl_source_conf_t *s, const char *name, int line)
+{
+    char why[8];
+    memset(s, 0, sizeof(*s));
+    s->name = strdup(name);
+    s->line = line;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, "source") && keys[i].def)
+            parse_value(&keys[i], keys[i].def, (char *)s + keys[i].off, why, sizeof(why));
+    return s->name ? 0 : -1;
+}
+
+static rl_source_conf_t *source_get(rl_config_t *cfg, const char *name, int line)
+{
+    for (size_t i = 0; i < cfg->nsources; i++)
+        if (!strcmp(cfg->sources[i].name, name))
+            return &cfg->sources[i];
+    rl_source_conf_t *v = realloc(cfg->sources, (cfg->nsources + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    cfg->sources = v;
+    if (source_init(&v[cfg->nsources], name, line) != 0)
+        return NULL;
+    return &v[cfg->nsources++];
+}
+
+/* A source name must be usable in a URL path and an environment variable. */
+static int valid_source_name(const char *n)
+{
+    if (!*n)
+        return 0;
+    for (; *n; n++)
+        if (!isalnum((unsigned char)*n) && *n != '_' && *n != '-')
+            return 0;
+    return 1;
+}
+
+/* Checks a librdkafka property now, so that a typo stops start-up with its line. */
+static int kafka_prop_check(const char *name, const char *value, char *why, size_t whysz)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK;
+    rd_kafka_conf_destroy(conf);
+    if (!rc)
+        snprintf(why, whysz, "kafka.%s: %s", name, errstr);
+    return rc ? 0 : -1;
+}
+
+static int kafka_prop_set(rl_config_t *cfg, const char *name, const char *value)
+{
+    for (size_t i = 0; i < cfg->kafka.nprops; i++) {
+        if (!strcmp(cfg->kafka.props[i].name, name)) {
+            free(cfg->kafka.props[i].value);
+            cfg->kafka.props[i].value = strdup(value);
+            return 0;
+        }
+    }
+    rl_conf_prop_t *p = realloc(cfg->kafka.props, (cfg->kafka.nprops + 1) * sizeof(*p));
+    if (!p)
+        return -1;
+    cfg->kafka.props = p;
+    p[cfg->kafka.nprops].name = strdup(name);
+    p[cfg->kafka.nprops].value = strdup(value);
+    cfg->kafka.nprops++;
+    return 0;
+}
+
+/* Sets section.name = value; the common path of the file and the environment. */
+static int set_key(rl_config_t *cfg, const char *section, const char *name, const char *value,
+                   int line, char *why, size_t whysz)
+{
+    const key_t_ *k;
+    void *base = cfg;
+
+    if (!strncmp(section, "source ", 7) || !strcmp(section, "source")) {
+        const char *sname = section[6] ? section + 7 : "";
+        while (*sname == ' ')
+            sname++;
+        if (!valid_source_name(sname)) {
+            snprintf(why, whysz, "[source %s]: a source name is letters, digits, '_' or '-'",
+                     sname);
+            return -1;
+        }
+        if (!(base = source_get(cfg, sname, line))) {
+            snprintf(why, whysz, "out of memory");
+            return -1;
+        }
+        section = "source";
+    }
+    k = find_key(section, name);
+    if (!k && !strcmp(section, "kafka")) {
+        if (kafka_prop_check(name, value, why, whysz) != 0)
+            return -1;
+        return kafka_prop_set(cfg, name, value);
+    }
+    if (!k) {
+        if (known_section(section))
+            snprintf(why, whysz, "unknown key '%s' in [%s]", name, section);
+        else
+            snprintf(why, whysz, "unknown section [%s]", section);
+        return -1;
+    }
+    return parse_value(k, value, (char *)base + k->off, why, whysz);
+}
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    parse_state_t *ps = user;
+    char why[400];
+    char sec[128];
+
+    /* A key before any section may carry its section as a prefix: kafka.linger.ms. */
+    if (!*section && name && strchr(name, '.')) {
+        size_t n = strcspn(name, ".");
+        snprintf(sec, sizeof(sec), "%.*s", (int)n, name);
+        section = sec;
+        name += n + 1;
+    }
+    if (!name) { /* a [section] header alone: create sources so empty ones are caught */
+        if (!strncmp(section, "source", 6) && set_key(ps->cfg, section, "ack", "wal", ps->line,
+                                                      why, sizeof(why)) != 0)
+            set_err(ps, "%s", why);
+        return 1;
+    }
+    if (!*section) {
+        set_err(ps, "key '%s' outside any section", name);
+        return 0;
+    }
+    if (set_key(ps->cfg, section, name, value, ps->line, why, sizeof(why)) != 0) {
+        set_err(ps, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+/* inih's reader callback: fgets that counts lines. */
+static char *counting_reader(char *str, int num, void *stream)
+{
+    parse_state_t *ps = stream;
+    char *r = fgets(str, num, ps->fp);
+    if (!r)
+        return NULL;
+    if (ps->at_bol)
+        ps->line++;
+    size_t n = strlen(r);
+    ps->at_bol = n > 0 && r[n - 1] == '\n';
+    return r;
+}
+
+/* RELAY_HTTP_MAX_BODY style name of section/key. */
+static void env_name(char *out, size_t outsz, const char *section, const char *src,
+                     const char *key)
+{
+    size_t o = 0;
+    const char *parts[3] = {section, src, key};
+    o += (size_t)snprintf(out, outsz, "RELAY");
+    for (int p = 0; p < 3 && o + 1 < outsz; p++) {
+        if (!parts[p])
+            continue;
+        out[o++] = '_';
+        for (const char *c = parts[p]; *c && o + 1 < outsz; c++)
+            out[o++] = (*c == '.' || *c == '-') ? '_' : (char)toupper((unsigned char)*c);
+    }
+    out[o] = '\0';
+}
+
+static int apply_env(rl_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    extern char **environ;
+    char var[256], why[400];
+    int rc = 0;
+
+    for (size_t i = 0; i < NKEYS && rc == 0; i++) {
+        const key_t_ *k = &keys[i];
+        if (!strcmp(k->section, "source")) {
+            for (size_t s = 0; s < cfg->nsources && rc == 0; s++) {
+                env_name(var, sizeof(var), "source", cfg->sources[s].name, k->name);
+                const char *v = getenv(var);
+                if (v && parse_value(k, v, (char *)&cfg->sources[s] + k->off, why,
+                                     sizeof(why)) != 0) {
+                    snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
+                    rc = -1;
+                }
+            }
+            continue;
+        }
+        env_name(var, sizeof(var), k->section, NULL, k->name);
+        const char *v = getenv(var);
+        if (v && parse_value(k, v, (char *)cfg + k->off, why, sizeof(why)) != 0) {
+            snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
+            rc = -1;
+        }
+    }
+    /* RELAY_KAFKA_<PROP> that relay does not know: a librdkafka property, whose
+     * names use dots where the variable has underscores. */
+    for (char **e = environ; rc == 0 && *e; e++) {
+        if (strncmp(*e, "RELAY_KAFKA_", 12) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        char prop[200];
+        size_t n = (size_t)(eq - (*e + 12));
+        if (n == 0 || n >= sizeof(prop))
+            continue;
+        for (size_t j = 0; j < n; j++) {
+            char c = (*e)[12 + j];
+            prop[j] = c == '_' ? '.' : (char)tolower((unsigned char)c);
+        }
+        prop[n] = '\0';
+        if (find_key("kafka", prop)) /* relay's own key, applied above */
+            continue;
+        if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
+            kafka_prop_set(cfg, prop, eq + 1) != 0) {
+            snprintf(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+static int validate(rl_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    int rc = -1;
+
+    if (cfg->nsources == 0) {
+        snprintf(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
+                 cfg->path);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        rl_source_conf_t *s = &cfg->sources[i];
+        if (!s->codec) {
+            snprintf(errstr, errstr_size, "%s:%d: [source %s] has no 'codec' key", cfg->path,
+                     s->line, s->name);
+            goto out;
+        }
+        if (!strcmp(s->auth, "token") && !*s->secret) {
+            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = token needs a secret",
+                     cfg->path, s->line, s->name);
+            goto out;
+        }
+    }
+    if (!strchr(cfg->http.listen, ':')) {
+        snprintf(errstr, errstr_size, "%s: http.listen '%s' is not host:port", cfg->path,
+                 cfg->http.listen);
+        goto out;
+    }
+    if (cfg->wal.segment_size > cfg->wal.max_size) {
+        snprintf(errstr, errstr_size, "%s: wal.segment_size is larger than wal.max_size",
+                 cfg->path);
+        goto out;
+    }
+    if (cfg->redis.enabled && strncmp(cfg->redis.url, "redis://", 8) != 0 &&
+        strncmp(cfg->redis.url, "unix://", 7) != 0) {
+        snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://",
+                 cfg->path);
+        goto out;
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
+{
+    parse_state_t ps = {0};
+    rl_config_t *cfg = calloc(1, sizeof(*cfg));
+    char why[400];
+    int ok = 0;
+
+    if (!cfg) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    cfg->path = strdup(path);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, "source") != 0)
+            parse_value(&keys[i], keys[i].def, (char *)cfg + keys[i].off, why, sizeof(why));
+
+    ps.cfg = cfg;
+    ps.file = path;
+    ps.at_bol = 1;
+    if (!(ps.fp = fopen(path, "r"))) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    int line = ini_parse_stream(counting_reader, &ps, on_ini_entry, &ps);
+    fclose(ps.fp);
+    if (line != 0 || ps.err[0]) {
+        if (!ps.err[0])
+            snprintf(ps.err, sizeof(ps.err), "%s:%d: syntax error", path, line);
+        snprintf(errstr, errstr_size, "%s", ps.err);
+        goto out;
+    }
+    if (apply_env(cfg, errstr, errstr_size) != 0 || validate(cfg, errstr, errstr_size) != 0)
+        goto out;
+    ok = 1;
+out:
+    if (!ok) {
+        rl_config_destroy(cfg);
+        cfg = NULL;
+    }
+    return cfg;
+}
+
+void rl_config_destroy(rl_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_t_ *k = &keys[i];
+        if ((k->type == T_STR || k->type == T_ENUM) && strcmp(k->section, "source") != 0)
+            free(*(char **)((char *)cfg + k->off));
+    }
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        for (size_t i = 0; i < NKEYS; i++)
+            if (!strcmp(keys[i].section, "source") &&
+                (keys[i].type == T_STR || keys[i].type == T_ENUM))
+                free(*(char **)((char *)&cfg->sources[s] + keys[i].off));
+        free(cfg->sources[s].name);
+    }
+    for (size_t i = 0; i < cfg->kafka.nprops; i++) {
+        free(cfg->kafka.props[i].name);
+        free(cfg->kafka.props[i].value);
+    }
+    free(cfg->kafka.props);
+    free(cfg->sources);
+    free(cfg->path);
+    free(cfg);
+}
+
+const rl_source_conf_t *rl_config_source(const rl_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsources; i++)
+        if (!strcmp(cfg->sources[i].name, name))
+            return &cfg->sources[i];
+    return NULL;
+}
+
+static void dump_value(const key_t_ *k, const void *base, FILE *out)
+{
+    const void *p = (const char *)base + k->off;
+    if (k->type == T_STR || k->type == T_ENUM) {
+        const char *s = *(char *const *)p;
+        if (k->secret && s && *s)
+            fprintf(out, "%s = (set)\n", k->name);
+        else
+            fprintf(out, "%s = %s\n", k->name, s ? s : "");
+    } else if (k->type == T_BOOL) {
+        fprintf(out, "%s = %s\n", k->name, *(const long long *)p ? "true" : "false");
+    } else {
+        fprintf(out, "%s = %lld\n", k->name, *(const long long *)p);
+    }
+}
+
+void rl_config_dump(const rl_config_t *cfg, FILE *out)
+{
+    const char *section = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!strcmp(keys[i].section, "source"))
+            continue;
+        if (strcmp(section, keys[i].section) != 0) {
+            section = keys[i].section;
+            fprintf(out, "\n[%s]\n", section);
+            if (!strcmp(section, "kafka"))
+                for (size_t p = 0; p < cfg->kafka.nprops; p++)
+                    fprintf(out, "%s = %s\n", cfg->kafka.props[p].name,
+                            strstr(cfg->kafka.props[p].name, "password") ||
+                                    strstr(cfg->kafka.props[p].name, "secret")
+                                ? "(set)"
+                                : cfg->kafka.props[p].value);
+        }
+        dump_value(&keys[i], cfg, out);
+    }
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        fprintf(out, "\n[source %s]\n", cfg->sources[s].name);
+        for (size_t i = 0; i < NKEYS; i++)
+            if (!strcmp(keys[i].section, "source"))
+                dump_value(&keys[i], &cfg->sources[s], out);
+    }
+}
+
+void rl_config_reference(FILE *out)
+{
+    static const char *const tnames[] = {"string", "integer", "size", "seconds", "bool", "enum"};
+    fprintf(out, "| key | type | default | range / values | env | description |\n");
+    fprintf(out, "| --- | --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_t_ *k = &keys[i];
+        char var[128], range[64] = "";
+        int src = !strcmp(k->section, "source");
+        env_name(var, sizeof(var), k->section, src ? "NAME" : NULL, k->name);
+        if (k->type == T_ENUM)
+            snprintf(range, sizeof(range), "%s", k->choices ? k->choices : "a codec name");
+        else if (k->type != T_STR && k->type != T_BOOL)
+            snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
+        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section,
+                src ? " NAME" : "", k->name, tnames[k->type], k->def ? k->def : "(required)",
+                range, var, k->help, k->secret ? " **Secret.**" : "");
+    }
+}

@@ -1,0 +1,75 @@
+/* config.h -- relay's configuration: one table of keys from which parsing,
+ * validation, environment overrides, --check-config and the docs all come.
+ *
+ * File format: INI. Sections [http] [wal] [dedup] [kafka] [redis] [log] and one
+ * [source NAME] per webhook source. Keys in [kafka] that relay does not know are
+ * handed to librdkafka unchanged (kcat's -X). Every key can be overridden by the
+ * environment: RELAY_<SECTION>_<KEY>, RELAY_SOURCE_<NAME>_<KEY>. */
+#ifndef RL_CONFIG_H
+#define RL_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct rl_source_conf {
+    char *name;
+    char *codec;        /* a name from codecs.c's table */
+    char *auth;         /* none | token */
+    char *secret;       /* secret: never logged */
+    char *token_header; /* header carrying the token (auth = token) */
+    char *ack;          /* wal */
+    int line;           /* line of the [source NAME] header, for messages */
+} rl_source_conf_t;
+
+/* A librdkafka property passed through from [kafka]. */
+typedef struct rl_conf_prop {
+    char *name, *value;
+} rl_conf_prop_t;
+
+/* Plain values, read by every module after rl_config_load(); never written
+ * after start-up. Numbers are long long whatever their unit (bytes, seconds). */
+typedef struct rl_config {
+    char *path;
+    struct {
+        char *listen;
+        long long threads, max_body, timeout, max_connections;
+    } http;
+    struct {
+        char *dir;
+        long long segment_size, max_size, fsync;
+    } wal;
+    struct {
+        long long window, max_entries;
+    } dedup;
+    struct {
+        long long enabled;
+        char *brokers, *topic;
+        rl_conf_prop_t *props;
+        size_t nprops;
+    } kafka;
+    struct {
+        long long enabled, maxlen, batch;
+        char *url, *stream;
+    } redis;
+    struct {
+        char *level;
+    } log;
+    rl_source_conf_t *sources;
+    size_t nsources;
+} rl_config_t;
+
+/* Loads `path`, applies environment overrides, validates. Returns a config owned
+ * by the caller (free with rl_config_destroy), or NULL with "FILE:LINE: why"
+ * (or "environment: VAR: why") in errstr. */
+rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size);
+void rl_config_destroy(rl_config_t *cfg); /* NULL-safe */
+
+/* The source named `name`, or NULL. */
+const rl_source_conf_t *rl_config_source(const rl_config_t *cfg, const char *name);
+
+/* Writes the effective configuration as INI, secrets replaced by "(set)". */
+void rl_config_dump(const rl_config_t *cfg, FILE *out);
+/* Writes the key reference (name, type, default, bounds, help) as Markdown. */
+void rl_config_reference(FILE *out);
+
+#endif

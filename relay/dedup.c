@@ -1,0 +1,384 @@
+/* dedup.c -- in-memory window of recently seen (source, id) pairs.
+ *
+ * Layout, for n remembered ids:
+ *
+ *   nodes[]  a slab of 32-byte nodes {digest, time, prev, next}. Live nodes form one
+ *            doubly linked list in claim order (head = oldest). Times never decrease
+ *            along the list, so expiry and eviction both pop the head, and release()
+ *            unlinks from the middle in O(1) without leaving a hole that would take
+ *            room from the bound. Free nodes are chained through `next`.
+ *   index[]  open addressing table of u32 node positions, a power of two >= 2 * the
+ *            slab capacity (load <= 1/2), linear probing with backward-shift deletion
+ *            so there are no tombstones to clean up.
+ *
+ * Both grow by doubling up to max_entries, so a quiet window does not reserve memory
+ * for max_entries up front. At a full table that is 32 + 8..16 bytes per id. */
+#include "dedup.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DD_NIL UINT32_MAX  /* no node: empty index slot, end of a list */
+#define DD_INITIAL_CAP 256 /* nodes allocated up front (8 KB with its index) */
+#define DD_KEY_LEN 16      /* random key mixed into every digest */
+
+typedef struct dd_node {
+    uint64_t k[2]; /* first 128 bits of SHA-256(key, source, '\0', id) */
+    uint64_t t;    /* claim time; never less than the previous node's */
+    uint32_t prev; /* older neighbour, DD_NIL at the head */
+    uint32_t next; /* newer neighbour, DD_NIL at the tail; free list link when free */
+} dd_node;
+
+struct rl_dedup {
+    uint64_t window;
+    uint64_t now;        /* latest `now` seen: a clock step back must not expire early */
+    size_t max;          /* hard bound on live nodes */
+    size_t cap;          /* nodes allocated, <= max */
+    size_t used;         /* nodes[0..used) were handed out at least once */
+    size_t live;         /* nodes on the list */
+    uint32_t head, tail; /* oldest and newest live node */
+    uint32_t free;       /* free list of released/expired/evicted nodes */
+    dd_node *nodes;
+    uint32_t *index;
+    size_t mask; /* index size - 1 */
+    uint64_t evicted, expired;
+    EVP_MD_CTX *ctx; /* reused: one allocation per handle, not per claim */
+    EVP_MD *md;
+    unsigned char key[DD_KEY_LEN];
+};
+
+/* ---------------------------------------------------------------- digest -- */
+
+static int dd_digest(rl_dedup_t *d, const char *source, const char *id, uint64_t k[2])
+{
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outlen = 0;
+
+    /* The '\0' after source keeps ("ab","c") apart from ("a","bc"). */
+    if (EVP_DigestInit_ex(d->ctx, d->md, NULL) != 1 ||
+        EVP_DigestUpdate(d->ctx, d->key, sizeof(d->key)) != 1 ||
+        EVP_DigestUpdate(d->ctx, source, strlen(source) + 1) != 1 ||
+        EVP_DigestUpdate(d->ctx, id, strlen(id)) != 1 ||
+        EVP_DigestFinal_ex(d->ctx, out, &outlen) != 1 || outlen < sizeof(uint64_t) * 2)
+        return -1;
+    memcpy(k, out, sizeof(uint64_t) * 2);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- index -- */
+
+static size_t dd_home(const rl_dedup_t *d, const uint64_t k[2])
+{
+    /* The digest is keyed and uniform: its low bits are as good as any hash. */
+    return (size_t)(k[0] & d->mask);
+}
+
+/* The index slot holding the node with digest k, or the empty slot where it would go.
+ * *found tells which. Terminates because the load is at most 1/2. */
+static size_t dd_find(const rl_dedup_t *d, const uint64_t k[2], int *found)
+{
+    size_t i = dd_home(d, k);
+
+    for (;;) {
+        uint32_t pos = d->index[i];
+        if (pos == DD_NIL) {
+            *found = 0;
+            return i;
+        }
+        if (d->nodes[pos].k[0] == k[0] && d->nodes[pos].k[1] == k[1]) {
+            *found = 1;
+            return i;
+        }
+        i = (i + 1) & d->mask;
+    }
+}
+
+/* The index slot holding node `pos` (which must be indexed): compares positions, not
+ * digests, on the way. */
+static size_t dd_slot_of(const rl_dedup_t *d, uint32_t pos)
+{
+    size_t i = dd_home(d, d->nodes[pos].k);
+
+    while (d->index[i] != pos)
+        i = (i + 1) & d->mask;
+    return i;
+}
+
+/* Empties slot i and shifts later members of its probe run back, so lookups never
+ * need tombstones: an entry moves into the hole when the hole lies on its probe path
+ * (its distance from home is at least the hole's distance behind it). */
+static void dd_index_delete(rl_dedup_t *d, size_t i)
+{
+    size_t j = i;
+
+    for (;;) {
+        j = (j + 1) & d->mask;
+        uint32_t pos = d->index[j];
+        if (pos == DD_NIL)
+            break;
+        size_t home = dd_home(d, d->nodes[pos].k);
+        if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
+            d->index[i] = pos;
+            i = j;
+        }
+    }
+    d->index[i] = DD_NIL;
+}
+
+static void dd_index_insert(rl_dedup_t *d, uint32_t pos)
+{
+    size_t i = dd_home(d, d->nodes[pos].k);
+
+    while (d->index[i] != DD_NIL)
+        i = (i + 1) & d->mask;
+    d->index[i] = pos;
+}
+
+/* Smallest power of two >= 2 * cap: keeps the load at or under 1/2. */
+static size_t dd_index_size(size_t cap)
+{
+    size_t n = 8;
+
+    while (n < cap * 2)
+        n <<= 1;
+    return n;
+}
+
+/* Allocates an index of `size` slots, all empty. */
+static uint32_t *dd_index_alloc(size_t size)
+{
+    uint32_t *index = malloc(size * sizeof(*index));
+
+    if (index)
+        memset(index, 0xff, size * sizeof(*index)); /* every slot DD_NIL */
+    return index;
+}
+
+/* Installs `index` (from dd_index_alloc) of `size` slots and reinserts every live node. */
+static void dd_index_replace(rl_dedup_t *d, uint32_t *index, size_t size)
+{
+    free(d->index);
+    d->index = index;
+    d->mask = size - 1;
+    for (uint32_t pos = d->head; pos != DD_NIL; pos = d->nodes[pos].next)
+        dd_index_insert(d, pos);
+}
+
+/* ------------------------------------------------------------------ list -- */
+
+static void dd_unlink(rl_dedup_t *d, uint32_t pos)
+{
+    dd_node *n = &d->nodes[pos];
+
+    if (n->prev != DD_NIL)
+        d->nodes[n->prev].next = n->next;
+    else
+        d->head = n->next;
+    if (n->next != DD_NIL)
+        d->nodes[n->next].prev = n->prev;
+    else
+        d->tail = n->prev;
+}
+
+static void dd_append(rl_dedup_t *d, uint32_t pos)
+{
+    dd_node *n = &d->nodes[pos];
+
+    n->prev = d->tail;
+    n->next = DD_NIL;
+    if (d->tail != DD_NIL)
+        d->nodes[d->tail].next = pos;
+    else
+        d->head = pos;
+    d->tail = pos;
+}
+
+/* Forgets live node `pos` whose index slot is `slot`: out of index and list, onto the
+ * free list. */
+static void dd_forget(rl_dedup_t *d, uint32_t pos, size_t slot)
+{
+    dd_index_delete(d, slot);
+    dd_unlink(d, pos);
+    d->nodes[pos].next = d->free;
+    d->free = pos;
+    d->live--;
+}
+
+/* ------------------------------------------------------------ allocation -- */
+
+/* Doubles the slab (up to max) and the index to match. Everything is allocated before
+ * anything changes, so on failure the structure is intact at its current size. */
+static int dd_grow(rl_dedup_t *d)
+{
+    size_t cap = d->cap * 2 < d->max ? d->cap * 2 : d->max;
+    size_t isize = dd_index_size(cap);
+    uint32_t *index = NULL;
+    dd_node *nodes;
+
+    if (isize != d->mask + 1 && !(index = dd_index_alloc(isize)))
+        return -1;
+    if (!(nodes = realloc(d->nodes, cap * sizeof(*nodes)))) {
+        free(index);
+        return -1;
+    }
+    d->nodes = nodes;
+    d->cap = cap;
+    if (index)
+        dd_index_replace(d, index, isize);
+    return 0;
+}
+
+/* A free node position. Reuses freed nodes first, then fresh ones, then grows; when
+ * the bound is reached (or memory ran out) the oldest id is forgotten to make room. */
+static uint32_t dd_alloc(rl_dedup_t *d)
+{
+    uint32_t pos;
+
+    if (d->free != DD_NIL) {
+        pos = d->free;
+        d->free = d->nodes[pos].next;
+        return pos;
+    }
+    if (d->used == d->cap && d->cap < d->max)
+        (void)dd_grow(d); /* on failure, fall through to eviction at the current cap */
+    if (d->used < d->cap)
+        return (uint32_t)d->used++;
+
+    /* Full: every handed-out node is live, so the list is not empty. */
+    pos = d->head;
+    dd_forget(d, pos, dd_slot_of(d, pos));
+    d->evicted++;
+    d->free = d->nodes[pos].next; /* pop it back off the free list */
+    return pos;
+}
+
+/* Drops ids whose window passed, oldest first; stops at the first one still inside. */
+static void dd_expire(rl_dedup_t *d)
+{
+    while (d->head != DD_NIL && d->now - d->nodes[d->head].t >= d->window) {
+        uint32_t pos = d->head;
+        dd_forget(d, pos, dd_slot_of(d, pos));
+        d->expired++;
+    }
+}
+
+/* ------------------------------------------------------------------- API -- */
+
+rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size)
+{
+    rl_dedup_t *d = NULL;
+    const char *err = NULL;
+
+    if (window_s == 0) {
+        err = "dedup window must be > 0 seconds";
+        goto fail;
+    }
+    if (max_entries == 0 || max_entries > RL_DEDUP_MAX_ENTRIES ||
+        max_entries > SIZE_MAX / 2 / sizeof(dd_node)) {
+        err = "dedup max_entries must be between 1 and 2^30";
+        goto fail;
+    }
+    if (!(d = calloc(1, sizeof(*d)))) {
+        err = "out of memory";
+        goto fail;
+    }
+    d->window = window_s;
+    d->max = max_entries;
+    d->cap = max_entries < DD_INITIAL_CAP ? max_entries : DD_INITIAL_CAP;
+    d->head = d->tail = d->free = DD_NIL;
+    d->mask = dd_index_size(d->cap) - 1;
+    if (!(d->nodes = malloc(d->cap * sizeof(*d->nodes))) ||
+        !(d->index = dd_index_alloc(d->mask + 1))) {
+        err = "out of memory";
+        goto fail;
+    }
+    if (!(d->md = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(d->ctx = EVP_MD_CTX_new())) {
+        err = "cannot set up SHA-256";
+        goto fail;
+    }
+    if (RAND_bytes(d->key, sizeof(d->key)) != 1) {
+        err = "cannot get random bytes for the dedup key";
+        goto fail;
+    }
+    return d;
+
+fail:
+    if (errstr && errstr_size > 0)
+        snprintf(errstr, errstr_size, "%s", err);
+    rl_dedup_destroy(d);
+    return NULL;
+}
+
+void rl_dedup_destroy(rl_dedup_t *d)
+{
+    if (!d)
+        return;
+    EVP_MD_CTX_free(d->ctx);
+    EVP_MD_free(d->md);
+    free(d->nodes);
+    free(d->index);
+    free(d);
+}
+
+int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t now)
+{
+    uint64_t k[2];
+    uint32_t pos;
+    int found;
+
+    if (!d || !source || !id || dd_digest(d, source, id, k) != 0)
+        return -1;
+    if (now > d->now)
+        d->now = now;
+    dd_expire(d);
+    (void)dd_find(d, k, &found);
+    if (found)
+        return 0;
+
+    /* Allocation may evict or rebuild the index, so the slot is looked up again. */
+    pos = dd_alloc(d);
+    d->nodes[pos].k[0] = k[0];
+    d->nodes[pos].k[1] = k[1];
+    d->nodes[pos].t = d->now;
+    dd_append(d, pos);
+    dd_index_insert(d, pos);
+    d->live++;
+    return 1;
+}
+
+void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
+{
+    uint64_t k[2];
+    size_t slot;
+    int found;
+
+    if (!d || !source || !id || dd_digest(d, source, id, k) != 0)
+        return;
+    slot = dd_find(d, k, &found);
+    if (found)
+        dd_forget(d, d->index[slot], slot);
+}
+
+size_t rl_dedup_count(const rl_dedup_t *d)
+{
+    return d ? d->live : 0;
+}
+
+uint64_t rl_dedup_evicted(const rl_dedup_t *d)
+{
+    return d ? d->evicted : 0;
+}
+
+uint64_t rl_dedup_expired(const rl_dedup_t *d)
+{
+    return d ? d->expired : 0;
+}
+
+size_t rl_dedup_memory(const rl_dedup_t *d)
+{
+    /* OpenSSL's digest context (a few hundred bytes, fixed) is not counted. */
+    return d ? sizeof(*d) + d->cap * sizeof(*d->nodes) + (d->mask + 1) * sizeof(*d->index) : 0;
+}

@@ -1,0 +1,50 @@
+/* dedup.h -- in-memory window of recently seen (source, id) pairs.
+ *
+ * Providers retry webhooks they think we did not take; this window recognizes the retry
+ * so the event is written to the WAL once. It sits on the hot path of every request, so
+ * it is small (about 40 bytes per remembered id) and every operation is O(1) amortized.
+ *
+ * Each pair is kept as a 128-bit keyed digest of source + '\0' + id, never as text: a
+ * 64-bit digest would be too short (a collision drops a real event as a duplicate), and
+ * the per-process random key keeps senders from aiming ids at one hash bucket. Digests
+ * are therefore not comparable across processes or restarts.
+ *
+ * Not thread-safe: the caller serializes every call on one handle under its own lock. */
+#ifndef RL_DEDUP_H
+#define RL_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The largest max_entries accepted (positions are 32-bit, the index is twice as big). */
+#define RL_DEDUP_MAX_ENTRIES ((size_t)1 << 30)
+
+typedef struct rl_dedup rl_dedup_t;
+
+/* window_s: how long an id is remembered, > 0. An id claimed at time t is a duplicate
+ * while now < t + window_s. max_entries: hard bound on remembered ids, 1 to
+ * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to about 40 bytes * max_entries.
+ * Returns NULL with a reason in errstr (when errstr_size > 0) on failure. */
+rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size);
+void rl_dedup_destroy(rl_dedup_t *d); /* NULL-safe */
+
+/* Claims (source, id) at time `now` (unix seconds, passed in for testability).
+ * Returns 1 when new (now remembered), 0 when already remembered within the window,
+ * -1 when d, source or id is NULL or hashing failed (treat as new: it is safer to
+ * deliver twice than to drop). Ids whose window passed are dropped lazily, oldest first,
+ * by this call. When max_entries ids are remembered, the oldest is forgotten
+ * (rl_dedup_evicted). A `now` earlier than one seen before (clock stepped back) is
+ * taken as the latest `now` seen, so nothing expires early. */
+int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t now);
+
+/* Forgets a claim made by rl_dedup_claim (used when the event could not be made
+ * durable, so the provider's retry must be taken). No-op when unknown or NULL. */
+void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id);
+
+size_t rl_dedup_count(const rl_dedup_t *d);     /* ids remembered now (expired ones count
+                                                 * until the next claim drops them) */
+uint64_t rl_dedup_evicted(const rl_dedup_t *d); /* forgotten early because of max_entries */
+uint64_t rl_dedup_expired(const rl_dedup_t *d); /* forgotten because the window passed */
+size_t rl_dedup_memory(const rl_dedup_t *d);    /* bytes allocated by the structure */
+
+#endif

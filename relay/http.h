@@ -1,0 +1,34 @@
+/* http.h -- the HTTP front: libmicrohttpd with an epoll thread pool.
+ *
+ *   POST /v1/webhooks/{source}   -> ingest (answered once durable)
+ *   GET  /healthz /readyz /metrics
+ *
+ * A webhook request whose events must be made durable suspends its connection;
+ * the WAL's completion resumes it, so HTTP threads never block on disk, Kafka or
+ * Redis. */
+#ifndef RL_HTTP_H
+#define RL_HTTP_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "ingest.h"
+#include "metrics.h"
+
+typedef struct rl_http rl_http_t;
+
+/* Readiness probe: 1 ready, 0 not (with a reason written to why). */
+typedef int (*rl_ready_fn)(void *arg, char *why, size_t whysz);
+
+/* Starts listening on cfg->http.listen. cfg, ingest and metrics are borrowed and
+ * must outlive the server. */
+rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
+                       rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size);
+/* Stops accepting new connections (the listener closes); requests in flight go on. */
+void rl_http_quiesce(rl_http_t *h);
+/* Requests still waiting for their answer. */
+int rl_http_inflight(rl_http_t *h);
+/* Stops the server (after in-flight requests were answered, or giving up on them). */
+void rl_http_destroy(rl_http_t *h); /* NULL-safe */
+
+#endif

@@ -1,0 +1,334 @@
+/* ingest.c -- the request pipeline.
+ *
+ * Dedup claims and the WAL append happen under one lock. That makes "claimed"
+ * imply "appended": a retry that finds the id claimed can wait for a WAL barrier
+ * and know the original is durable before it answers 200 itself. */
+#include "ingest.h"
+
+#include "codec.h"
+#include "dedup.h"
+#include "log.h"
+#include "record.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WAL_FULL_RETRY_AFTER 5
+
+typedef struct source_rt {
+    const rl_source_conf_t *conf;
+    const rl_codec_t *codec;
+    rl_metric_t *m_accepted, *m_dup, *m_missing_token, *m_bad_token, *m_bad_json, *m_bad_shape,
+        *m_full;
+} source_rt_t;
+
+struct rl_ingest {
+    rl_wal_t *wal;
+    rl_dedup_t *dedup;
+    pthread_mutex_t lock; /* dedup + WAL append */
+    source_rt_t *src;
+    size_t nsrc;
+    rl_metric_t *m_dedup_size, *m_dedup_evicted;
+};
+
+/* A request waiting for the WAL. */
+typedef struct pending {
+    rl_ingest_t *ig;
+    source_rt_t *src;
+    rl_ingest_done_cb cb;
+    void *opaque;
+    char *ok_body; /* the 200 body, ready */
+    char **claimed; /* ids claimed by this request, released if the write fails */
+    size_t nclaimed;
+    size_t accepted, duplicates;
+} pending_t;
+
+void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", msg);
+    reply->status = status;
+    reply->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    reply->retry_after = 0;
+    json_decref(o);
+}
+
+static void dedup_metrics(void *arg)
+{
+    rl_ingest_t *ig = arg;
+    pthread_mutex_lock(&ig->lock);
+    rl_metric_set(ig->m_dedup_size, (int64_t)rl_dedup_count(ig->dedup));
+    rl_metric_set(ig->m_dedup_evicted, (int64_t)rl_dedup_evicted(ig->dedup));
+    pthread_mutex_unlock(&ig->lock);
+}
+
+static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
+{
+    char l[256];
+    const char *n = s->conf->name;
+    snprintf(l, sizeof(l), "source=\"%s\"", n);
+    s->m_accepted = rl_metrics_counter(m, "relay_events_accepted_total", l,
+                                       "New events made durable in the WAL.");
+    s->m_dup = rl_metrics_counter(m, "relay_events_duplicate_total", l,
+                                  "Events dropped as retries of events already taken.");
+    s->m_full = rl_metrics_counter(m, "relay_events_rejected_wal_full_total", l,
+                                   "Events refused (503) because the WAL was full.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"missing_token\"", n);
+    s->m_missing_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
+                                            "Requests refused 401, by reason.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"bad_token\"", n);
+    s->m_bad_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
+                                        "Requests refused 401, by reason.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_json\"", n);
+    s->m_bad_json = rl_metrics_counter(m, "relay_decode_errors_total", l,
+                                       "Requests refused 400, by reason.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_payload\"", n);
+    s->m_bad_shape = rl_metrics_counter(m, "relay_decode_errors_total", l,
+                                        "Requests refused 400, by reason.");
+}
+
+rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
+                           char *errstr, size_t errstr_size)
+{
+    rl_ingest_t *ig = calloc(1, sizeof(*ig));
+    int ok = 0;
+
+    if (!ig) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    pthread_mutex_init(&ig->lock, NULL);
+    ig->wal = wal;
+    ig->dedup = rl_dedup_new((uint32_t)cfg->dedup.window, (size_t)cfg->dedup.max_entries, errstr,
+                             errstr_size);
+    ig->src = calloc(cfg->nsources, sizeof(*ig->src));
+    if (!ig->dedup || !ig->src)
+        goto out;
+    ig->nsrc = cfg->nsources;
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        ig->src[i].conf = &cfg->sources[i];
+        ig->src[i].codec = rl_codec_find(cfg->sources[i].codec);
+        if (!ig->src[i].codec) {
+            snprintf(errstr, errstr_size, "source %s: unknown codec", cfg->sources[i].name);
+            goto out;
+        }
+        if (metrics)
+            register_source_metrics(&ig->src[i], metrics);
+    }
+    if (metrics) {
+        ig->m_dedup_size = rl_metrics_gauge(metrics, "relay_dedup_entries", "",
+                                            "(source, id) pairs remembered for deduplication.");
+        ig->m_dedup_evicted =
+            rl_metrics_gauge(metrics, "relay_dedup_evicted_total", "",
+                             "Ids forgotten before their window ended (dedup.max_entries).");
+        rl_metrics_on_render(metrics, dedup_metrics, ig);
+    }
+    ok = 1;
+out:
+    if (!ok) {
+        rl_ingest_destroy(ig);
+        ig = NULL;
+    }
+    return ig;
+}
+
+void rl_ingest_destroy(rl_ingest_t *ig)
+{
+    if (!ig)
+        return;
+    rl_dedup_destroy(ig->dedup);
+    free(ig->src);
+    pthread_mutex_destroy(&ig->lock);
+    free(ig);
+}
+
+static void pending_free(pending_t *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nclaimed; i++)
+        free(p->claimed[i]);
+    free(p->claimed);
+    free(p->ok_body);
+    free(p);
+}
+
+/* The WAL's verdict on a request's events (flusher thread). */
+static void on_durable(void *opaque, int status)
+{
+    pending_t *p = opaque;
+    rl_reply_t reply = {0};
+
+    if (status == 0) {
+        rl_metric_add(p->src->m_accepted, p->accepted);
+        rl_metric_add(p->src->m_dup, p->duplicates);
+        reply.status = 200;
+        reply.body = p->ok_body;
+        p->ok_body = NULL;
+    } else {
+        /* Not durable: forget the claims so that the provider's retry is taken. */
+        pthread_mutex_lock(&p->ig->lock);
+        for (size_t i = 0; i < p->nclaimed; i++)
+            rl_dedup_release(p->ig->dedup, p->src->conf->name, p->claimed[i]);
+        pthread_mutex_unlock(&p->ig->lock);
+        rl_reply_error(&reply, 503, "wal_unavailable",
+                       "the events could not be written to the WAL; retry later");
+        reply.retry_after = WAL_FULL_RETRY_AFTER;
+    }
+    p->cb(p->opaque, &reply);
+    pending_free(p);
+}
+
+static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
+{
+    for (size_t i = 0; i < ig->nsrc; i++)
+        if (!strcmp(ig->src[i].conf->name, name))
+            return &ig->src[i];
+    return NULL;
+}
+
+static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < evs->n; i++)
+        json_array_append_new(ids, json_string(evs->v[i].id));
+    json_t *o = json_pack("{s:I,s:I,s:o}", "accepted", (json_int_t)accepted, "duplicates",
+                          (json_int_t)dups, "ids", ids);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* Claims and appends under the lock. Returns 1 answered now, 0 pending. */
+static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
+                            struct iovec *iov, rl_reply_t *reply)
+{
+    uint64_t now = (uint64_t)time(NULL), first_seq;
+    size_t nnew = 0;
+    int rc;
+
+    pthread_mutex_lock(&ig->lock);
+    for (size_t i = 0; i < evs->n; i++) {
+        if (rl_dedup_claim(ig->dedup, p->src->conf->name, evs->v[i].id, now) == 0) {
+            p->duplicates++;
+            continue;
+        }
+        p->claimed[p->nclaimed++] = strdup(evs->v[i].id);
+        iov[nnew++] = iov[i];
+    }
+    p->accepted = nnew;
+    p->ok_body = ok_body(evs, p->accepted, p->duplicates);
+    if (nnew)
+        rc = rl_wal_append(ig->wal, iov, nnew, &first_seq, on_durable, p);
+    else /* all retries: answer once what they repeat is durable */
+        rc = rl_wal_barrier(ig->wal, on_durable, p);
+    if (rc != RL_WAL_OK) {
+        for (size_t i = 0; i < p->nclaimed; i++)
+            rl_dedup_release(ig->dedup, p->src->conf->name, p->claimed[i]);
+    }
+    pthread_mutex_unlock(&ig->lock);
+
+    if (rc == RL_WAL_FULL) {
+        rl_metric_add(p->src->m_full, nnew);
+        rl_reply_error(reply, 503, "wal_full", "the write-ahead log is full; retry later");
+        reply->retry_after = WAL_FULL_RETRY_AFTER;
+        return 1;
+    }
+    if (rc != RL_WAL_OK) {
+        rl_reply_error(reply, 503, "unavailable", "relay is shutting down or out of memory");
+        reply->retry_after = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
+                     void *opaque, rl_reply_t *reply)
+{
+    rl_event_list_t evs;
+    struct iovec *iov = NULL;
+    pending_t *p = NULL;
+    json_t *root = NULL;
+    json_error_t jerr;
+    const char *why = NULL;
+    char err[256];
+    int done = 1;
+
+    rl_event_list_init(&evs);
+    source_rt_t *src = find_source(ig, req->source);
+    if (!src) {
+        rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
+                       req->source);
+        goto out;
+    }
+    if (rl_auth_check(src->conf, req->header, req->header_ctx, &why) != 0) {
+        rl_metric_add(strcmp(why, "missing_token") ? src->m_bad_token : src->m_missing_token, 1);
+        rl_reply_error(reply, 401, "unauthorized", "authentication failed: %s", why);
+        goto out;
+    }
+    if (!(root = json_loadb((const char *)req->body, req->len, 0, &jerr))) {
+        rl_metric_add(src->m_bad_json, 1);
+        rl_reply_error(reply, 400, "invalid_json", "body is not JSON: %s (line %d, column %d)",
+                       jerr.text, jerr.line, jerr.column);
+        goto out;
+    }
+    err[0] = '\0';
+    if (src->codec->decode(root, &evs, err, sizeof(err)) != 0 || evs.n == 0) {
+        rl_metric_add(src->m_bad_shape, 1);
+        rl_reply_error(reply, 400, "invalid_payload", "not a %s webhook: %s", src->codec->name,
+                       err[0] ? err : "no events in body");
+        goto out;
+    }
+
+    p = calloc(1, sizeof(*p));
+    iov = calloc(evs.n, sizeof(*iov));
+    if (!p || !iov || !(p->claimed = calloc(evs.n, sizeof(char *))))
+        goto oom;
+    p->ig = ig;
+    p->src = src;
+    p->cb = cb;
+    p->opaque = opaque;
+    for (size_t i = 0; i < evs.n; i++) {
+        char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
+        uint8_t *buf = NULL;
+        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, &buf, &iov[i].iov_len) : -1;
+        free(ce);
+        if (rc != 0)
+            goto oom;
+        iov[i].iov_base = buf;
+    }
+    /* claim_and_append compacts iov to the new events; keep the originals to free. */
+    struct iovec *all = malloc(evs.n * sizeof(*all));
+    if (!all)
+        goto oom;
+    memcpy(all, iov, evs.n * sizeof(*all));
+    done = claim_and_append(ig, p, &evs, iov, reply);
+    for (size_t i = 0; i < evs.n; i++)
+        free(all[i].iov_base);
+    free(all);
+    memset(iov, 0, evs.n * sizeof(*iov));
+    if (!done)
+        p = NULL; /* owned by the WAL callback now */
+    goto out;
+oom:
+    rl_reply_error(reply, 500, "internal", "out of memory or an event field too long");
+    done = 1;
+out:
+    if (iov)
+        for (size_t i = 0; i < evs.n; i++)
+            free(iov[i].iov_base);
+    free(iov);
+    pending_free(p);
+    json_decref(root);
+    rl_event_list_clear(&evs);
+    return done;
+}

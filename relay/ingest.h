@@ -1,0 +1,52 @@
+/* ingest.h -- one webhook request from body to durable events:
+ * source lookup -> auth -> JSON -> codec -> dedup -> WAL append -> answer.
+ *
+ * The answer to a request whose events are new is only produced once they are
+ * durable: the WAL's flusher thread calls back, and the HTTP layer resumes the
+ * suspended connection. */
+#ifndef RL_INGEST_H
+#define RL_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "metrics.h"
+#include "wal.h"
+
+typedef struct rl_ingest rl_ingest_t;
+
+typedef struct rl_ingest_req {
+    const char *source; /* the {source} of the URL */
+    const uint8_t *body;
+    size_t len;
+    rl_header_fn header; /* request headers, for authentication */
+    void *header_ctx;
+} rl_ingest_req_t;
+
+typedef struct rl_reply {
+    int status;      /* HTTP status */
+    char *body;      /* malloc'd JSON; owned by whoever holds the reply */
+    int retry_after; /* seconds for a Retry-After header, 0 for none */
+} rl_reply_t;
+
+/* Receives the reply (and its body) of a request that completed later. Runs on
+ * the WAL's flusher thread: it must not block. */
+typedef void (*rl_ingest_done_cb)(void *opaque, rl_reply_t *reply);
+
+/* cfg and wal are borrowed and must outlive the ingest; metrics may be NULL. */
+rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
+                           char *errstr, size_t errstr_size);
+void rl_ingest_destroy(rl_ingest_t *ig); /* NULL-safe */
+
+/* Returns 1 when the request is answered now (*reply filled, the caller owns its
+ * body), or 0 when cb(opaque, reply) will be called exactly once later. */
+int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
+                     void *opaque, rl_reply_t *reply);
+
+/* Builds an error reply {"error":code,"message":message}. */
+void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,204 @@
+/* metrics.c -- registration takes a lock (start-up only); updates are relaxed
+ * atomics, because a scrape needs no ordering with the hot path. */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rl_metric {
+    char *name, *labels, *help;
+    int gauge;
+    _Atomic int64_t v;
+};
+
+typedef struct hook {
+    void (*fn)(void *);
+    void *arg;
+} hook_t;
+
+struct rl_metrics {
+    pthread_mutex_t lock;
+    rl_metric_t **v;
+    size_t n, cap;
+    hook_t *hooks;
+    size_t nhooks;
+};
+
+rl_metrics_t *rl_metrics_new(char *errstr, size_t errstr_size)
+{
+    rl_metrics_t *m = calloc(1, sizeof(*m));
+    if (!m) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+void rl_metrics_destroy(rl_metrics_t *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->v[i]->name);
+        free(m->v[i]->labels);
+        free(m->v[i]->help);
+        free(m->v[i]);
+    }
+    free(m->v);
+    free(m->hooks);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, const char *help,
+                        int gauge)
+{
+    rl_metric_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        goto fail;
+    c->name = strdup(name);
+    c->labels = strdup(labels ? labels : "");
+    c->help = strdup(help);
+    c->gauge = gauge;
+    if (!c->name || !c->labels || !c->help)
+        goto fail;
+    pthread_mutex_lock(&m->lock);
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        rl_metric_t **v = realloc(m->v, cap * sizeof(*v));
+        if (!v) {
+            pthread_mutex_unlock(&m->lock);
+            goto fail;
+        }
+        m->v = v;
+        m->cap = cap;
+    }
+    m->v[m->n++] = c;
+    pthread_mutex_unlock(&m->lock);
+    return c;
+fail:
+    if (c) {
+        free(c->name);
+        free(c->labels);
+        free(c->help);
+        free(c);
+    }
+    return NULL;
+}
+
+rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *labels,
+                                const char *help)
+{
+    return reg(m, name, labels, help, 0);
+}
+
+rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,
+                              const char *help)
+{
+    return reg(m, name, labels, help, 1);
+}
+
+void rl_metric_add(rl_metric_t *c, uint64_t n)
+{
+    if (c)
+        atomic_fetch_add_explicit(&c->v, (int64_t)n, memory_order_relaxed);
+}
+
+void rl_metric_set(rl_metric_t *g, int64_t v)
+{
+    if (g)
+        atomic_store_explicit(&g->v, v, memory_order_relaxed);
+}
+
+int64_t rl_metric_get(const rl_metric_t *c)
+{
+    return c ? atomic_load_explicit(&((rl_metric_t *)c)->v, memory_order_relaxed) : 0;
+}
+
+void rl_metrics_on_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&m->lock);
+    hook_t *h = realloc(m->hooks, (m->nhooks + 1) * sizeof(*h));
+    if (h) {
+        m->hooks = h;
+        h[m->nhooks++] = (hook_t){fn, arg};
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf_t;
+
+static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (int tries = 0; tries < 2 && !b->oom; tries++) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+char *rl_metrics_render(rl_metrics_t *m, size_t *len)
+{
+    sbuf_t b = {malloc(8192), 0, 8192, 0};
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->nhooks; i++)
+        m->hooks[i].fn(m->hooks[i].arg);
+    /* Series of one name are printed together under one HELP/TYPE, as the
+     * format asks, whatever order they were registered in. */
+    for (size_t i = 0; i < m->n; i++) {
+        int first = 1;
+        for (size_t j = 0; j < i && first; j++)
+            if (!strcmp(m->v[j]->name, m->v[i]->name))
+                first = 0;
+        if (!first)
+            continue;
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m->v[i]->name, m->v[i]->help,
+                  m->v[i]->name, m->v[i]->gauge ? "gauge" : "counter");
+        for (size_t j = i; j < m->n; j++) {
+            rl_metric_t *c = m->v[j];
+            if (strcmp(c->name, m->v[i]->name) != 0)
+                continue;
+            if (c->labels[0])
+                sb_printf(&b, "%s{%s} %lld\n", c->name, c->labels, (long long)rl_metric_get(c));
+            else
+                sb_printf(&b, "%s %lld\n", c->name, (long long)rl_metric_get(c));
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

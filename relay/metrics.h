@@ -1,0 +1,37 @@
+/* metrics.h -- a small registry of counters and gauges rendered in the
+ * Prometheus text format. Modules register what they count at start-up and then
+ * update it lock-free from any thread. */
+#ifndef RL_METRICS_H
+#define RL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rl_metrics rl_metrics_t;
+typedef struct rl_metric rl_metric_t;
+
+rl_metrics_t *rl_metrics_new(char *errstr, size_t errstr_size);
+void rl_metrics_destroy(rl_metrics_t *m); /* NULL-safe; frees every metric */
+
+/* Registers a counter (or gauge) `name{labels}`; `labels` is the inside of the
+ * braces, e.g. "source=\"timely\",code=\"200\"", or "" for none. Strings are
+ * copied. The returned metric is owned by `m` and lives as long as it. Returns
+ * NULL on out-of-memory; the update functions accept NULL and do nothing, so a
+ * failed registration costs a metric, never a crash. */
+rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *labels,
+                                const char *help);
+rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,
+                              const char *help);
+
+void rl_metric_add(rl_metric_t *c, uint64_t n);
+void rl_metric_set(rl_metric_t *g, int64_t v);
+int64_t rl_metric_get(const rl_metric_t *c);
+
+/* Called (in registration order) before every render, to refresh gauges that
+ * are cheaper to compute on demand (WAL bytes, sink lag). */
+void rl_metrics_on_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg);
+
+/* The exposition text; malloc'd, the caller frees it. NULL on out-of-memory. */
+char *rl_metrics_render(rl_metrics_t *m, size_t *len);
+
+#endif

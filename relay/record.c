@@ -1,0 +1,182 @@
+/* record.c -- event payload encoding, CloudEvent building, destination names. */
+#include "record.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* source + id identify an event for consumers (CloudEvents), so a provider
+ * workspace belongs in source: the same id in two workspaces is two events. */
+static void ce_source(const rl_event_t *ev, const char *source, char *out, size_t outsz)
+{
+    if (ev->workspace_id && *ev->workspace_id)
+        snprintf(out, outsz, "/%s/%s", source, ev->workspace_id);
+    else
+        snprintf(out, outsz, "/%s", source);
+}
+
+char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider)
+{
+    char src[512];
+    char *out = NULL;
+    json_t *ce = json_object();
+
+    if (!ce)
+        goto done;
+    ce_source(ev, source, src, sizeof(src));
+    json_object_set_new(ce, "specversion", json_string("1.0"));
+    json_object_set_new(ce, "id", json_string(ev->id));
+    json_object_set_new(ce, "source", json_string(src));
+    json_object_set_new(ce, "type", json_string(ev->type));
+    if (ev->time && *ev->time)
+        json_object_set_new(ce, "time", json_string(ev->time));
+    if (ev->channel_id && *ev->channel_id) {
+        json_object_set_new(ce, "subject", json_string(ev->channel_id));
+        json_object_set_new(ce, "channelid", json_string(ev->channel_id));
+    }
+    if (ev->workspace_id && *ev->workspace_id)
+        json_object_set_new(ce, "workspaceid", json_string(ev->workspace_id));
+    json_object_set_new(ce, "provider", json_string(provider));
+    json_object_set_new(ce, "datacontenttype", json_string("application/json"));
+    json_object_set(ce, "data", ev->data ? ev->data : json_null());
+    out = json_dumps(ce, JSON_COMPACT);
+done:
+    json_decref(ce);
+    return out;
+}
+
+static uint8_t *put_str(uint8_t *p, const char *s, size_t len)
+{
+    p[0] = (uint8_t)len;
+    p[1] = (uint8_t)(len >> 8);
+    memcpy(p + 2, s, len);
+    return p + 2 + len;
+}
+
+int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
+                     uint8_t **out, size_t *out_len)
+{
+    char src[512];
+    ce_source(ev, source, src, sizeof(src));
+    const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
+    size_t fl[5], ej = strlen(event_json), total = 1 + 4 + ej;
+
+    for (int i = 0; i < 5; i++) {
+        fl[i] = strlen(f[i]);
+        if (fl[i] > 0xffff)
+            return -1;
+        total += 2 + fl[i];
+    }
+    uint8_t *buf = malloc(total), *p = buf;
+    if (!buf)
+        return -1;
+    *p++ = 1;
+    for (int i = 0; i < 5; i++)
+        p = put_str(p, f[i], fl[i]);
+    for (int i = 0; i < 4; i++)
+        *p++ = (uint8_t)(ej >> (8 * i));
+    memcpy(p, event_json, ej);
+    *out = buf;
+    *out_len = total;
+    return 0;
+}
+
+int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)
+{
+    const uint8_t *end = p + len;
+    const char **f[5] = {&rec->source, &rec->id, &rec->type, &rec->channel_id, &rec->ce_source};
+    size_t *fl[5] = {&rec->source_len, &rec->id_len, &rec->type_len, &rec->channel_id_len,
+                     &rec->ce_source_len};
+
+    if (len < 1 || *p++ != 1)
+        return -1;
+    for (int i = 0; i < 5; i++) {
+        if (end - p < 2)
+            return -1;
+        size_t l = (size_t)p[0] | (size_t)p[1] << 8;
+        p += 2;
+        if ((size_t)(end - p) < l)
+            return -1;
+        *f[i] = (const char *)p;
+        *fl[i] = l;
+        p += l;
+    }
+    if (end - p < 4)
+        return -1;
+    size_t ej = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+    p += 4;
+    if ((size_t)(end - p) != ej)
+        return -1;
+    rec->event = (const char *)p;
+    rec->event_len = ej;
+    return 0;
+}
+
+static int var_value(const char *name, size_t nlen, const rl_record_t *rec, const char **v,
+                     size_t *vl)
+{
+    if (nlen == 6 && !memcmp(name, "family", 6)) {
+        char type[64];
+        snprintf(type, sizeof(type), "%.*s", (int)rec->type_len, rec->type);
+        *v = rl_event_family(type);
+        *vl = strlen(*v);
+    } else if (nlen == 4 && !memcmp(name, "type", 4)) {
+        *v = rec->type, *vl = rec->type_len;
+    } else if (nlen == 6 && !memcmp(name, "source", 6)) {
+        *v = rec->source, *vl = rec->source_len;
+    } else if (nlen == 10 && !memcmp(name, "channel_id", 10)) {
+        *v = rec->channel_id, *vl = rec->channel_id_len;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static int topic_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, char *out,
+                     size_t outsz)
+{
+    size_t o = 0;
+    for (const char *p = tpl; *p;) {
+        const char *v = p;
+        size_t vl = 1;
+        int var = 0;
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            if (!close || var_value(p + 1, (size_t)(close - p - 1), rec, &v, &vl) != 0)
+                return -1;
+            p = close + 1;
+            var = 1;
+            if (vl == 0) /* an empty channel id still names a destination */
+                v = "_", vl = 1;
+        } else {
+            p++;
+        }
+        if (o + vl >= outsz)
+            return -1;
+        for (size_t i = 0; i < vl; i++)
+            out[o++] = (var && topic_safe && !topic_char(v[i])) ? '_' : v[i];
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
+{
+    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1, 1, 9, 1, 2, 2};
+    char out[1024];
+    if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
+        snprintf(errstr, errstr_size,
+                 "template '%s': unknown or unclosed variable (known: {family} {type} {source} "
+                 "{channel_id})",
+                 tpl);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,951 @@
+/* wal.c -- see wal.h for the format and the threading model.
+ *
+ * Locking: one mutex guards the segment list, sequence numbers, the pending
+ * batch and the readers' committed cursors. File I/O happens outside it: the
+ * flusher writes the batch it swapped out, readers pread what is durable. */
+#include "wal.h"
+
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define HDR 16u                      /* u32 len, u32 crc, u64 seq */
+#define MAX_REC (64u * 1024 * 1024)  /* sanity bound when scanning */
+#define CURSOR_PERSIST_MS 200
+
+typedef struct segment {
+    uint64_t first_seq; /* lower bound of its records' seqs; also its file name */
+    uint64_t size;      /* durable bytes */
+} segment_t;
+
+typedef struct waiter {
+    rl_wal_done_cb cb;
+    void *opaque;
+} waiter_t;
+
+typedef struct batch {
+    uint8_t *buf;
+    size_t len, cap;
+    waiter_t *w;
+    size_t nw, capw;
+    uint64_t first_seq, last_seq; /* 0 when it holds no record */
+} batch_t;
+
+struct rl_wal_reader {
+    rl_wal_t *w;
+    char *name;
+    int cursor_fd;
+    uint64_t cursor;    /* committed: every seq <= cursor is acknowledged (lock) */
+    uint64_t persisted; /* value last written to the cursor file (flusher) */
+    rl_metric_t *m_cursor, *m_lag;
+    /* Read position, touched only by the reader's own thread. */
+    int fd;
+    uint64_t seg_first; /* segment being read */
+    uint64_t file_pos;  /* next file offset to read into buf */
+    uint64_t want;      /* skip records below this seq */
+    uint8_t *buf;
+    size_t blen, bpos, bcap;
+};
+
+struct rl_wal {
+    char *dir;
+    uint64_t segment_size, max_size;
+    int fsync, dirfd, active_fd;
+
+    pthread_mutex_t lock;
+    pthread_cond_t flush_cv, read_cv;
+    pthread_t flusher;
+    int stop, started, writable;
+
+    batch_t pending, flushing;
+    uint64_t next_seq, durable_seq, torn;
+    uint64_t bytes;          /* durable bytes on disk */
+    uint64_t inflight_bytes; /* in the batch being written */
+    segment_t *segs;
+    size_t nsegs, capsegs;
+    rl_wal_reader_t *readers;
+    size_t nreaders;
+    int cursors_dirty;
+
+    rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full,
+        *m_max;
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* The checksum covers the sequence number too, so a record copied to the wrong
+ * place or with a damaged header is caught, not only damaged payloads. */
+static uint32_t rec_crc(const uint8_t *seq8, const uint8_t *payload, size_t len)
+{
+    uLong c = crc32(0L, seq8, 8);
+    return (uint32_t)crc32(c, payload, (uInt)len);
+}
+
+static void seg_path(const rl_wal_t *w, uint64_t first_seq, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/%020llu.wal", w->dir, (unsigned long long)first_seq);
+}
+
+static int batch_reserve(batch_t *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64 * 1024;
+    while (cap < b->len + more)
+        cap *= 2;
+    uint8_t *p = realloc(b->buf, cap);
+    if (!p)
+        return -1;
+    b->buf = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque)
+{
+    if (b->nw == b->capw) {
+        size_t cap = b->capw ? b->capw * 2 : 64;
+        waiter_t *v = realloc(b->w, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        b->w = v;
+        b->capw = cap;
+    }
+    b->w[b->nw++] = (waiter_t){cb, opaque};
+    return 0;
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+/* Reads a segment record by record. *valid is the length of its longest valid
+ * prefix, *last_seq the last record's seq there (0 if none). */
+static int scan_segment(const char *path, uint64_t *valid, uint64_t *last_seq, uint64_t *count,
+                        uint64_t *file_size)
+{
+    int rc = -1, fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t cap = 1 << 20;
+    uint8_t *buf = malloc(cap);
+    uint64_t pos = 0, prev = 0;
+    struct stat st;
+
+    *valid = *last_seq = *count = 0;
+    if (fd < 0 || !buf || fstat(fd, &st) != 0)
+        goto out;
+    *file_size = (uint64_t)st.st_size;
+    while (pos + HDR <= *file_size) {
+        uint8_t hdr[HDR];
+        if (pread(fd, hdr, HDR, (off_t)pos) != HDR)
+            break;
+        uint32_t len = get32(hdr);
+        uint64_t seq = get64(hdr + 8);
+        if (len > MAX_REC || pos + HDR + len > *file_size || seq <= prev)
+            break;
+        if (len > cap) {
+            uint8_t *nb = realloc(buf, len);
+            if (!nb)
+                goto out;
+            buf = nb;
+            cap = len;
+        }
+        if (pread(fd, buf, len, (off_t)(pos + HDR)) != (ssize_t)len)
+            break;
+        if (rec_crc(hdr + 8, buf, len) != get32(hdr + 4))
+            break;
+        prev = seq;
+        pos += HDR + len;
+        (*count)++;
+    }
+    *valid = pos;
+    *last_seq = prev;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const segment_t *x = a, *y = b;
+    return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
+}
+
+static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
+{
+    if (w->nsegs == w->capsegs) {
+        size_t cap = w->capsegs ? w->capsegs * 2 : 16;
+        segment_t *v = realloc(w->segs, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        w->segs = v;
+        w->capsegs = cap;
+    }
+    w->segs[w->nsegs++] = (segment_t){first_seq, size};
+    return 0;
+}
+
+static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t errstr_size)
+{
+    DIR *d = opendir(w->dir);
+    struct dirent *de;
+    int rc = -1;
+
+    *last_seq = 0;
+    if (!d) {
+        snprintf(errstr, errstr_size, "%s: %s", w->dir, strerror(errno));
+        goto out;
+    }
+    while ((de = readdir(d))) {
+        char *end;
+        unsigned long long first = strtoull(de->d_name, &end, 10);
+        if (end == de->d_name || strcmp(end, ".wal") != 0)
+            continue;
+        if (seg_push(w, first, 0) != 0)
+            goto out;
+    }
+    qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
+    for (size_t i = 0; i < w->nsegs; i++) {
+        char path[4096];
+        uint64_t valid, last, count, fsize = 0;
+        seg_path(w, w->segs[i].first_seq, path, sizeof(path));
+        if (scan_segment(path, &valid, &last, &count, &fsize) != 0) {
+            snprintf(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (last && last < *last_seq) {
+            snprintf(errstr, errstr_size, "%s: sequence numbers go backwards", path);
+            goto out;
+        }
+        if (valid < fsize) {
+            /* A torn tail (crash mid-write) in the last segment is expected; in
+             * an older one it is damage. Either way only the valid prefix can be
+             * trusted, and it is all that was ever acknowledged. */
+            rl_log(i + 1 == w->nsegs ? RL_LOG_WARN : RL_LOG_ERROR,
+                   "wal: %s: dropping %llu bytes of torn or damaged records after offset %llu",
+                   path, (unsigned long long)(fsize - valid), (unsigned long long)valid);
+            if (truncate(path, (off_t)valid) != 0) {
+                snprintf(errstr, errstr_size, "%s: truncate: %s", path, strerror(errno));
+                goto out;
+            }
+            w->torn++;
+        }
+        w->segs[i].size = valid;
+        w->bytes += valid;
+        if (last)
+            *last_seq = last;
+    }
+    rc = 0;
+out:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errstr,
+                        size_t errstr_size)
+{
+    char path[4096];
+    seg_path(w, first_seq, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
+    if (fd < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* The new file's directory entry must be durable too, or a crash could lose
+     * a whole acknowledged segment. */
+    if (create && w->fsync && fsync(w->dirfd) != 0) {
+        snprintf(errstr, errstr_size, "%s: fsync: %s", w->dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (w->active_fd >= 0)
+        close(w->active_fd);
+    w->active_fd = fd;
+    return 0;
+}
+
+/* ---- cursors ------------------------------------------------------------ */
+
+static int reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl_metrics_t *m,
+                       char *errstr, size_t errstr_size)
+{
+    char path[4096], labels[128];
+    uint8_t b[12];
+
+    r->w = w;
+    r->fd = -1;
+    r->name = strdup(name);
+    snprintf(path, sizeof(path), "%s/%s.cursor", w->dir, name);
+    r->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (!r->name || r->cursor_fd < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* u64 seq + u32 crc; an unreadable cursor means "replay all that is kept":
+     * duplicates with the same id are allowed, losses are not. */
+    if (pread(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) &&
+        (uint32_t)crc32(0L, b, 8) == get32(b + 8))
+        r->cursor = get64(b);
+    r->persisted = r->cursor;
+    r->want = r->cursor + 1;
+    snprintf(labels, sizeof(labels), "sink=\"%s\"", name);
+    if (m) {
+        r->m_cursor = rl_metrics_gauge(m, "relay_wal_cursor", labels,
+                                       "Last WAL sequence number acknowledged by the sink.");
+        r->m_lag = rl_metrics_gauge(m, "relay_sink_lag_events", labels,
+                                    "Durable events the sink has not acknowledged yet.");
+    }
+    return 0;
+}
+
+static void persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync)
+{
+    uint8_t b[12];
+    put64(b, v);
+    put32(b + 8, (uint32_t)crc32(0L, b, 8));
+    if (pwrite(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b)) {
+        r->persisted = v;
+        if (sync)
+            fdatasync(r->cursor_fd);
+    }
+}
+
+/* Deletes segments every reader has passed. Called with the lock held; the
+ * active (last) segment always stays. */
+static void gc_segments(rl_wal_t *w)
+{
+    uint64_t min = w->durable_seq;
+    for (size_t i = 0; i < w->nreaders; i++)
+        if (w->readers[i].cursor < min)
+            min = w->readers[i].cursor;
+    size_t drop = 0;
+    while (drop + 1 < w->nsegs && w->segs[drop + 1].first_seq - 1 <= min) {
+        char path[4096];
+        seg_path(w, w->segs[drop].first_seq, path, sizeof(path));
+        if (unlink(path) != 0 && errno != ENOENT) {
+            rl_warn("wal: cannot delete %s: %s", path, strerror(errno));
+            break;
+        }
+        w->bytes -= w->segs[drop].size;
+        drop++;
+    }
+    if (drop) {
+        memmove(w->segs, w->segs + drop, (w->nsegs - drop) * sizeof(*w->segs));
+        w->nsegs -= drop;
+    }
+}
+
+/* ---- the flusher -------------------------------------------------------- */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void roll_if_full(rl_wal_t *w)
+{
+    char errstr[256];
+    segment_t *act = &w->segs[w->nsegs - 1];
+    if (act->size < w->segment_size)
+        return;
+    uint64_t first = w->pending.first_seq ? w->pending.first_seq : w->next_seq;
+    if (open_segment(w, first, 1, errstr, sizeof(errstr)) != 0) {
+        rl_error("wal: cannot start a new segment: %s", errstr); /* keep appending */
+        return;
+    }
+    seg_push(w, first, 0);
+}
+
+static void *flusher_main(void *arg)
+{
+    rl_wal_t *w = arg;
+    struct timespec last_persist = {0};
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+        }
+        if (w->stop && !w->pending.nw && !w->pending.len)
+            break;
+
+        /* Swap the pending batch out; appenders go on filling a fresh one. */
+        batch_t b = w->pending;
+        w->pending = w->flushing;
+        w->pending.len = w->pending.nw = 0;
+        w->pending.first_seq = w->pending.last_seq = 0;
+        w->flushing = b;
+        w->inflight_bytes = b.len;
+        segment_t *act = &w->segs[w->nsegs - 1];
+        uint64_t before = act->size;
+        int fd = w->active_fd, status = 0;
+        pthread_mutex_unlock(&w->lock);
+
+        if (b.len) {
+            int err = write_all(fd, b.buf, b.len);
+            if (!err && w->fsync) {
+                err = fdatasync(fd);
+                rl_metric_add(w->m_fsyncs, 1);
+            }
+            if (err) {
+                /* Cut back what may have been partly written, so the file ends on
+                 * a record boundary; the records are lost and so are not acked. */
+                rl_error("wal: write failed: %s; %zu waiting requests fail", strerror(errno),
+                         b.nw);
+                if (ftruncate(fd, (off_t)before) != 0)
+                    rl_error("wal: cannot truncate after a failed write: %s", strerror(errno));
+                status = -1;
+                rl_metric_add(w->m_errors, 1);
+            }
+        }
+
+        pthread_mutex_lock(&w->lock);
+        w->inflight_bytes = 0;
+        w->writable = status == 0;
+        if (status == 0 && b.len) {
+            w->segs[w->nsegs - 1].size += b.len;
+            w->bytes += b.len;
+            w->durable_seq = b.last_seq;
+            roll_if_full(w);
+            pthread_cond_broadcast(&w->read_cv);
+        }
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < b.nw; i++)
+            b.w[i].cb(b.w[i].opaque, status);
+        pthread_mutex_lock(&w->lock);
+
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - last_persist.tv_sec) * 1000 +
+                  (now.tv_nsec - last_persist.tv_nsec) / 1000000;
+        if (w->cursors_dirty && (ms >= CURSOR_PERSIST_MS || w->stop)) {
+            for (size_t i = 0; i < w->nreaders; i++)
+                if (w->readers[i].cursor != w->readers[i].persisted)
+                    persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
+            w->cursors_dirty = 0;
+            last_persist = now;
+            gc_segments(w);
+        } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
+            /* Nothing else to do: sleep until it is time to persist. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (CURSOR_PERSIST_MS - ms) * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+static void render_hook(void *arg)
+{
+    rl_wal_t *w = arg;
+    pthread_mutex_lock(&w->lock);
+    rl_metric_set(w->m_bytes, (int64_t)w->bytes);
+    rl_metric_set(w->m_segments, (int64_t)w->nsegs);
+    rl_metric_set(w->m_durable, (int64_t)w->durable_seq);
+    for (size_t i = 0; i < w->nreaders; i++) {
+        rl_metric_set(w->readers[i].m_cursor, (int64_t)w->readers[i].cursor);
+        rl_metric_set(w->readers[i].m_lag, w->durable_seq > w->readers[i].cursor
+                                               ? (int64_t)(w->durable_seq - w->readers[i].cursor)
+                                               : 0);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void register_metrics(rl_wal_t *w, rl_metrics_t *m)
+{
+    if (!m)
+        return;
+    w->m_bytes = rl_metrics_gauge(m, "relay_wal_bytes", "", "Bytes of WAL segments on disk.");
+    w->m_max = rl_metrics_gauge(m, "relay_wal_max_bytes", "", "The WAL's size cap (wal.max_size).");
+    w->m_segments = rl_metrics_gauge(m, "relay_wal_segments", "", "WAL segment files on disk.");
+    w->m_durable =
+        rl_metrics_gauge(m, "relay_wal_durable_seq", "", "Last durable WAL sequence number.");
+    w->m_fsyncs = rl_metrics_counter(m, "relay_wal_fsyncs_total", "",
+                                     "Group commits (fsyncs) of the WAL.");
+    w->m_errors = rl_metrics_counter(m, "relay_wal_write_errors_total", "",
+                                     "Failed WAL writes or fsyncs (requests answered 503).");
+    w->m_torn = rl_metrics_counter(m, "relay_wal_torn_total", "",
+                                   "Torn or damaged WAL tails cut off at start-up.");
+    w->m_full = rl_metrics_counter(m, "relay_wal_full_total", "",
+                                   "Appends refused because the WAL reached wal.max_size.");
+    rl_metric_set(w->m_max, (int64_t)w->max_size);
+    rl_metric_add(w->m_torn, w->torn);
+    rl_metrics_on_render(m, render_hook, w);
+}
+
+rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errstr,
+                      size_t errstr_size)
+{
+    rl_wal_t *w = calloc(1, sizeof(*w));
+    uint64_t last_seq = 0;
+    int ok = 0;
+
+    if (!w) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    w->dir = strdup(o->dir);
+    w->segment_size = o->segment_size;
+    w->max_size = o->max_size;
+    w->fsync = o->fsync;
+    w->active_fd = w->dirfd = -1;
+    w->writable = 1;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->flush_cv, NULL);
+    pthread_cond_init(&w->read_cv, NULL);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "%s", o->dir);
+    for (char *p = cmd + 1; *p; p++) { /* mkdir -p */
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(cmd, 0755);
+            *p = '/';
+        }
+    }
+    if (mkdir(cmd, 0755) != 0 && errno != EEXIST) {
+        snprintf(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
+        goto out;
+    }
+    if ((w->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
+        goto out;
+    }
+    if (load_segments(w, &last_seq, errstr, errstr_size) != 0)
+        goto out;
+
+    w->readers = calloc(o->nreaders ? o->nreaders : 1, sizeof(*w->readers));
+    if (!w->readers)
+        goto out;
+    for (size_t i = 0; i < o->nreaders; i++) {
+        w->nreaders++;
+        if (reader_init(w, &w->readers[i], o->readers[i], metrics, errstr, errstr_size) != 0)
+            goto out;
+        /* Sequence numbers must keep growing past every cursor even when all
+         * segments were deleted, or new records would look acknowledged. */
+        if (w->readers[i].cursor > last_seq)
+            last_seq = w->readers[i].cursor;
+    }
+    w->next_seq = last_seq + 1;
+    w->durable_seq = last_seq;
+
+    if (w->nsegs && w->segs[w->nsegs - 1].size < w->segment_size) {
+        if (open_segment(w, w->segs[w->nsegs - 1].first_seq, 0, errstr, errstr_size) != 0)
+            goto out;
+    } else {
+        if (open_segment(w, w->next_seq, 1, errstr, errstr_size) != 0 ||
+            seg_push(w, w->next_seq, 0) != 0)
+            goto out;
+    }
+    register_metrics(w, metrics);
+    if (pthread_create(&w->flusher, NULL, flusher_main, w) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the WAL flusher thread");
+        goto out;
+    }
+    w->started = 1;
+    rl_info("wal: %s: %zu segment(s), %llu bytes, next seq %llu%s", w->dir, w->nsegs,
+            (unsigned long long)w->bytes, (unsigned long long)w->next_seq,
+            w->torn ? ", torn tail dropped" : "");
+    ok = 1;
+out:
+    if (!ok && w) {
+        rl_wal_close(w);
+        w = NULL;
+    }
+    return w;
+}
+
+void rl_wal_close(rl_wal_t *w)
+{
+    if (!w)
+        return;
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_broadcast(&w->flush_cv);
+        pthread_cond_broadcast(&w->read_cv);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->flusher, NULL);
+    }
+    for (size_t i = 0; i < w->nreaders; i++) {
+        rl_wal_reader_t *r = &w->readers[i];
+        if (r->cursor_fd >= 0 && w->started)
+            persist_cursor(r, r->cursor, 1);
+        if (r->cursor_fd >= 0)
+            close(r->cursor_fd);
+        if (r->fd >= 0)
+            close(r->fd);
+        free(r->buf);
+        free(r->name);
+    }
+    if (w->active_fd >= 0) {
+        if (w->fsync)
+            fdatasync(w->active_fd);
+        close(w->active_fd);
+    }
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    free(w->readers);
+    free(w->segs);
+    free(w->pending.buf);
+    free(w->pending.w);
+    free(w->flushing.buf);
+    free(w->flushing.w);
+    free(w->dir);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->flush_cv);
+    pthread_cond_destroy(&w->read_cv);
+    free(w);
+}
+
+int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq,
+                  rl_wal_done_cb cb, void *opaque)
+{
+    size_t need = 0;
+    int rc = RL_WAL_ERR;
+
+    for (size_t i = 0; i < n; i++)
+        need += HDR + payloads[i].iov_len;
+    pthread_mutex_lock(&w->lock);
+    if (w->stop)
+        goto out;
+    if (w->bytes + w->inflight_bytes + w->pending.len + need > w->max_size) {
+        rl_metric_add(w->m_full, 1);
+        rc = RL_WAL_FULL;
+        goto out;
+    }
+    if (batch_reserve(&w->pending, need) != 0 || batch_add_waiter(&w->pending, cb, opaque) != 0)
+        goto out;
+    *first_seq = w->next_seq;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = w->pending.buf + w->pending.len;
+        uint64_t seq = w->next_seq++;
+        put32(p, (uint32_t)payloads[i].iov_len);
+        put64(p + 8, seq);
+        memcpy(p + HDR, payloads[i].iov_base, payloads[i].iov_len);
+        put32(p + 4, rec_crc(p + 8, p + HDR, payloads[i].iov_len));
+        w->pending.len += HDR + payloads[i].iov_len;
+        if (!w->pending.first_seq)
+            w->pending.first_seq = seq;
+        w->pending.last_seq = seq;
+    }
+    pthread_cond_signal(&w->flush_cv);
+    rc = RL_WAL_OK;
+out:
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque)
+{
+    int rc = RL_WAL_ERR;
+    pthread_mutex_lock(&w->lock);
+    if (!w->stop && batch_add_waiter(&w->pending, cb, opaque) == 0) {
+        pthread_cond_signal(&w->flush_cv);
+        rc = RL_WAL_OK;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+typedef struct sync_wait {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int done, status;
+} sync_wait_t;
+
+static void sync_done(void *opaque, int status)
+{
+    sync_wait_t *s = opaque;
+    pthread_mutex_lock(&s->m);
+    s->done = 1;
+    s->status = status;
+    pthread_cond_signal(&s->c);
+    pthread_mutex_unlock(&s->m);
+}
+
+int rl_wal_append_sync(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq)
+{
+    sync_wait_t s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    int rc = rl_wal_append(w, payloads, n, first_seq, sync_done, &s);
+    if (rc != RL_WAL_OK)
+        return rc;
+    pthread_mutex_lock(&s.m);
+    while (!s.done)
+        pthread_cond_wait(&s.c, &s.m);
+    pthread_mutex_unlock(&s.m);
+    return s.status == 0 ? RL_WAL_OK : RL_WAL_ERR;
+}
+
+#define LOCKED_GET(expr)                                                                           \
+    do {                                                                                           \
+        pthread_mutex_lock(&w->lock);                                                              \
+        uint64_t v_ = (expr);                                                                      \
+        pthread_mutex_unlock(&w->lock);                                                            \
+        return v_;                                                                                 \
+    } while (0)
+
+uint64_t rl_wal_bytes(rl_wal_t *w)
+{
+    LOCKED_GET(w->bytes);
+}
+
+uint64_t rl_wal_durable_seq(rl_wal_t *w)
+{
+    LOCKED_GET(w->durable_seq);
+}
+
+uint64_t rl_wal_torn(rl_wal_t *w)
+{
+    LOCKED_GET(w->torn);
+}
+
+int rl_wal_writable(rl_wal_t *w)
+{
+    LOCKED_GET((uint64_t)w->writable);
+}
+
+rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name)
+{
+    for (size_t i = 0; i < w->nreaders; i++)
+        if (!strcmp(w->readers[i].name, name))
+            return &w->readers[i];
+    return NULL;
+}
+
+void rl_wal_wakeup(rl_wal_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    pthread_cond_broadcast(&w->read_cv);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void reader_close_file(rl_wal_reader_t *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->blen = r->bpos = 0;
+    r->file_pos = 0;
+}
+
+/* Makes more durable bytes available in r->buf. Returns 1 when progress was
+ * made, 0 when nothing is durable beyond the read position, -1 on error. */
+static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
+{
+    rl_wal_t *w = r->w;
+    uint64_t limit = 0, next_first = 0;
+    size_t i;
+    int found = 0;
+
+    pthread_mutex_lock(&w->lock);
+    if (r->fd < 0) {
+        /* Position on the last segment whose first seq is <= want. */
+        if (w->nsegs == 0) {
+            pthread_mutex_unlock(&w->lock);
+            return 0;
+        }
+        size_t pick = 0;
+        for (i = 0; i < w->nsegs; i++)
+            if (w->segs[i].first_seq <= r->want)
+                pick = i;
+        r->seg_first = w->segs[pick].first_seq;
+    }
+    for (i = 0; i < w->nsegs; i++) {
+        if (w->segs[i].first_seq == r->seg_first) {
+            found = 1;
+            limit = w->segs[i].size;
+            next_first = i + 1 < w->nsegs ? w->segs[i + 1].first_seq : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+
+    if (!found) { /* deleted under us: everything in it was acknowledged */
+        reader_close_file(r);
+        return 1;
+    }
+    if (r->fd < 0) {
+        char path[4096];
+        seg_path(w, r->seg_first, path, sizeof(path));
+        if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+            if (errno == ENOENT)
+                return 1; /* deleted between the lookup and the open */
+            snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        r->file_pos = 0;
+        r->blen = r->bpos = 0;
+    }
+    if (r->file_pos < limit) {
+        if (r->bpos > 0) { /* keep the unread tail at the front */
+            memmove(r->buf, r->buf + r->bpos, r->blen - r->bpos);
+            r->blen -= r->bpos;
+            r->bpos = 0;
+        }
+        if (r->blen == r->bcap) {
+            size_t cap = r->bcap ? r->bcap * 2 : 256 * 1024;
+            uint8_t *nb = realloc(r->buf, cap);
+            if (!nb) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+            }
+            r->buf = nb;
+            r->bcap = cap;
+        }
+        size_t want = r->bcap - r->blen;
+        if (want > limit - r->file_pos)
+            want = (size_t)(limit - r->file_pos);
+        ssize_t k = pread(r->fd, r->buf + r->blen, want, (off_t)r->file_pos);
+        if (k <= 0) {
+            snprintf(errstr, errstr_size, "wal read: %s", k < 0 ? strerror(errno) : "short file");
+            return -1;
+        }
+        r->blen += (size_t)k;
+        r->file_pos += (uint64_t)k;
+        return 1;
+    }
+    if (r->bpos == r->blen && next_first) { /* segment done: go on to the next */
+        reader_close_file(r);
+        r->seg_first = next_first;
+        char path[4096];
+        seg_path(w, r->seg_first, path, sizeof(path));
+        if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno != ENOENT) {
+            snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, char *errstr,
+                       size_t errstr_size)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    deadline.tv_sec += timeout_ms / 1000 + deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+
+    for (;;) {
+        while (r->blen - r->bpos >= HDR) {
+            const uint8_t *p = r->buf + r->bpos;
+            uint32_t len = get32(p);
+            if (r->blen - r->bpos < HDR + len)
+                break;
+            uint64_t seq = get64(p + 8);
+            r->bpos += HDR + len;
+            if (seq < r->want)
+                continue;
+            r->want = seq + 1;
+            rec->seq = seq;
+            rec->data = p + HDR;
+            rec->len = len;
+            return 1;
+        }
+        int k = reader_fill(r, errstr, errstr_size);
+        if (k < 0)
+            return -1;
+        if (k > 0)
+            continue;
+        /* Nothing durable beyond us: wait for the flusher, then look again. */
+        rl_wal_t *w = r->w;
+        pthread_mutex_lock(&w->lock);
+        int rc = w->stop ? ETIMEDOUT : 0;
+        uint64_t durable = w->durable_seq;
+        if (!rc && durable < r->want)
+            rc = pthread_cond_timedwait(&w->read_cv, &w->lock, &deadline);
+        pthread_mutex_unlock(&w->lock);
+        if (rc == ETIMEDOUT)
+            return 0;
+        if (durable >= r->want) {
+            /* Data is durable but fill found none: the segment rolled, or our
+             * buffer is stale; loop once more, but honour the deadline. */
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (now.tv_sec > deadline.tv_sec ||
+                (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
+                return 0;
+            struct timespec pause = {0, 1000000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+void rl_wal_reader_rewind(rl_wal_reader_t *r)
+{
+    pthread_mutex_lock(&r->w->lock);
+    r->want = r->cursor + 1;
+    pthread_mutex_unlock(&r->w->lock);
+    reader_close_file(r);
+}
+
+void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq)
+{
+    rl_wal_t *w = r->w;
+    pthread_mutex_lock(&w->lock);
+    if (seq > r->cursor) {
+        r->cursor = seq;
+        w->cursors_dirty = 1;
+        pthread_cond_signal(&w->flush_cv);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)
+{
+    pthread_mutex_lock(&r->w->lock);
+    uint64_t v = r->cursor;
+    pthread_mutex_unlock(&r->w->lock);
+    return v;
+}

@@ -1,0 +1,91 @@
+/* wal.h -- the write-ahead log: relay's decoupling point between receipt and
+ * publication.
+ *
+ * Append-only segment files "<first-seq>.wal" in one directory. A record is
+ *   u32 len | u32 crc32(seq, payload) | u64 seq | payload[len]
+ * Appends go to an in-memory buffer; one flusher thread writes and fsyncs it, so
+ * every request waiting at that moment shares one fsync (group commit), and calls
+ * each append's completion callback once its records are durable.
+ *
+ * Each sink reads through its own reader with its own persisted cursor (the last
+ * sequence number it has acknowledged), so one slow sink never holds another
+ * back. A segment is deleted once every reader's cursor has passed it. On open,
+ * every segment is checked record by record; a torn tail is cut off and counted. */
+#ifndef RL_WAL_H
+#define RL_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "metrics.h"
+
+typedef struct rl_wal rl_wal_t;
+typedef struct rl_wal_reader rl_wal_reader_t;
+
+typedef struct rl_wal_opts {
+    const char *dir;
+    uint64_t segment_size; /* roll to a new segment past this many bytes */
+    uint64_t max_size;     /* appends beyond this many bytes on disk fail with RL_WAL_FULL */
+    int fsync;             /* 0: write() only (durable across a crash of relay, not of the OS) */
+    const char *const *readers; /* reader names (one per sink); cursors persist per name */
+    size_t nreaders;
+} rl_wal_opts_t;
+
+enum { RL_WAL_OK = 0, RL_WAL_ERR = -1, RL_WAL_FULL = -2 };
+
+/* Called from the flusher thread once the records are durable (status 0) or could
+ * not be written (status -1: the records are gone, the caller must not answer
+ * 2xx). Must not block and must not call rl_wal_append. */
+typedef void (*rl_wal_done_cb)(void *opaque, int status);
+
+/* Opens (creating `dir` if needed) and recovers the log, starts the flusher.
+ * `metrics` may be NULL. Returns NULL with errstr on failure. */
+rl_wal_t *rl_wal_open(const rl_wal_opts_t *opts, rl_metrics_t *metrics, char *errstr,
+                      size_t errstr_size);
+/* Flushes what is pending (callbacks run), persists cursors, stops the flusher,
+ * frees everything including readers. NULL-safe. */
+void rl_wal_close(rl_wal_t *w);
+
+/* Appends `n` payloads (copied) as consecutive records. Returns RL_WAL_OK and the
+ * first record's sequence number in *first_seq, then calls cb exactly once;
+ * or RL_WAL_FULL (the cap would be passed) / RL_WAL_ERR without appending
+ * anything and without calling cb. */
+int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq,
+                  rl_wal_done_cb cb, void *opaque);
+/* Calls cb once everything appended before this call is durable. */
+int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque);
+
+/* Blocking helpers over append/barrier (tests and tools). */
+int rl_wal_append_sync(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq);
+
+uint64_t rl_wal_bytes(rl_wal_t *w);       /* bytes on disk in segments */
+uint64_t rl_wal_durable_seq(rl_wal_t *w); /* last durable sequence number, 0 if none */
+uint64_t rl_wal_torn(rl_wal_t *w);        /* records dropped by recovery */
+int rl_wal_writable(rl_wal_t *w);         /* 0 after a write error until the next success */
+
+/* The reader named `name` (one of opts->readers), owned by the WAL; NULL if unknown.
+ * A reader is used by one thread at a time. */
+rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name);
+
+typedef struct rl_wal_rec {
+    uint64_t seq;
+    const uint8_t *data; /* valid until the next rl_wal_reader_next/rewind on this reader */
+    size_t len;
+} rl_wal_rec_t;
+
+/* Next durable record after the read position. Returns 1 with *rec, 0 when none
+ * arrived within timeout_ms, -1 on an I/O error (errstr set). */
+int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, char *errstr,
+                       size_t errstr_size);
+/* Moves the read position back to just after the committed cursor: what was read
+ * but not acknowledged is read again (after a sink failure). */
+void rl_wal_reader_rewind(rl_wal_reader_t *r);
+/* Acknowledges everything up to and including `seq`. Cursors only move forward;
+ * they are persisted by the flusher (lazily) and at close. */
+void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq);
+uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r);
+/* Wakes a reader blocked in rl_wal_reader_next (shutdown). */
+void rl_wal_wakeup(rl_wal_t *w);
+
+#endif
