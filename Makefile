@@ -31,7 +31,7 @@ SYS_SRC   := $(wildcard tests/system/test_*.c)
 SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 
-.PHONY: all test unit-test system-test run install clean deps format check-format
+.PHONY: all test unit-test system-test run install clean deps format check-format docs check-docs
 
 all: $(BUILD)/relay
 
@@ -66,6 +66,7 @@ system-test: $(BUILD)/relay $(SYS_BIN)
 # Redis and Kafka on ports of their own (no clash with a running `make run`).
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
+	@tools/docs.sh check $(BUILD)/relay
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 run: deps
@@ -84,3 +85,10 @@ check-format:
 
 clean:
 	rm -rf build build-san
+
+# The config reference in README.md comes from the key table (relay --config-reference).
+docs: $(BUILD)/relay
+	@tools/docs.sh update $(BUILD)/relay
+
+check-docs: $(BUILD)/relay
+	@tools/docs.sh check $(BUILD)/relay
