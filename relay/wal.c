@@ -31,6 +31,10 @@ typedef struct segment {
 typedef struct waiter {
     rl_wal_done_cb cb;
     void *opaque;
+    /* Barriers only: the first seq that was not durable when the barrier was
+     * set. If any record from there on failed, what the barrier vouches for may
+     * be among them, so the barrier fails too. 0 for appends. */
+    uint64_t floor;
 } waiter_t;
 
 typedef struct batch {
@@ -69,6 +73,7 @@ struct rl_wal {
 
     batch_t pending, flushing;
     uint64_t next_seq, durable_seq, torn;
+    uint64_t last_failed_seq; /* highest seq of a batch whose write failed */
     uint64_t bytes;          /* durable bytes on disk */
     uint64_t inflight_bytes; /* in the batch being written */
     segment_t *segs;
@@ -131,7 +136,7 @@ static int batch_reserve(batch_t *b, size_t more)
     return 0;
 }
 
-static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque)
+static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_t floor)
 {
     if (b->nw == b->capw) {
         size_t cap = b->capw ? b->capw * 2 : 64;
@@ -141,7 +146,7 @@ static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque)
         b->w = v;
         b->capw = cap;
     }
-    b->w[b->nw++] = (waiter_t){cb, opaque};
+    b->w[b->nw++] = (waiter_t){cb, opaque, floor};
     return 0;
 }
 
@@ -445,6 +450,9 @@ static void *flusher_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->inflight_bytes = 0;
         w->writable = status == 0;
+        if (status != 0 && b.last_seq > w->last_failed_seq)
+            w->last_failed_seq = b.last_seq;
+        uint64_t last_failed = w->last_failed_seq;
         if (status == 0 && b.len) {
             w->segs[w->nsegs - 1].size += b.len;
             w->bytes += b.len;
@@ -453,8 +461,12 @@ static void *flusher_main(void *arg)
             pthread_cond_broadcast(&w->read_cv);
         }
         pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < b.nw; i++)
-            b.w[i].cb(b.w[i].opaque, status);
+        for (size_t i = 0; i < b.nw; i++) {
+            int st = status;
+            if (b.w[i].floor && last_failed >= b.w[i].floor)
+                st = -1;
+            b.w[i].cb(b.w[i].opaque, st);
+        }
         pthread_mutex_lock(&w->lock);
 
         struct timespec now;
@@ -663,7 +675,8 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
         rc = RL_WAL_FULL;
         goto out;
     }
-    if (batch_reserve(&w->pending, need) != 0 || batch_add_waiter(&w->pending, cb, opaque) != 0)
+    if (batch_reserve(&w->pending, need) != 0 ||
+        batch_add_waiter(&w->pending, cb, opaque, 0) != 0)
         goto out;
     *first_seq = w->next_seq;
     for (size_t i = 0; i < n; i++) {
@@ -689,7 +702,7 @@ int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque)
 {
     int rc = RL_WAL_ERR;
     pthread_mutex_lock(&w->lock);
-    if (!w->stop && batch_add_waiter(&w->pending, cb, opaque) == 0) {
+    if (!w->stop && batch_add_waiter(&w->pending, cb, opaque, w->durable_seq + 1) == 0) {
         pthread_cond_signal(&w->flush_cv);
         rc = RL_WAL_OK;
     }

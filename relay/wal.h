@@ -53,7 +53,9 @@ void rl_wal_close(rl_wal_t *w);
  * anything and without calling cb. */
 int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq,
                   rl_wal_done_cb cb, void *opaque);
-/* Calls cb once everything appended before this call is durable. */
+/* Calls cb once everything appended before this call is durable: status 0; or
+ * -1 when some record that was not yet durable at this call failed to be written
+ * (a retry must not be answered 200 for an original that was lost). */
 int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque);
 
 /* Blocking helpers over append/barrier (tests and tools). */
