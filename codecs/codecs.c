@@ -1,0 +1,76 @@
+/* codecs.c -- the codec table and the event list shared by every codec.
+ *
+ * Adding a provider: write codec_NAME.c exporting `const rl_codec_t rl_codec_NAME`,
+ * declare it below and add it to rl_codecs[]. */
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+extern const rl_codec_t rl_codec_timely;
+extern const rl_codec_t rl_codec_whapi;
+
+const rl_codec_t *const rl_codecs[] = {
+    &rl_codec_timely,
+    &rl_codec_whapi,
+    NULL,
+};
+
+const rl_codec_t *rl_codec_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; rl_codecs[i]; i++)
+        if (strcmp(rl_codecs[i]->name, name) == 0)
+            return rl_codecs[i];
+    return NULL;
+}
+
+const char *rl_event_family(const char *type)
+{
+    if (type && strncmp(type, "channel.", 8) == 0)
+        return "channel";
+    if (type && strncmp(type, "message.", 8) == 0)
+        return "message";
+    return "other";
+}
+
+void rl_event_list_init(rl_event_list_t *l)
+{
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+rl_event_t *rl_event_list_push(rl_event_list_t *l)
+{
+    rl_event_t *v;
+    size_t cap;
+
+    if (l->n == l->cap) {
+        cap = l->cap ? l->cap * 2 : 8;
+        if (!(v = realloc(l->v, cap * sizeof(*v))))
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    memset(&l->v[l->n], 0, sizeof(l->v[0]));
+    return &l->v[l->n++];
+}
+
+/* Also releases the array itself: codec.h has no separate destroy, so a list
+ * that is cleared for the last time must not keep memory. Pushing afterwards
+ * allocates again, so the list stays usable. */
+void rl_event_list_clear(rl_event_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        rl_event_t *ev = &l->v[i];
+        free(ev->id);
+        free(ev->type);
+        free(ev->channel_id);
+        free(ev->workspace_id);
+        free(ev->time);
+        json_decref(ev->data);
+    }
+    free(l->v);
+    rl_event_list_init(l);
+}
