@@ -45,11 +45,11 @@ $(BUILD)/librelay.a: $(LIB_OBJ)
 $(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/*.h $(BUILD)/librelay.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
 
-$(BUILD)/tests/%: tests/system/%.c tests/system/*.h $(BUILD)/librelay.a
+$(BUILD)/tests/%: tests/system/%.c $(wildcard tests/system/*.h) $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/system $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
 
