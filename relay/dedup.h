@@ -2,7 +2,7 @@
  *
  * Providers retry webhooks they think we did not take; this window recognizes the retry
  * so the event is written to the WAL once. It sits on the hot path of every request, so
- * it is small (about 40 bytes per remembered id) and every operation is O(1) amortized.
+ * it is small (48 to 64 bytes per remembered id) and every operation is O(1) amortized.
  *
  * Each pair is kept as a 128-bit keyed digest of source + '\0' + id, never as text: a
  * 64-bit digest would be too short (a collision drops a real event as a duplicate), and
@@ -23,7 +23,7 @@ typedef struct rl_dedup rl_dedup_t;
 
 /* window_s: how long an id is remembered, > 0. An id claimed at time t is a duplicate
  * while now < t + window_s. max_entries: hard bound on remembered ids, 1 to
- * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to about 40 bytes * max_entries.
+ * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to 64 bytes * max_entries.
  * Returns NULL with a reason in errstr (when errstr_size > 0) on failure. */
 rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size);
 void rl_dedup_destroy(rl_dedup_t *d); /* NULL-safe */
@@ -33,8 +33,9 @@ void rl_dedup_destroy(rl_dedup_t *d); /* NULL-safe */
  * -1 when d, source or id is NULL or hashing failed (treat as new: it is safer to
  * deliver twice than to drop). Ids whose window passed are dropped lazily, oldest first,
  * by this call. When max_entries ids are remembered, the oldest is forgotten
- * (rl_dedup_evicted). A `now` earlier than one seen before (clock stepped back) is
- * taken as the latest `now` seen, so nothing expires early. */
+ * (rl_dedup_evicted); also earlier if memory to grow towards max_entries runs out. A `now` earlier
+ * than one seen before (clock stepped back) is taken as the latest `now` seen, so nothing expires
+ * early. */
 int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t now);
 
 /* Forgets a claim made by rl_dedup_claim (used when the event could not be made
