@@ -248,8 +248,12 @@ TH_API int th_rfc3339(const char *s, time_t *out)
     }
     if (*s || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return -1;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
-                    .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
     *out = timegm(&tm) - off;
     return 0;
 }
@@ -262,24 +266,24 @@ typedef struct th_relay {
     char kafka_brokers[256];
     char redis_url[256];
     char max_body[32];
-    int conf_port;         /* when set, the config file listens here instead of on `port`
-                            * (a test that moves relay with RELAY_HTTP_LISTEN) */
-    char wal_extra[512];   /* lines added to [wal] */
-    char kafka_extra[512]; /* lines added to [kafka] */
-    char extra[4096];      /* appended verbatim to the generated config (new sections) */
+    int conf_port;             /* when set, the config file listens here instead of on `port`
+                                * (a test that moves relay with RELAY_HTTP_LISTEN) */
+    char wal_extra[512];       /* lines added to [wal] */
+    char kafka_extra[512];     /* lines added to [kafka] */
+    char extra[4096];          /* appended verbatim to the generated config (new sections) */
     char *env[TH_MAX_ENV + 1]; /* extra "NAME=value" for relay's environment (owned) */
 
     /* Fixed for the life of the instance, so that a restart finds the same WAL and
      * publishes to the same topics and streams. */
-    int n;             /* instance number within the test */
+    int n; /* instance number within the test */
     char dir[PATH_MAX - 128];
     char conf[PATH_MAX];
     char wal_dir[PATH_MAX];
     char log[PATH_MAX];
-    char prefix[64];   /* "t<pid>-<time>-<n>" */
+    char prefix[64]; /* "t<pid>-<time>-<n>" */
     int port;
-    char base[64];     /* "http://127.0.0.1:PORT" */
-    pid_t pid;         /* 0 when not running */
+    char base[64]; /* "http://127.0.0.1:PORT" */
+    pid_t pid;     /* 0 when not running */
     int starts;
 } th_relay_t;
 
@@ -288,6 +292,7 @@ static struct {
     th_relay_t *relays[TH_MAX_RELAYS];
     int nrelays;
     int curl_ready;
+    int redis_stopped; /* this test stopped the shared Redis: teardown restarts it */
 } th_state;
 
 /* Where a test's files go: $RELAY_TEST_TMP/<suite>.<test>. The report hook below
@@ -350,28 +355,88 @@ TH_API void th_setup(void)
 }
 
 TH_API void th_relay_free(th_relay_t *r);
+TH_API int th_redis_service(const char *action);
 
-/* The suite's .fini, also run after a failed assertion: no relay outlives its test. */
+/* The suite's .fini, also run after a failed assertion: no relay outlives its test,
+ * and a Redis that a fault test stopped is running again for the next test. */
 TH_API void th_teardown(void)
 {
     for (int i = 0; i < th_state.nrelays; i++)
         th_relay_free(th_state.relays[i]);
     th_state.nrelays = 0;
+    if (th_state.redis_stopped)
+        th_redis_service("start");
     if (th_state.curl_ready) {
         curl_global_cleanup();
         th_state.curl_ready = 0;
     }
 }
 
+/* ---------------------------------------------------------------------- commands */
+
+/* Runs argv (argv[0] is a path) with stdout and stderr captured together into *output
+ * (malloc'd, NUL-terminated). Returns the exit code, or -1 when the command did not
+ * exit by itself within timeout_ms (it is killed) or died of a signal. */
+TH_API int th_run(char *const argv[], int timeout_ms, char **output)
+{
+    int fds[2];
+    cr_assert(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t cap = 1024, n = 0;
+    char *buf = malloc(cap);
+    cr_assert(buf, "out of memory");
+    int64_t deadline = th_now_ms() + timeout_ms;
+    int timed_out = 0;
+    for (;;) {
+        int left = (int)(deadline - th_now_ms());
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0)
+            continue;
+        if (n + 512 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            cr_assert(buf, "out of memory");
+        }
+        ssize_t got = read(fds[0], buf + n, cap - n - 1);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+    close(fds[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    *output = buf;
+    if (timed_out || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}
+
 /* ------------------------------------------------------------------------- HTTP */
 
 typedef struct th_resp {
-    long status;       /* 0 when no HTTP answer came (connection refused, timeout) */
-    char *body;        /* NUL-terminated, never NULL after th_http */
+    long status; /* 0 when no HTTP answer came (connection refused, timeout) */
+    char *body;  /* NUL-terminated, never NULL after th_http */
     size_t len;
     char content_type[128];
     char retry_after[32];
-    json_t *json;      /* the body parsed, or NULL when it is not JSON */
+    json_t *json; /* the body parsed, or NULL when it is not JSON */
     char error[CURL_ERROR_SIZE];
 } th_resp_t;
 
@@ -631,8 +696,8 @@ TH_API int th_relay_start_timeout(th_relay_t *r, int timeout_ms)
 
     int logfd = open(r->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     cr_assert(logfd >= 0, "cannot open %s", r->log);
-    dprintf(logfd, "==== harness: start %d of %s (port %d, prefix %s)\n", ++r->starts, bin,
-            r->port, r->prefix);
+    dprintf(logfd, "==== harness: start %d of %s (port %d, prefix %s)\n", ++r->starts, bin, r->port,
+            r->prefix);
     char **env = th_child_env(r);
     char *argv[] = {(char *)bin, "-c", r->conf, NULL};
     pid_t parent = getpid();
@@ -662,8 +727,8 @@ TH_API int th_relay_start_timeout(th_relay_t *r, int timeout_ms)
     while (th_now_ms() < deadline) {
         int st = 0;
         if (!th_relay_alive(r, &st)) {
-            fprintf(stderr, "relay %d exited during start-up (status 0x%x), log: %s\n", r->n,
-                    st, r->log);
+            fprintf(stderr, "relay %d exited during start-up (status 0x%x), log: %s\n", r->n, st,
+                    r->log);
             return -1;
         }
         th_resp_t resp;
@@ -687,8 +752,7 @@ TH_API int th_relay_start(th_relay_t *r)
 }
 
 /* Starts relay or fails the test, pointing at the log. */
-#define TH_START(r)                                                                             \
-    cr_assert(th_relay_start(r) == 0, "relay did not start; see %s", (r)->log)
+#define TH_START(r) cr_assert(th_relay_start(r) == 0, "relay did not start; see %s", (r)->log)
 
 /* SIGTERM and wait up to timeout_ms. Returns the wait status when relay exited in
  * time; otherwise SIGKILLs it and returns -1. */
@@ -883,8 +947,7 @@ static void th_kafka_push(th_kmsgs_t *l, const rd_kafka_message_t *km)
         const char *name;
         const void *val;
         size_t size;
-        for (size_t i = 0; i < cnt && !rd_kafka_header_get_all(hdrs, i, &name, &val, &size);
-             i++) {
+        for (size_t i = 0; i < cnt && !rd_kafka_header_get_all(hdrs, i, &name, &val, &size); i++) {
             m->headers[i].name = th_memdup(name, strlen(name));
             m->headers[i].value = th_memdup(val, size);
             m->nheaders++;
@@ -950,8 +1013,7 @@ TH_API size_t th_kafka_read(const char *topic, size_t want, int timeout_ms, int 
     if (partitions) {
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
         for (int p = 0; p < partitions; p++)
-            rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-                RD_KAFKA_OFFSET_BEGINNING;
+            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
         rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
         rd_kafka_topic_partition_list_destroy(parts);
         cr_assert(!err, "rd_kafka_assign: %s", rd_kafka_err2str(err));
@@ -1067,8 +1129,8 @@ TH_API size_t th_redis_read(const char *key, size_t want, int timeout_ms, int se
 {
     struct timeval tv = {2, 0};
     redisContext *rc = redisConnectWithTimeout("127.0.0.1", th_redis_port(), tv);
-    cr_assert(rc && !rc->err, "cannot connect to the test Redis on port %d: %s",
-              th_redis_port(), rc ? rc->errstr : "out of memory");
+    cr_assert(rc && !rc->err, "cannot connect to the test Redis on port %d: %s", th_redis_port(),
+              rc ? rc->errstr : "out of memory");
     int64_t deadline = th_now_ms() + timeout_ms;
     for (;;) {
         th_xrange(rc, key, out);
@@ -1085,6 +1147,30 @@ TH_API size_t th_redis_read(const char *key, size_t want, int timeout_ms, int se
     }
     redisFree(rc);
     return out->n;
+}
+
+/* "stop" or "start" the shared test Redis with tools/redis.sh (its data survives:
+ * redis.sh keeps DIR/dump.rdb). Needs RELAY_TEST_TOOLS and RELAY_TEST_REDIS_DIR, which
+ * tools/run-tests.sh sets; returns -2 without them, else the script's exit code. */
+TH_API int th_redis_service(const char *action)
+{
+    const char *tools = getenv("RELAY_TEST_TOOLS"), *dir = getenv("RELAY_TEST_REDIS_DIR");
+    if (!tools || !dir)
+        return -2;
+    char script[PATH_MAX], port[16];
+    snprintf(script, sizeof script, "%s/redis.sh", tools);
+    snprintf(port, sizeof port, "%d", th_redis_port());
+    char *argv[] = {script, (char *)action, (char *)dir, port, NULL};
+    if (strcmp(action, "start") != 0)
+        argv[3] = NULL;
+    char *out = NULL;
+    int rc = th_run(argv, 30000, &out);
+    if (rc != 0)
+        fprintf(stderr, "redis.sh %s: exit %d: %s\n", action, rc, out);
+    free(out);
+    if (rc == 0)
+        th_state.redis_stopped = strcmp(action, "stop") == 0;
+    return rc;
 }
 
 /* -------------------------------------------------------------------- Prometheus */
@@ -1164,62 +1250,6 @@ TH_API double th_relay_metric(const th_relay_t *r, const char *name, const char 
         v = th_metric(resp.body, name, labels);
     th_resp_free(&resp);
     return v;
-}
-
-/* ---------------------------------------------------------------------- commands */
-
-/* Runs argv (argv[0] is a path) with stdout and stderr captured together into *output
- * (malloc'd, NUL-terminated). Returns the exit code, or -1 when the command did not
- * exit by itself within timeout_ms (it is killed) or died of a signal. */
-TH_API int th_run(char *const argv[], int timeout_ms, char **output)
-{
-    int fds[2];
-    cr_assert(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t cap = 1024, n = 0;
-    char *buf = malloc(cap);
-    cr_assert(buf, "out of memory");
-    int64_t deadline = th_now_ms() + timeout_ms;
-    int timed_out = 0;
-    for (;;) {
-        int left = (int)(deadline - th_now_ms());
-        if (left <= 0) {
-            timed_out = 1;
-            break;
-        }
-        struct pollfd pfd = {fds[0], POLLIN, 0};
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        if (n + 512 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            cr_assert(buf, "out of memory");
-        }
-        ssize_t got = read(fds[0], buf + n, cap - n - 1);
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    buf[n] = '\0';
-    close(fds[0]);
-    if (timed_out)
-        kill(pid, SIGKILL);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    *output = buf;
-    if (timed_out || !WIFEXITED(st))
-        return -1;
-    return WEXITSTATUS(st);
 }
 
 #endif

@@ -75,10 +75,9 @@ static json_t *expect_ok(const th_resp_t *resp, int accepted, int duplicates, si
               "%s: 200 body lacks accepted/duplicates/ids: %s", what, resp->body);
     cr_expect(json_integer_value(acc) == accepted && json_integer_value(dup) == duplicates,
               "%s: accepted %lld duplicates %lld, want %d and %d: %s", what,
-              json_integer_value(acc), json_integer_value(dup), accepted, duplicates,
-              resp->body);
-    cr_assert(json_array_size(ids) == nids, "%s: %zu ids, want %zu: %s", what,
-              json_array_size(ids), nids, resp->body);
+              json_integer_value(acc), json_integer_value(dup), accepted, duplicates, resp->body);
+    cr_assert(json_array_size(ids) == nids, "%s: %zu ids, want %zu: %s", what, json_array_size(ids),
+              nids, resp->body);
     for (size_t i = 0; i < nids; i++)
         cr_assert(json_string_value(json_array_get(ids, i)) &&
                       *json_string_value(json_array_get(ids, i)),
@@ -97,8 +96,7 @@ static void expect_error(const th_resp_t *resp, long status, const char *what)
               "%s: error body is not {\"error\":\"...\",\"message\":\"...\"}: %s", what,
               resp->body ? resp->body : "");
     cr_expect(strncasecmp(resp->content_type, "application/json", 16) == 0,
-              "%s: error Content-Type is \"%s\", want application/json", what,
-              resp->content_type);
+              "%s: error Content-Type is \"%s\", want application/json", what, resp->content_type);
 }
 
 /* POSTs and expects one new event with id `id`. */
@@ -107,8 +105,8 @@ static void post_one(const th_relay_t *r, const char *source, const char *body, 
     th_resp_t resp;
     th_post(r, source, body, NULL, &resp);
     json_t *ids = expect_ok(&resp, 1, 0, 1, id);
-    cr_expect(strcmp(json_string_value(json_array_get(ids, 0)), id) == 0,
-              "answer id %s, want %s", json_string_value(json_array_get(ids, 0)), id);
+    cr_expect(strcmp(json_string_value(json_array_get(ids, 0)), id) == 0, "answer id %s, want %s",
+              json_string_value(json_array_get(ids, 0)), id);
     th_resp_free(&resp);
 }
 
@@ -157,12 +155,11 @@ static void check_cloudevent(const json_t *ce, const want_ev_t *w, const char *w
     cr_expect(ts && th_rfc3339(ts, &t) == 0, "%s: time %s is not RFC 3339", where,
               ts ? ts : "(missing)");
     if (ts && w->time && th_rfc3339(ts, &t) == 0)
-        cr_expect(t == w->time, "%s: time %s is %lld s off the provider's timestamp", where,
-                  ts, (long long)(t - w->time));
+        cr_expect(t == w->time, "%s: time %s is %lld s off the provider's timestamp", where, ts,
+                  (long long)(t - w->time));
     const json_t *data = json_object_get(ce, "data");
     cr_expect(json_is_object(data), "%s: data is not a JSON object", where);
-    cr_expect(!json_object_get(ce, "data_base64"), "%s: JSON data must not be data_base64",
-              where);
+    cr_expect(!json_object_get(ce, "data_base64"), "%s: JSON data must not be data_base64", where);
     if (w->raw)
         cr_expect(json_equal(json_object_get(data, "raw"), (json_t *)w->raw),
                   "%s: data.raw is not the provider's item:\n got  %s\n want %s", where,
@@ -201,8 +198,8 @@ static void check_redis(const th_xentry_t *e, const want_ev_t *w)
     snprintf(where, sizeof where, "redis %s (entry %s)", w->id, e->sid);
     const char *names[] = {"id", "type", "event"};
     for (size_t i = 0; i < 3; i++)
-        cr_expect(th_xfield_count(e, names[i]) == 1, "%s: field %s occurs %d times, want 1",
-                  where, names[i], th_xfield_count(e, names[i]));
+        cr_expect(th_xfield_count(e, names[i]) == 1, "%s: field %s occurs %d times, want 1", where,
+                  names[i], th_xfield_count(e, names[i]));
     const char *id = th_xfield(e, "id"), *type = th_xfield(e, "type");
     cr_expect(id && strcmp(id, w->id) == 0, "%s: field id %s", where, id ? id : "(none)");
     cr_expect(type && strcmp(type, w->type) == 0, "%s: field type %s, want %s", where,
@@ -246,8 +243,7 @@ static int xcount(const th_xentries_t *l, const char *id, const th_xentry_t **fi
 
 /* Expects exactly one copy of the event on Kafka (in `msgs`) and on Redis (in `xs`),
  * and checks both. */
-static void expect_once_on_both(const th_kmsgs_t *msgs, const th_xentries_t *xs,
-                                const want_ev_t *w)
+static void expect_once_on_both(const th_kmsgs_t *msgs, const th_xentries_t *xs, const want_ev_t *w)
 {
     const th_kmsg_t *m = NULL;
     const th_xentry_t *x = NULL;
@@ -301,10 +297,10 @@ Test(pipeline, timely_seed_events_reach_kafka_and_redis)
     static const struct {
         const char *file, *family;
     } seeds[] = {
-        {"channel.connected", "channel"}, {"channel.error", "channel"},
+        {"channel.connected", "channel"},    {"channel.error", "channel"},
         {"channel.disconnected", "channel"}, {"message.received", "message"},
-        {"message.sent", "message"},       {"message.delivered", "message"},
-        {"message.read", "message"},       {"message.failed", "message"},
+        {"message.sent", "message"},         {"message.delivered", "message"},
+        {"message.read", "message"},         {"message.failed", "message"},
     };
     enum { N = sizeof seeds / sizeof seeds[0] };
     json_t *bodies[N];
@@ -427,8 +423,7 @@ Test(pipeline, whapi_message_batch_is_one_event_per_item)
     th_kmsgs_t msgs = {0};
     th_xentries_t xs = {0};
     th_kafka_read(th_topic(r, "message", topic, sizeof topic), 3, WAIT_MS, SETTLE_MS, &msgs);
-    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), 3, WAIT_MS, SETTLE_MS,
-                  &xs);
+    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), 3, WAIT_MS, SETTLE_MS, &xs);
     cr_expect(msgs.n == 3, "%s holds %zu messages, want 3", topic, msgs.n);
     cr_expect(xs.n == 3, "%s holds %zu entries, want 3", stream, xs.n);
 
@@ -461,8 +456,8 @@ Test(pipeline, whapi_message_batch_is_one_event_per_item)
             cr_expect(strcmp(kid(&msgs.v[i]), id[i]) == 0, "kafka position %zu holds %s, want %s",
                       i, kid(&msgs.v[i]), id[i]);
         if (xs.n == 3)
-            cr_expect(strcmp(xid(&xs.v[i]), id[i]) == 0, "redis position %zu holds %s, want %s",
-                      i, xid(&xs.v[i]), id[i]);
+            cr_expect(strcmp(xid(&xs.v[i]), id[i]) == 0, "redis position %zu holds %s, want %s", i,
+                      xid(&xs.v[i]), id[i]);
     }
 
     th_resp_free(&resp);
@@ -499,11 +494,11 @@ Test(pipeline, whapi_channel_status_maps_to_channel_types)
         char *body;
         if (i < NH) {
             /* start_at differs per run so that ids never collide across runs. */
-            body = th_strf("{\"health\":{\"start_at\":%ld,\"uptime\":%zu,\"status\":{\"code\":%d,"
-                           "\"text\":\"%s\"},\"version\":\"1.8.3-74-gf7df472\"},\"event\":"
-                           "{\"type\":\"channel\",\"event\":\"post\"},\"channel_id\":\"" WHAPI_CHANNEL
-                           "\"}",
-                           (long)time(NULL) + getpid(), 10 + i, health[i].code, health[i].text);
+            body = th_strf(
+                "{\"health\":{\"start_at\":%ld,\"uptime\":%zu,\"status\":{\"code\":%d,"
+                "\"text\":\"%s\"},\"version\":\"1.8.3-74-gf7df472\"},\"event\":"
+                "{\"type\":\"channel\",\"event\":\"post\"},\"channel_id\":\"" WHAPI_CHANNEL "\"}",
+                (long)time(NULL) + getpid(), 10 + i, health[i].code, health[i].text);
             types[i] = health[i].type;
         } else {
             body = th_strf("{\"user\":{\"id\":\"61371989950\",\"name\":\"Jonathan %s\"},"
@@ -528,13 +523,15 @@ Test(pipeline, whapi_channel_status_maps_to_channel_types)
     th_kmsgs_t msgs = {0};
     th_xentries_t xs = {0};
     th_kafka_read(th_topic(r, "channel", topic, sizeof topic), N, WAIT_MS, SETTLE_MS, &msgs);
-    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), N, WAIT_MS, SETTLE_MS,
-                  &xs);
+    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), N, WAIT_MS, SETTLE_MS, &xs);
     cr_expect(msgs.n == N, "%s holds %zu messages, want %d", topic, msgs.n, (int)N);
     cr_expect(xs.n == N, "%s holds %zu entries, want %d", stream, xs.n, (int)N);
     for (size_t i = 0; i < N; i++) {
-        want_ev_t w = {.id = ids[i], .type = types[i], .source = "/whapi",
-                       .channel = WHAPI_CHANNEL, .provider = "whapi"};
+        want_ev_t w = {.id = ids[i],
+                       .type = types[i],
+                       .source = "/whapi",
+                       .channel = WHAPI_CHANNEL,
+                       .provider = "whapi"};
         expect_once_on_both(&msgs, &xs, &w);
         const th_kmsg_t *m = NULL;
         kcount(&msgs, ids[i], &m);
@@ -564,8 +561,8 @@ Test(pipeline, whapi_statuses_with_string_timestamps)
     static const struct {
         const char *msg, *status, *type;
     } st[] = {
-        {"A", "sent", "message.sent"},        {"A", "delivered", "message.delivered"},
-        {"A", "read", "message.read"},        {"B", "played", "message.read"},
+        {"A", "sent", "message.sent"},     {"A", "delivered", "message.delivered"},
+        {"A", "read", "message.read"},     {"B", "played", "message.read"},
         {"C", "failed", "message.failed"},
     };
     enum { N = sizeof st / sizeof st[0] };
@@ -595,8 +592,7 @@ Test(pipeline, whapi_statuses_with_string_timestamps)
     th_kmsgs_t msgs = {0};
     th_xentries_t xs = {0};
     th_kafka_read(th_topic(r, "message", topic, sizeof topic), N, WAIT_MS, SETTLE_MS, &msgs);
-    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), N, WAIT_MS, SETTLE_MS,
-                  &xs);
+    th_redis_read(th_stream(r, WHAPI_CHANNEL, stream, sizeof stream), N, WAIT_MS, SETTLE_MS, &xs);
     cr_expect(msgs.n == N, "%s holds %zu messages, want %d", topic, msgs.n, (int)N);
     cr_expect(xs.n == N, "%s holds %zu entries, want %d", stream, xs.n, (int)N);
     for (size_t i = 0; i < N; i++) {
@@ -648,8 +644,7 @@ Test(pipeline, duplicates_are_answered_but_published_once)
     th_post(r, "timely", timely, NULL, &resp);
     json_t *ids = expect_ok(&resp, 0, 1, 1, "timely retry");
     cr_expect(strcmp(json_string_value(json_array_get(ids, 0)), eid) == 0,
-              "the retry answered id %s, want %s", json_string_value(json_array_get(ids, 0)),
-              eid);
+              "the retry answered id %s, want %s", json_string_value(json_array_get(ids, 0)), eid);
     th_resp_free(&resp);
 
     /* Whapi has no event ids: a retry must derive the same ones. */
@@ -697,8 +692,8 @@ Test(pipeline, duplicates_are_answered_but_published_once)
     cr_expect(xt.n == 1, "%s holds %zu entries, want 1", s1, xt.n);
     cr_expect(xw.n == 4, "%s holds %zu entries, want 4", s2, xw.n);
     cr_expect(kcount(&msgs, eid, NULL) == 1 && xcount(&xt, eid, NULL) == 1,
-              "%s: %d copies on Kafka and %d on Redis, want 1 each", eid,
-              kcount(&msgs, eid, NULL), xcount(&xt, eid, NULL));
+              "%s: %d copies on Kafka and %d on Redis, want 1 each", eid, kcount(&msgs, eid, NULL),
+              xcount(&xt, eid, NULL));
     for (size_t i = 0; i < 4; i++) {
         const char *id = json_string_value(json_array_get(ids3, i));
         cr_expect(kcount(&msgs, id, NULL) == 1 && xcount(&xw, id, NULL) == 1,
@@ -746,8 +741,8 @@ Test(pipeline, one_channel_keeps_posting_order)
         cr_expect(msgs.v[i].partition == msgs.v[0].partition,
                   "message %zu is on partition %d, message 0 on %d: one key, one partition", i,
                   msgs.v[i].partition, msgs.v[0].partition);
-        cr_expect(strcmp(kid(&msgs.v[i]), ids[i]) == 0, "kafka position %zu holds %s, want %s",
-                  i, kid(&msgs.v[i]), ids[i]);
+        cr_expect(strcmp(kid(&msgs.v[i]), ids[i]) == 0, "kafka position %zu holds %s, want %s", i,
+                  kid(&msgs.v[i]), ids[i]);
     }
     for (size_t i = 0; i < xs.n && i < N; i++)
         cr_expect(strcmp(xid(&xs.v[i]), ids[i]) == 0, "redis position %zu holds %s, want %s", i,
@@ -817,9 +812,12 @@ static void expect_replayed(th_relay_t *r, const char *channel, char **ids, int 
     cr_expect(next == n || xs.n < (size_t)n, "redis has the replayed events out of order");
     for (size_t i = 0; i < msgs.n; i++)
         if (strcmp(kid(&msgs.v[i]), ids[0]) == 0) {
-            want_ev_t w = {.id = ids[0], .type = "message.received",
-                           .source = "/timely/ws_abc123", .channel = channel,
-                           .workspace = "ws_abc123", .provider = "timely"};
+            want_ev_t w = {.id = ids[0],
+                           .type = "message.received",
+                           .source = "/timely/ws_abc123",
+                           .channel = channel,
+                           .workspace = "ws_abc123",
+                           .provider = "timely"};
             check_kafka(&msgs.v[i], &w);
             break;
         }
@@ -922,25 +920,83 @@ Test(pipeline, dedup_survives_restart)
     free(eid);
 }
 
+/* One sink down does not hold the other back (one WAL cursor per sink): while Redis
+ * is stopped, Kafka keeps getting events; once Redis is back it gets all of them. */
+Test(pipeline, redis_outage_does_not_hold_kafka_back)
+{
+    enum { N = 6 };
+    if (!getenv("RELAY_TEST_TOOLS") || !getenv("RELAY_TEST_REDIS_DIR"))
+        cr_skip_test("needs RELAY_TEST_TOOLS and RELAY_TEST_REDIS_DIR (tools/run-tests.sh)");
+    th_relay_t *r = th_relay_new();
+    TH_START(r);
+    char *ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = th_strf("evt_%s_outage_%d", r->prefix, i);
+    char topic[256], stream[256];
+    th_topic(r, "message", topic, sizeof topic);
+    th_stream(r, "chan_outage", stream, sizeof stream);
+
+    /* Both sinks work. */
+    char *body = timely_message(ids[0], "chan_outage", 0);
+    post_one(r, "timely", body, ids[0]);
+    free(body);
+    th_kmsgs_t msgs = {0};
+    th_xentries_t xs = {0};
+    th_kafka_read(topic, 1, WAIT_MS, 0, &msgs);
+    th_redis_read(stream, 1, WAIT_MS, 0, &xs);
+    cr_assert(msgs.n == 1 && xs.n == 1, "before the outage: %zu on Kafka, %zu on Redis", msgs.n,
+              xs.n);
+    th_kmsgs_free(&msgs);
+
+    cr_assert(th_redis_service("stop") == 0, "cannot stop the test Redis");
+    for (int i = 1; i < N; i++) {
+        body = timely_message(ids[i], "chan_outage", i);
+        post_one(r, "timely", body, ids[i]);
+        free(body);
+    }
+    th_kafka_read(topic, N, WAIT_MS, 0, &msgs);
+    cr_expect(msgs.n == N, "with Redis down Kafka got %zu of %d events", msgs.n, N);
+    for (int i = 0; i < N; i++)
+        cr_expect(kcount(&msgs, ids[i], NULL) == 1, "%s: %d copies on Kafka during the outage",
+                  ids[i], kcount(&msgs, ids[i], NULL));
+    cr_assert(th_redis_service("start") == 0, "cannot start the test Redis again");
+
+    th_redis_read(stream, N, WAIT_MS, SETTLE_MS, &xs);
+    int next = 0;
+    for (size_t i = 0; i < xs.n && next < N; i++)
+        if (strcmp(xid(&xs.v[i]), ids[next]) == 0)
+            next++;
+    cr_expect(next == N,
+              "after Redis came back its stream holds %zu entries and %d of the %d "
+              "events in order",
+              xs.n, next, N);
+    for (int i = 0; i < N; i++) {
+        cr_expect(xcount(&xs, ids[i], NULL) >= 1, "%s never reached Redis", ids[i]);
+        free(ids[i]);
+    }
+    th_kmsgs_free(&msgs);
+    th_xentries_free(&xs);
+}
+
 /* When the WAL reaches its cap (sinks down, nothing drains it) relay answers 503 with
  * Retry-After rather than taking events it cannot keep; everything it did answer 200
  * is published once the sinks are back. */
 Test(pipeline, full_wal_answers_503_and_keeps_what_it_took)
 {
-    enum { MAX = 400 };
+    enum { MAX = 300 };
     char *ids[MAX];
     int taken = 0, got503 = 0;
     th_relay_t *r = th_relay_new();
     point_sinks_at_closed_ports(r);
-    snprintf(r->wal_extra, sizeof r->wal_extra, "segment_size = 16k\nmax_size = 64k\n");
+    snprintf(r->wal_extra, sizeof r->wal_extra, "segment_size = 64k\nmax_size = 1m\n");
     TH_START(r);
-    char pad[1025];
+    char pad[16385];
     memset(pad, 'x', sizeof pad - 1);
     pad[sizeof pad - 1] = '\0';
     for (int i = 0; i < MAX && !got503; i++) {
         ids[taken] = th_strf("evt_%s_full_%03d", r->prefix, i);
         char *body = timely_message(ids[taken], "chan_full", i);
-        /* ~1 KiB more per event, inside the data so that it is part of raw. */
+        /* 16 KiB more per event, inside the data so that it is part of raw. */
         char *fat = th_strf("%.*s,\"note\":\"%s\"}}", (int)strlen(body) - 2, body, pad);
         th_resp_t resp;
         th_post(r, "timely", fat, NULL, &resp);
@@ -956,7 +1012,7 @@ Test(pipeline, full_wal_answers_503_and_keeps_what_it_took)
         free(fat);
         free(body);
     }
-    cr_expect(got503, "%d events of ~1.5 KiB were all taken with max_size = 64k", taken);
+    cr_expect(got503, "%d events of ~17 KiB were all taken with max_size = 1m", taken);
     cr_expect(taken > 0, "the first event was refused already");
 
     th_relay_kill(r);
@@ -1038,7 +1094,8 @@ Test(pipeline, http_errors_are_json_with_the_contract_codes)
         char *b = locked_body(r, 100 + (int)i);
         th_post(r, "locked", b, denied[i], &resp);
         char what[128];
-        snprintf(what, sizeof what, "source locked with %s", denied[i][0] ? denied[i][0] : "no token");
+        snprintf(what, sizeof what, "source locked with %s",
+                 denied[i][0] ? denied[i][0] : "no token");
         expect_error(&resp, 401, what);
         th_resp_free(&resp);
         free(b);
@@ -1088,15 +1145,15 @@ Test(pipeline, http_errors_are_json_with_the_contract_codes)
                         r->port);
     char *reply = NULL;
     long st = th_raw_http(r->port, req, 3000, &reply);
-    cr_expect(st == 413, "Content-Length: 50000000 got %ld (0: no answer within 3 s), want 413: %.300s",
-              st, reply);
+    cr_expect(st == 413,
+              "Content-Length: 50000000 got %ld (0: no answer within 3 s), want 413: %.300s", st,
+              reply);
     free(req);
     free(reply);
 
     /* 415: a Content-Type that is not JSON. */
     static const char *const ct_text[] = {"Content-Type: text/plain", NULL};
-    static const char *const ct_form[] = {"Content-Type: application/x-www-form-urlencoded",
-                                          NULL};
+    static const char *const ct_form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     const char *const *cts[] = {ct_text, ct_form};
     for (size_t i = 0; i < 2; i++) {
         b = locked_body(r, 300 + (int)i);
@@ -1107,8 +1164,7 @@ Test(pipeline, http_errors_are_json_with_the_contract_codes)
         free(b);
     }
     /* JSON with parameters, and no Content-Type at all, are taken. */
-    static const char *const ct_charset[] = {"Content-Type: application/json; charset=utf-8",
-                                             NULL};
+    static const char *const ct_charset[] = {"Content-Type: application/json; charset=utf-8", NULL};
     b = locked_body(r, 3);
     th_http("POST", url, b, strlen(b), ct_charset, &resp);
     expect_ok(&resp, 1, 0, 1, "Content-Type: application/json; charset=utf-8");
@@ -1153,8 +1209,7 @@ Test(pipeline, health_readiness_and_metrics)
         if (ready != 200)
             th_sleep_ms(100);
     }
-    cr_expect(ready == 200, "/readyz answered %ld (not 200 within 10 s) with both sinks up",
-              ready);
+    cr_expect(ready == 200, "/readyz answered %ld (not 200 within 10 s) with both sinks up", ready);
 
     enum { N = 3 };
     char *ids[N];
@@ -1183,8 +1238,7 @@ Test(pipeline, health_readiness_and_metrics)
     th_xentries_t xs = {0};
     th_kafka_read(th_topic(r, "message", topic, sizeof topic), N, WAIT_MS, 0, &msgs);
     th_redis_read(th_stream(r, "chan_metrics", stream, sizeof stream), N, WAIT_MS, 0, &xs);
-    cr_expect(msgs.n == N && xs.n == N, "sinks hold %zu and %zu events, want %d", msgs.n, xs.n,
-              N);
+    cr_expect(msgs.n == N && xs.n == N, "sinks hold %zu and %zu events, want %d", msgs.n, xs.n, N);
     th_kmsgs_free(&msgs);
     th_xentries_free(&xs);
     double kpub = -1, rpub = -1;
@@ -1220,8 +1274,8 @@ Test(pipeline, health_readiness_and_metrics)
         if (m[i].want == -2)
             cr_expect(v > 0, "%s = %g, want > 0", m[i].name, v);
         else
-            cr_expect(v == m[i].want, "%s{%s} = %g (-1: absent), want %g", m[i].name,
-                      m[i].labels, v, m[i].want);
+            cr_expect(v == m[i].want, "%s{%s} = %g (-1: absent), want %g", m[i].name, m[i].labels,
+                      v, m[i].want);
     }
     /* Every sample line parses as "name[{labels}] value". */
     for (char *line = resp.body; line && *line;) {
