@@ -2,7 +2,10 @@
  *
  * inih does the INI syntax. It does not tell the handler which line it is on, so
  * we feed it through our own reader that counts lines: every error can then
- * name FILE:LINE, which is what a user fixing a typo needs. */
+ * name FILE:LINE, which is what a user fixing a typo needs. The reader also
+ * spots section headers, which inih (as distributions build it) does not report,
+ * and refuses lines longer than inih's fixed line buffer, which inih would
+ * otherwise cut and parse as two lines. */
 #include "config.h"
 
 #include "codec.h"
@@ -92,9 +95,11 @@ typedef struct parse_state {
     rl_config_t *cfg;
     const char *file;
     int line;       /* line the reader is on */
-    int at_bol;     /* the next chunk starts a new line */
+    int in_key;     /* a key was seen in this section: indented lines continue it */
     FILE *fp;
     char err[512];  /* first error, "FILE:LINE: why" */
+    int err_line;   /* its line */
+    int key_line[NKEYS]; /* where a key got its value: file line, -1 environment, 0 default */
 } parse_state_t;
 
 static void set_err(parse_state_t *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,6 +112,7 @@ static void set_err(parse_state_t *ps, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    ps->err_line = ps->line;
     if (ps->line > 0)
         snprintf(ps->err, sizeof(ps->err), "%s:%d: %s", ps->file, ps->line, why);
     else
@@ -207,7 +213,8 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
                  end);
         return -1;
     }
-    if (n > k->max / mult || n * mult < k->min) {
+    /* n >= min / mult (>= 0 for every key) keeps n * mult from overflowing. */
+    if (n > k->max / mult || n < k->min / mult || n * mult < k->min) {
         snprintf(why, whysz, "%s.%s: %s is out of range [%lld, %lld]", k->section, k->name, v,
                  k->min, k->max);
         return -1;
@@ -351,12 +358,9 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
         section = sec;
         name += n + 1;
     }
-    if (!name) { /* a [section] header alone: create sources so empty ones are caught */
-        if (!strncmp(section, "source", 6) && set_key(ps->cfg, section, "ack", "wal", ps->line,
-                                                      why, sizeof(why)) != 0)
-            set_err(ps, "%s", why);
+    if (!name) /* a [section] header: section_header() has seen it */
         return 1;
-    }
+    ps->in_key = 1;
     if (!*section) {
         set_err(ps, "key '%s' outside any section", name);
         return 0;
@@ -365,20 +369,59 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
         set_err(ps, "%s", why);
         return 0;
     }
+    const key_t_ *k = find_key(section, name);
+    if (k)
+        ps->key_line[k - keys] = ps->line;
     return 1;
 }
 
-/* inih's reader callback: fgets that counts lines. */
+/* A "[section]" line, as inih reads it (an indented line after a key continues
+ * that key's value). Sources are created here, with the header's line, so that
+ * an empty [source NAME] is caught and messages about a source name its header. */
+static void section_header(parse_state_t *ps, const char *line)
+{
+    char sec[128], why[400];
+
+    if (ps->line == 1 && !strncmp(line, "\xEF\xBB\xBF", 3))
+        line += 3;
+    int indented = *line == ' ' || *line == '\t';
+    line += strspn(line, " \t");
+    if (*line != '[' || (indented && ps->in_key))
+        return;
+    const char *end = strchr(line, ']');
+    if (!end)
+        return; /* inih reports the syntax error */
+    ps->in_key = 0;
+    if (end - line - 1 > 49) { /* inih's MAX_SECTION: it would cut the name */
+        set_err(ps, "section name longer than 49 characters");
+        return;
+    }
+    snprintf(sec, sizeof(sec), "%.*s", (int)(end - line - 1), line + 1);
+    if (!strncmp(sec, "source", 6) &&
+        set_key(ps->cfg, sec, "ack", "wal", ps->line, why, sizeof(why)) != 0)
+        set_err(ps, "%s", why);
+}
+
+/* inih's reader callback: one whole line per call, counted. */
 static char *counting_reader(char *str, int num, void *stream)
 {
     parse_state_t *ps = stream;
     char *r = fgets(str, num, ps->fp);
     if (!r)
         return NULL;
-    if (ps->at_bol)
-        ps->line++;
+    ps->line++;
     size_t n = strlen(r);
-    ps->at_bol = n > 0 && r[n - 1] == '\n';
+    if (n > 0 && r[n - 1] != '\n' && !feof(ps->fp)) {
+        /* inih's buffer is full: skip the rest of the line. A long comment is
+         * fine; any other long line would be misread. */
+        int c = fgetc(ps->fp), more = c != EOF && c != '\n';
+        while (c != EOF && c != '\n')
+            c = fgetc(ps->fp);
+        const char *s = r + strspn(r, " \t");
+        if (more && *s != ';' && *s != '#')
+            set_err(ps, "line longer than %d characters", num - 1);
+    }
+    section_header(ps, r);
     return r;
 }
 
@@ -399,7 +442,7 @@ static void env_name(char *out, size_t outsz, const char *section, const char *s
     out[o] = '\0';
 }
 
-static int apply_env(rl_config_t *cfg, char *errstr, size_t errstr_size)
+static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errstr_size)
 {
     extern char **environ;
     char var[256], why[400];
@@ -425,6 +468,8 @@ static int apply_env(rl_config_t *cfg, char *errstr, size_t errstr_size)
             snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
             rc = -1;
         }
+        if (v)
+            key_line[i] = -1;
     }
     /* RELAY_KAFKA_<PROP> that relay does not know: a librdkafka property, whose
      * names use dots where the variable has underscores. */
@@ -454,9 +499,29 @@ static int apply_env(rl_config_t *cfg, char *errstr, size_t errstr_size)
     return rc;
 }
 
-static int validate(rl_config_t *cfg, char *errstr, size_t errstr_size)
+/* Where a key got its value, for a message: "FILE:LINE", "environment: VAR", or
+ * "FILE" for a default. */
+static void key_where(const rl_config_t *cfg, const int *key_line, const char *section,
+                      const char *name, char *out, size_t outsz)
+{
+    const key_t_ *k = find_key(section, name);
+    int line = k ? key_line[k - keys] : 0;
+    char var[128];
+
+    if (line > 0) {
+        snprintf(out, outsz, "%s:%d", cfg->path, line);
+    } else if (line < 0) {
+        env_name(var, sizeof(var), section, NULL, name);
+        snprintf(out, outsz, "environment: %s", var);
+    } else {
+        snprintf(out, outsz, "%s", cfg->path);
+    }
+}
+
+static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t errstr_size)
 {
     int rc = -1;
+    char where[300];
 
     if (cfg->nsources == 0) {
         snprintf(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
@@ -477,19 +542,23 @@ static int validate(rl_config_t *cfg, char *errstr, size_t errstr_size)
         }
     }
     if (!strchr(cfg->http.listen, ':')) {
-        snprintf(errstr, errstr_size, "%s: http.listen '%s' is not host:port", cfg->path,
+        key_where(cfg, key_line, "http", "listen", where, sizeof(where));
+        snprintf(errstr, errstr_size, "%s: http.listen '%s' is not host:port", where,
                  cfg->http.listen);
         goto out;
     }
     if (cfg->wal.segment_size > cfg->wal.max_size) {
-        snprintf(errstr, errstr_size, "%s: wal.segment_size is larger than wal.max_size",
-                 cfg->path);
+        key_where(cfg, key_line, "wal", "segment_size", where, sizeof(where));
+        if (!strcmp(where, cfg->path))
+            key_where(cfg, key_line, "wal", "max_size", where, sizeof(where));
+        snprintf(errstr, errstr_size, "%s: wal.segment_size is larger than wal.max_size", where);
         goto out;
     }
     if (cfg->redis.enabled && strncmp(cfg->redis.url, "redis://", 8) != 0 &&
         strncmp(cfg->redis.url, "unix://", 7) != 0) {
+        key_where(cfg, key_line, "redis", "url", where, sizeof(where));
         snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://",
-                 cfg->path);
+                 where);
         goto out;
     }
     rc = 0;
@@ -515,7 +584,6 @@ rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
 
     ps.cfg = cfg;
     ps.file = path;
-    ps.at_bol = 1;
     if (!(ps.fp = fopen(path, "r"))) {
         snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
         goto out;
@@ -523,12 +591,14 @@ rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
     int line = ini_parse_stream(counting_reader, &ps, on_ini_entry, &ps);
     fclose(ps.fp);
     if (line != 0 || ps.err[0]) {
-        if (!ps.err[0])
+        /* inih's syntax errors do not reach set_err: report whichever came first. */
+        if (line != 0 && (!ps.err[0] || line < ps.err_line))
             snprintf(ps.err, sizeof(ps.err), "%s:%d: syntax error", path, line);
         snprintf(errstr, errstr_size, "%s", ps.err);
         goto out;
     }
-    if (apply_env(cfg, errstr, errstr_size) != 0 || validate(cfg, errstr, errstr_size) != 0)
+    if (apply_env(cfg, ps.key_line, errstr, errstr_size) != 0 ||
+        validate(cfg, ps.key_line, errstr, errstr_size) != 0)
         goto out;
     ok = 1;
 out:

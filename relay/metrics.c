@@ -164,6 +164,19 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
     }
 }
 
+/* HELP text escapes '\\' and newline (the text format's rule). */
+static void sb_help(sbuf_t *b, const char *help)
+{
+    for (const char *p = help; *p; p++) {
+        size_t n = strcspn(p, "\\\n");
+        sb_printf(b, "%.*s", (int)n, p);
+        p += n;
+        if (!*p)
+            break;
+        sb_printf(b, "%s", *p == '\n' ? "\\n" : "\\\\");
+    }
+}
+
 char *rl_metrics_render(rl_metrics_t *m, size_t *len)
 {
     sbuf_t b = {malloc(8192), 0, 8192, 0};
@@ -182,8 +195,9 @@ char *rl_metrics_render(rl_metrics_t *m, size_t *len)
                 first = 0;
         if (!first)
             continue;
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m->v[i]->name, m->v[i]->help,
-                  m->v[i]->name, m->v[i]->gauge ? "gauge" : "counter");
+        sb_printf(&b, "# HELP %s ", m->v[i]->name);
+        sb_help(&b, m->v[i]->help);
+        sb_printf(&b, "\n# TYPE %s %s\n", m->v[i]->name, m->v[i]->gauge ? "gauge" : "counter");
         for (size_t j = i; j < m->n; j++) {
             rl_metric_t *c = m->v[j];
             if (strcmp(c->name, m->v[i]->name) != 0)

@@ -7,24 +7,26 @@
 #include <string.h>
 
 /* source + id identify an event for consumers (CloudEvents), so a provider
- * workspace belongs in source: the same id in two workspaces is two events. */
-static void ce_source(const rl_event_t *ev, const char *source, char *out, size_t outsz)
+ * workspace belongs in source: the same id in two workspaces is two events.
+ * Never cut (two long workspaces must not end up as one source): malloc'd, NULL
+ * on out-of-memory. */
+static char *ce_source(const rl_event_t *ev, const char *source)
 {
-    if (ev->workspace_id && *ev->workspace_id)
-        snprintf(out, outsz, "/%s/%s", source, ev->workspace_id);
-    else
-        snprintf(out, outsz, "/%s", source);
+    char *out = NULL;
+    int n = ev->workspace_id && *ev->workspace_id
+                ? asprintf(&out, "/%s/%s", source, ev->workspace_id)
+                : asprintf(&out, "/%s", source);
+    return n < 0 ? NULL : out;
 }
 
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider)
 {
-    char src[512];
+    char *src = ce_source(ev, source);
     char *out = NULL;
-    json_t *ce = json_object();
+    json_t *ce = src ? json_object() : NULL;
 
     if (!ce)
         goto done;
-    ce_source(ev, source, src, sizeof(src));
     json_object_set_new(ce, "specversion", json_string("1.0"));
     json_object_set_new(ce, "id", json_string(ev->id));
     json_object_set_new(ce, "source", json_string(src));
@@ -43,6 +45,7 @@ char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char 
     out = json_dumps(ce, JSON_COMPACT);
 done:
     json_decref(ce);
+    free(src);
     return out;
 }
 
@@ -57,26 +60,32 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t len)
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
                      uint8_t **out, size_t *out_len)
 {
-    char src[512];
-    ce_source(ev, source, src, sizeof(src));
+    char *src = ce_source(ev, source);
+    if (!src)
+        return -1;
     const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
     size_t fl[5], ej = strlen(event_json), total = 1 + 4 + ej;
 
     for (int i = 0; i < 5; i++) {
         fl[i] = strlen(f[i]);
-        if (fl[i] > 0xffff)
+        if (fl[i] > 0xffff) {
+            free(src);
             return -1;
+        }
         total += 2 + fl[i];
     }
-    uint8_t *buf = malloc(total), *p = buf;
-    if (!buf)
+    uint8_t *buf = ej <= 0xffffffffu ? malloc(total) : NULL, *p = buf;
+    if (!buf) {
+        free(src);
         return -1;
+    }
     *p++ = 1;
     for (int i = 0; i < 5; i++)
         p = put_str(p, f[i], fl[i]);
     for (int i = 0; i < 4; i++)
         *p++ = (uint8_t)(ej >> (8 * i));
     memcpy(p, event_json, ej);
+    free(src);
     *out = buf;
     *out_len = total;
     return 0;
@@ -143,6 +152,8 @@ int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, ch
                      size_t outsz)
 {
     size_t o = 0;
+    if (outsz == 0) /* not even room for the terminating NUL */
+        return -1;
     for (const char *p = tpl; *p;) {
         const char *v = p;
         size_t vl = 1;

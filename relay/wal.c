@@ -81,6 +81,7 @@ struct rl_wal {
     rl_wal_reader_t *readers;
     size_t nreaders;
     int cursors_dirty;
+    uint64_t wakeups; /* rl_wal_wakeup calls: a waiting reader returns when it changes */
 
     rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full,
         *m_max;
@@ -239,7 +240,8 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
         if (seg_push(w, first, 0) != 0)
             goto out;
     }
-    qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
+    if (w->nsegs) /* segs is NULL in an empty directory: qsort(NULL, 0) is undefined */
+        qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
     for (size_t i = 0; i < w->nsegs; i++) {
         char path[4096];
         uint64_t valid, last, count, fsize = 0;
@@ -269,6 +271,11 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
         w->bytes += valid;
         if (last)
             *last_seq = last;
+        /* A segment's records are never below its name, even when it is empty
+         * (a fresh active segment after the older ones were deleted): new seqs
+         * must not restart below it. */
+        if (w->segs[i].first_seq && w->segs[i].first_seq - 1 > *last_seq)
+            *last_seq = w->segs[i].first_seq - 1;
     }
     rc = 0;
 out:
@@ -665,8 +672,13 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
     size_t need = 0;
     int rc = RL_WAL_ERR;
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* Recovery treats a longer record as damage and cuts it off with all
+         * that follows, so it must never be acknowledged. */
+        if (payloads[i].iov_len > MAX_REC)
+            return RL_WAL_ERR;
         need += HDR + payloads[i].iov_len;
+    }
     pthread_mutex_lock(&w->lock);
     if (w->stop)
         goto out;
@@ -778,6 +790,7 @@ rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name)
 void rl_wal_wakeup(rl_wal_t *w)
 {
     pthread_mutex_lock(&w->lock);
+    w->wakeups++;
     pthread_cond_broadcast(&w->read_cv);
     pthread_mutex_unlock(&w->lock);
 }
@@ -915,11 +928,12 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
         rl_wal_t *w = r->w;
         pthread_mutex_lock(&w->lock);
         int rc = w->stop ? ETIMEDOUT : 0;
-        uint64_t durable = w->durable_seq;
+        uint64_t durable = w->durable_seq, wakeups = w->wakeups;
         if (!rc && durable < r->want)
             rc = pthread_cond_timedwait(&w->read_cv, &w->lock, &deadline);
+        int woken = w->wakeups != wakeups;
         pthread_mutex_unlock(&w->lock);
-        if (rc == ETIMEDOUT)
+        if (rc == ETIMEDOUT || woken)
             return 0;
         if (durable >= r->want) {
             /* Data is durable but fill found none: the segment rolled, or our

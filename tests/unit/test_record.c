@@ -1,0 +1,407 @@
+/* test_record.c -- WAL record payloads, CloudEvents and destination names
+ * (relay/record.c), tested against record.h and DESIGN.md's "What is
+ * published".
+ *
+ * Payloads under test are copied into buffers of their exact size, so that under
+ * ASan (make SANITIZE=1) any read past the end is reported. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+
+static rl_event_t event(const char *id, const char *type, const char *channel,
+                        const char *workspace, const char *time, json_t *data)
+{
+    rl_event_t ev = {(char *)id,        (char *)type, (char *)channel,
+                     (char *)workspace, (char *)time, data};
+    return ev;
+}
+
+/* Parses a CloudEvent; fails the test if it is not one JSON object. */
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    cr_assert_not_null(text);
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &e);
+    cr_assert_not_null(j, "not JSON (%s): %s", e.text, text);
+    cr_assert(json_is_object(j), "not an object: %s", text);
+    return j;
+}
+
+static void expect_str(json_t *o, const char *key, const char *want)
+{
+    json_t *v = json_object_get(o, key);
+    cr_expect(json_is_string(v), "'%s' missing or not a string", key);
+    if (json_is_string(v))
+        cr_expect_str_eq(json_string_value(v), want, "'%s'", key);
+}
+
+/* ---- CloudEvents ---------------------------------------------------------------------- */
+
+Test(record, cloudevent_with_workspace)
+{
+    json_t *data = json_pack("{s:s, s:{s:s, s:i}}", "message_id", "m-1", "raw", "event",
+                             "message.received", "n", 7);
+    rl_event_t ev =
+        event("evt-1", "message.received", "ch-1", "ws-9", "2026-04-19T10:00:00Z", data);
+    char *out = rl_record_cloudevent(&ev, "timely", "timely");
+    cr_assert_not_null(out);
+    cr_expect_null(strchr(out, '\n'), "compact JSON: %s", out);
+    json_t *ce = parse(out);
+
+    expect_str(ce, "specversion", "1.0");
+    expect_str(ce, "id", "evt-1");
+    expect_str(ce, "source", "/timely/ws-9");
+    expect_str(ce, "type", "message.received");
+    expect_str(ce, "time", "2026-04-19T10:00:00Z");
+    expect_str(ce, "subject", "ch-1");
+    expect_str(ce, "channelid", "ch-1");
+    expect_str(ce, "workspaceid", "ws-9");
+    expect_str(ce, "provider", "timely");
+    cr_expect(json_equal(json_object_get(ce, "data"), data), "data is the event's data: %s", out);
+
+    json_decref(ce);
+    free(out);
+    json_decref(data);
+}
+
+Test(record, cloudevent_without_workspace_time_or_channel)
+{
+    json_t *data = json_pack("{s:s}", "status", "connected");
+    /* Whapi: no workspace, and some events have no time. */
+    rl_event_t ev = event("whapi_ab12", "channel.connected", "", NULL, NULL, data);
+    char *out = rl_record_cloudevent(&ev, "my-whapi", "whapi");
+    json_t *ce = parse(out);
+
+    expect_str(ce, "source", "/my-whapi");
+    expect_str(ce, "provider", "whapi");
+    expect_str(ce, "id", "whapi_ab12");
+    /* CloudEvents: an optional attribute, when present, is a non-empty string. */
+    cr_expect_null(json_object_get(ce, "time"), "time omitted when unknown: %s", out);
+    cr_expect_null(json_object_get(ce, "workspaceid"), "%s", out);
+    cr_expect_null(json_object_get(ce, "subject"), "empty subject: %s", out);
+    cr_expect_null(json_object_get(ce, "channelid"), "empty channelid: %s", out);
+    json_decref(ce);
+    free(out);
+
+    /* An empty workspace is no workspace. */
+    ev.workspace_id = "";
+    ev.channel_id = "5511@s.whatsapp.net";
+    out = rl_record_cloudevent(&ev, "w", "whapi");
+    ce = parse(out);
+    expect_str(ce, "source", "/w");
+    expect_str(ce, "subject", "5511@s.whatsapp.net");
+    cr_expect_null(json_object_get(ce, "workspaceid"), "%s", out);
+    json_decref(ce);
+    free(out);
+    json_decref(data);
+}
+
+Test(record, cloudevent_escapes_and_long_values)
+{
+    /* Quotes, backslashes and non-ASCII go through JSON escaping intact. */
+    char ws[1201];
+    memset(ws, 'w', sizeof(ws) - 1);
+    ws[sizeof(ws) - 1] = '\0';
+    rl_event_t ev = event("id \"quoted\" \\ é", "whapi.presences.post", "c\"1", ws,
+                          "2026-04-19T10:00:00Z", NULL);
+    char *out = rl_record_cloudevent(&ev, "src", "whapi");
+    json_t *ce = parse(out);
+    expect_str(ce, "id", "id \"quoted\" \\ é");
+    expect_str(ce, "subject", "c\"1");
+    expect_str(ce, "type", "whapi.presences.post");
+    /* source + id identify the event: a long workspace must not be cut. */
+    char want[1300];
+    snprintf(want, sizeof(want), "/src/%s", ws);
+    expect_str(ce, "source", want);
+    json_t *d = json_object_get(ce, "data");
+    cr_expect(d == NULL || json_is_null(d), "no data: %s", out);
+    json_decref(ce);
+    free(out);
+}
+
+/* ---- payload encode / decode -------------------------------------------------------- */
+
+static void expect_view(const char *p, size_t len, const char *want, const char *what)
+{
+    cr_expect_eq(len, strlen(want), "%s: length %zu, expected %zu", what, len, strlen(want));
+    cr_expect(len == strlen(want) && memcmp(p, want, len) == 0, "%s: '%.*s', expected '%s'", what,
+              (int)len, p, want);
+}
+
+/* Encodes and hands back an exact-size copy. */
+static uint8_t *encode(const char *source, const rl_event_t *ev, const char *json, size_t *len)
+{
+    uint8_t *p = NULL;
+    cr_assert_eq(rl_record_encode(source, ev, json, &p, len), 0);
+    cr_assert_not_null(p);
+    return p;
+}
+
+Test(record, encode_decode_round_trip)
+{
+    rl_event_t ev = event("evt-1", "message.read", "ch-7", "ws-2", "2026-04-19T10:00:00Z", NULL);
+    const char *json = "{\"specversion\":\"1.0\",\"id\":\"evt-1\"}";
+    size_t len;
+    uint8_t *p = encode("timely", &ev, json, &len);
+    rl_record_t rec;
+    memset(&rec, 0xa5, sizeof(rec));
+    cr_assert_eq(rl_record_decode(p, len, &rec), 0);
+    expect_view(rec.source, rec.source_len, "timely", "source");
+    expect_view(rec.id, rec.id_len, "evt-1", "id");
+    expect_view(rec.type, rec.type_len, "message.read", "type");
+    expect_view(rec.channel_id, rec.channel_id_len, "ch-7", "channel_id");
+    expect_view(rec.ce_source, rec.ce_source_len, "/timely/ws-2", "ce_source");
+    expect_view(rec.event, rec.event_len, json, "event");
+    /* The layout of record.h: u8 version | 5 x (u16 len + bytes) | u32 len + JSON. */
+    cr_expect_eq(len, 1 + (2 + 6) + (2 + 5) + (2 + 12) + (2 + 4) + (2 + 12) + 4 + strlen(json));
+    cr_expect_eq(p[0], 1, "version 1");
+    cr_expect_eq(p[1] | p[2] << 8, 6, "u16 little endian");
+    free(p);
+
+    /* No channel (NULL) and no workspace; an empty JSON string. */
+    ev = event("i", "t", NULL, NULL, NULL, NULL);
+    p = encode("s", &ev, "", &len);
+    cr_assert_eq(rl_record_decode(p, len, &rec), 0);
+    expect_view(rec.channel_id, rec.channel_id_len, "", "channel_id");
+    expect_view(rec.ce_source, rec.ce_source_len, "/s", "ce_source");
+    cr_expect_eq(rec.event_len, 0);
+    free(p);
+}
+
+Test(record, encode_field_limits)
+{
+    char *big = malloc(70000);
+    cr_assert_not_null(big);
+    memset(big, 'x', 69999);
+    big[69999] = '\0';
+    uint8_t *p = NULL;
+    size_t len = 0;
+
+    /* u16 lengths: 65535 fits, 65536 does not. */
+    big[65535] = '\0';
+    rl_event_t ev = event(big, "t", "c", NULL, NULL, NULL);
+    cr_assert_eq(rl_record_encode("s", &ev, "{}", &p, &len), 0);
+    rl_record_t rec;
+    cr_assert_eq(rl_record_decode(p, len, &rec), 0);
+    cr_expect_eq(rec.id_len, 65535);
+    free(p);
+    p = NULL;
+
+    big[65535] = 'x';
+    big[65536] = '\0';
+    static const int which[] = {0, 1, 2, 3};
+    for (size_t i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+        rl_event_t e = event("i", "t", "c", NULL, NULL, NULL);
+        const char *source = "s";
+        if (which[i] == 0)
+            e.id = big;
+        else if (which[i] == 1)
+            e.type = big;
+        else if (which[i] == 2)
+            e.channel_id = big;
+        else
+            source = big;
+        cr_expect_eq(rl_record_encode(source, &e, "{}", &p, &len), -1, "field %d too long",
+                     which[i]);
+    }
+    /* The CloudEvent source is "/source/workspace": too long together is too long. */
+    big[65000] = '\0';
+    rl_event_t e = event("i", "t", "c", big, NULL, NULL);
+    cr_expect_eq(rl_record_encode(big, &e, "{}", &p, &len), -1, "ce_source over 65535");
+    free(big);
+}
+
+Test(record, decode_rejects_every_truncation)
+{
+    rl_event_t ev = event("evt-42", "channel.error", "ch", "ws", NULL, NULL);
+    const char *json = "{\"a\":1}";
+    size_t len;
+    uint8_t *p = encode("whapi", &ev, json, &len);
+    rl_record_t rec;
+
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *q = malloc(n ? n : 1);
+        cr_assert_not_null(q);
+        memcpy(q, p, n);
+        cr_expect_eq(rl_record_decode(q, n, &rec), -1, "prefix of %zu of %zu bytes accepted", n,
+                     len);
+        free(q);
+    }
+    /* A trailing byte is damage too. */
+    uint8_t *q = malloc(len + 1);
+    memcpy(q, p, len);
+    q[len] = '}';
+    cr_expect_eq(rl_record_decode(q, len + 1, &rec), -1, "trailing byte accepted");
+    free(q);
+
+    /* An unknown version. */
+    p[0] = 2;
+    cr_expect_eq(rl_record_decode(p, len, &rec), -1, "version 2 accepted");
+    free(p);
+}
+
+/* Flipping bits anywhere either is rejected or decodes into views that lie inside
+ * the payload and cover it exactly. ASan reports any read outside it. */
+Test(record, decode_corruption_stays_in_bounds)
+{
+    rl_event_t ev = event("evt-42", "message.sent", "ch-1", "ws", NULL, NULL);
+    const char *json = "{\"specversion\":\"1.0\"}";
+    size_t len;
+    uint8_t *p = encode("timely", &ev, json, &len);
+    static const uint8_t masks[] = {0x01, 0x02, 0x10, 0x80, 0xff};
+    int accepted = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        for (size_t m = 0; m < sizeof(masks); m++) {
+            uint8_t *q = malloc(len);
+            cr_assert_not_null(q);
+            memcpy(q, p, len);
+            q[i] ^= masks[m];
+            rl_record_t rec;
+            if (rl_record_decode(q, len, &rec) == 0) {
+                accepted++;
+                const char *lo = (const char *)q, *hi = (const char *)q + len;
+                const char *f[6] = {rec.source,     rec.id,        rec.type,
+                                    rec.channel_id, rec.ce_source, rec.event};
+                size_t fl[6] = {rec.source_len,     rec.id_len,        rec.type_len,
+                                rec.channel_id_len, rec.ce_source_len, rec.event_len};
+                size_t sum = 1 + 4;
+                for (int k = 0; k < 6; k++) {
+                    cr_assert(f[k] >= lo && f[k] + fl[k] <= hi,
+                              "byte %zu ^ %02x: field %d outside the payload", i, masks[m], k);
+                    sum += fl[k] + (k < 5 ? 2 : 0);
+                }
+                cr_assert_eq(sum, len, "byte %zu ^ %02x: views do not cover the payload", i,
+                             masks[m]);
+            }
+            free(q);
+        }
+    }
+    /* Damage to the bytes of a field decodes (the WAL's crc is the integrity
+     * check); damage to lengths and the version must not. */
+    cr_expect_gt(accepted, 0);
+    free(p);
+}
+
+/* ---- destination templates ----------------------------------------------------------- */
+
+/* A decoded record for rendering. */
+typedef struct owned_rec {
+    uint8_t *buf;
+    rl_record_t rec;
+} owned_rec_t;
+
+static owned_rec_t mkrec(const char *source, const char *type, const char *channel)
+{
+    owned_rec_t o;
+    size_t len;
+    rl_event_t ev = event("id-1", type, channel, NULL, NULL, NULL);
+    o.buf = encode(source, &ev, "{}", &len);
+    cr_assert_eq(rl_record_decode(o.buf, len, &o.rec), 0);
+    return o;
+}
+
+typedef struct render_case {
+    const char *tpl, *type, *channel;
+    int topic_safe;
+    const char *want; /* NULL: -1 */
+} render_case_t;
+
+Test(record, render_templates)
+{
+    static const render_case_t cases[] = {
+        {"events.{family}", "message.received", "c1", 1, "events.message"},
+        {"events.{family}", "channel.connected", "c1", 1, "events.channel"},
+        {"events.{family}", "whapi.presences.post", "c1", 1, "events.other"},
+        {"{type}", "message.read", "c1", 0, "message.read"},
+        {"{source}", "message.read", "c1", 0, "timely"},
+        {"{channel_id}", "message.read", "c1", 0, "c1"},
+        {"events:{channel_id}", "message.read", "chan-9", 0, "events:chan-9"},
+        {"{source}.{family}.{type}", "channel.error", "c", 1, "timely.channel.channel.error"},
+        {"{channel_id}{channel_id}", "t", "ab", 0, "abab"},
+        {"plain-topic", "t", "c", 1, "plain-topic"},
+        {"", "t", "c", 0, ""},
+        {"a}b", "t", "c", 0, "a}b"},
+        /* '@' and the like are not allowed in Kafka topic names */
+        {"wa.{channel_id}", "t", "5511999@s.whatsapp.net", 1, "wa.5511999_s.whatsapp.net"},
+        {"wa:{channel_id}", "t", "5511999@s.whatsapp.net", 0, "wa:5511999@s.whatsapp.net"},
+        {"t.{channel_id}", "t", "a b/c:d\\e#é", 1, "t.a_b_c_d_e___"},
+        {"t.{channel_id}", "t", "Az09._-", 1, "t.Az09._-"},
+        /* an empty channel id still names a destination */
+        {"events:{channel_id}", "t", "", 0, "events:_"},
+        {"t.{channel_id}", "t", "", 1, "t._"},
+        /* a long type still has a family */
+        {"{family}",
+         "message.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+         "c", 1, "message"},
+        /* unknown or unclosed variables */
+        {"events.{famly}", "t", "c", 0, NULL},
+        {"events.{}", "t", "c", 0, NULL},
+        {"events.{family", "t", "c", 0, NULL},
+        {"{", "t", "c", 0, NULL},
+        {"{Family}", "t", "c", 0, NULL},
+        {"{channel_id }", "t", "c", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const render_case_t *c = &cases[i];
+        owned_rec_t o = mkrec("timely", c->type, c->channel);
+        char out[256];
+        int n = rl_record_render(c->tpl, &o.rec, c->topic_safe, out, sizeof(out));
+        if (!c->want) {
+            cr_expect_eq(n, -1, "'%s' rendered (%d)", c->tpl, n);
+        } else {
+            cr_expect_eq(n, (int)strlen(c->want), "'%s': %d", c->tpl, n);
+            if (n >= 0)
+                cr_expect_str_eq(out, c->want, "'%s' with '%s'", c->tpl, c->channel);
+        }
+        free(o.buf);
+    }
+}
+
+/* -1 when out is too small, and never a byte written past outsz. */
+Test(record, render_out_too_small)
+{
+    static const char *const tpls[] = {"events.{family}", "{channel_id}", "x", ""};
+    owned_rec_t o = mkrec("timely", "message.sent", "channel-1");
+    for (size_t t = 0; t < sizeof(tpls) / sizeof(tpls[0]); t++) {
+        char full[256];
+        int need = rl_record_render(tpls[t], &o.rec, 0, full, sizeof(full));
+        cr_assert_geq(need, 0);
+        for (size_t outsz = 0; outsz <= (size_t)need + 1; outsz++) {
+            char buf[300];
+            memset(buf, '#', sizeof(buf));
+            int n = rl_record_render(tpls[t], &o.rec, 0, buf, outsz);
+            if (outsz <= (size_t)need) {
+                cr_expect_eq(n, -1, "'%s' in %zu bytes: %d", tpls[t], outsz, n);
+            } else {
+                cr_expect_eq(n, need);
+                cr_expect_str_eq(buf, full);
+            }
+            for (size_t k = outsz; k < sizeof(buf); k++)
+                cr_assert_eq(buf[k], '#', "'%s' in %zu bytes: byte %zu written", tpls[t], outsz, k);
+        }
+    }
+    free(o.buf);
+}
+
+Test(record, template_check)
+{
+    static const char *const good[] = {"events.{family}", "events:{channel_id}", "{source}",
+                                       "{type}", "x"};
+    static const char *const bad[] = {"events.{famly}", "events.{family", "", "{}"};
+    char err[256];
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        err[0] = '\0';
+        cr_expect_eq(rl_record_template_check(good[i], err, sizeof(err)), 0, "'%s': %s", good[i],
+                     err);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_expect_eq(rl_record_template_check(bad[i], err, sizeof(err)), -1, "'%s'", bad[i]);
+        cr_expect_neq(err[0], '\0', "'%s': no message", bad[i]);
+    }
+}
