@@ -541,9 +541,13 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
             goto out;
         }
     }
-    if (!strchr(cfg->http.listen, ':')) {
+    const char *colon = strrchr(cfg->http.listen, ':');
+    char *pend = NULL;
+    long port = colon ? strtol(colon + 1, &pend, 10) : -1;
+    if (!colon || pend == colon + 1 || *pend || port < 0 || port > 65535) {
         key_where(cfg, key_line, "http", "listen", where, sizeof(where));
-        snprintf(errstr, errstr_size, "%s: http.listen '%s' is not host:port", where,
+        snprintf(errstr, errstr_size,
+                 "%s: http.listen '%s' is not host:port with a port from 0 to 65535", where,
                  cfg->http.listen);
         goto out;
     }

@@ -34,6 +34,7 @@ struct rl_ingest {
     source_rt_t *src;
     size_t nsrc;
     rl_metric_t *m_dedup_size, *m_dedup_evicted;
+    uint64_t window; /* dedup window, seconds */
 };
 
 /* A request waiting for the WAL. */
@@ -108,6 +109,7 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     }
     pthread_mutex_init(&ig->lock, NULL);
     ig->wal = wal;
+    ig->window = (uint64_t)cfg->dedup.window;
     ig->dedup = rl_dedup_new((uint32_t)cfg->dedup.window, (size_t)cfg->dedup.max_entries, errstr,
                              errstr_size);
     ig->src = calloc(cfg->nsources, sizeof(*ig->src));
@@ -186,6 +188,39 @@ static void on_durable(void *opaque, int status)
     }
     p->cb(p->opaque, &reply);
     pending_free(p);
+}
+
+typedef struct rebuild {
+    rl_ingest_t *ig;
+    uint64_t now;
+    long n;
+} rebuild_t;
+
+static void rebuild_one(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    rebuild_t *rb = arg;
+    rl_record_t rec;
+    char source[256], id[1024];
+    (void)seq;
+    if (rl_record_decode(payload, len, &rec) != 0 || rec.source_len >= sizeof(source) ||
+        rec.id_len >= sizeof(id))
+        return;
+    uint64_t at = rec.received_ms / 1000;
+    if (at + rb->ig->window <= rb->now)
+        return; /* its window has passed */
+    snprintf(source, sizeof(source), "%.*s", (int)rec.source_len, rec.source);
+    snprintf(id, sizeof(id), "%.*s", (int)rec.id_len, rec.id);
+    if (rl_dedup_claim(rb->ig->dedup, source, id, at) == 1)
+        rb->n++;
+}
+
+long rl_ingest_rebuild(rl_ingest_t *ig, char *errstr, size_t errstr_size)
+{
+    rebuild_t rb = {ig, (uint64_t)time(NULL), 0};
+    pthread_mutex_lock(&ig->lock);
+    int rc = rl_wal_scan(ig->wal, rebuild_one, &rb, errstr, errstr_size);
+    pthread_mutex_unlock(&ig->lock);
+    return rc == 0 ? rb.n : -1;
 }
 
 static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
@@ -289,6 +324,19 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         goto out;
     }
 
+    /* Every CloudEvent carries a time: where the provider gave none (Whapi users,
+     * presences), it is when relay received the event. */
+    char now_rfc[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(now_rfc, sizeof(now_rfc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    for (size_t i = 0; i < evs.n; i++)
+        if (!evs.v[i].time && !(evs.v[i].time = strdup(now_rfc)))
+            goto oom;
+
     p = calloc(1, sizeof(*p));
     iov = calloc(evs.n, sizeof(*iov));
     if (!p || !iov || !(p->claimed = calloc(evs.n, sizeof(char *))))
@@ -300,7 +348,8 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     for (size_t i = 0; i < evs.n; i++) {
         char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
         uint8_t *buf = NULL;
-        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, &buf, &iov[i].iov_len) : -1;
+        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf,
+                                           &iov[i].iov_len) : -1;
         free(ce);
         if (rc != 0)
             goto oom;

@@ -40,6 +40,12 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
                            char *errstr, size_t errstr_size);
 void rl_ingest_destroy(rl_ingest_t *ig); /* NULL-safe */
 
+/* Remembers the (source, id) of every event still kept in the WAL, at the time
+ * it was received, so provider retries are recognized across a restart for as
+ * long as the WAL keeps the original. Call before serving requests. Returns the
+ * number of ids remembered, or -1 on an I/O error (errstr set). */
+long rl_ingest_rebuild(rl_ingest_t *ig, char *errstr, size_t errstr_size);
+
 /* Returns 1 when the request is answered now (*reply filled, the caller owns its
  * body), or 0 when cb(opaque, reply) will be called exactly once later. */
 int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,

@@ -58,13 +58,13 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t len)
 }
 
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
-                     uint8_t **out, size_t *out_len)
+                     uint64_t received_ms, uint8_t **out, size_t *out_len)
 {
     char *src = ce_source(ev, source);
     if (!src)
         return -1;
     const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
-    size_t fl[5], ej = strlen(event_json), total = 1 + 4 + ej;
+    size_t fl[5], ej = strlen(event_json), total = 1 + 8 + 4 + ej;
 
     for (int i = 0; i < 5; i++) {
         fl[i] = strlen(f[i]);
@@ -80,6 +80,8 @@ int rl_record_encode(const char *source, const rl_event_t *ev, const char *event
         return -1;
     }
     *p++ = 1;
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(received_ms >> (8 * i));
     for (int i = 0; i < 5; i++)
         p = put_str(p, f[i], fl[i]);
     for (int i = 0; i < 4; i++)
@@ -98,8 +100,11 @@ int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)
     size_t *fl[5] = {&rec->source_len, &rec->id_len, &rec->type_len, &rec->channel_id_len,
                      &rec->ce_source_len};
 
-    if (len < 1 || *p++ != 1)
+    if (len < 9 || *p++ != 1)
         return -1;
+    rec->received_ms = 0;
+    for (int i = 0; i < 8; i++)
+        rec->received_ms |= (uint64_t)*p++ << (8 * i);
     for (int i = 0; i < 5; i++) {
         if (end - p < 2)
             return -1;
@@ -180,7 +185,7 @@ int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, ch
 
 int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
 {
-    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1, 1, 9, 1, 2, 2};
+    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1, 1, 9, 1, 2, 2, 0};
     char out[1024];
     if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
         snprintf(errstr, errstr_size,

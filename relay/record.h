@@ -1,7 +1,7 @@
 /* record.h -- what relay stores in one WAL record for one event, and how the
  * sinks name its destination.
  *
- * Payload: u8 version | u16 len + source | u16 len + id | u16 len + type |
+ * Payload: u8 version | u64 received_ms | u16 len + source | u16 len + id | u16 len + type |
  *          u16 len + channel_id | u16 len + CloudEvent source | u32 len + CloudEvent JSON
  * The routing fields sit beside the JSON so that sinks never parse it. */
 #ifndef RL_RECORD_H
@@ -16,6 +16,7 @@
 typedef struct rl_record {
     const char *source, *id, *type, *channel_id, *ce_source, *event;
     size_t source_len, id_len, type_len, channel_id_len, ce_source_len, event_len;
+    uint64_t received_ms; /* when relay received the event (unix ms) */
 } rl_record_t;
 
 /* Builds the structured CloudEvent of `ev` received on source `source` by codec
@@ -23,9 +24,11 @@ typedef struct rl_record {
  * out-of-memory. */
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider);
 
-/* Encodes one payload; *out is malloc'd (caller frees). -1 when a field is too long. */
+/* Encodes one payload; *out is malloc'd (caller frees). -1 when a field is too long.
+ * received_ms: when relay received the event (unix ms), for the dedup rebuild and
+ * end-to-end latency. */
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
-                     uint8_t **out, size_t *out_len);
+                     uint64_t received_ms, uint8_t **out, size_t *out_len);
 /* Decodes a payload into views; -1 when it is malformed. */
 int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec);
 

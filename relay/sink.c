@@ -20,6 +20,10 @@ void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg,
                                             "Events acknowledged by the sink.");
         s->m_errors = rl_metrics_counter(metrics, "relay_sink_errors_total", l,
                                          "Failed publications or connections (retried).");
+        s->m_dropped = rl_metrics_counter(
+            metrics, "relay_sink_dropped_total", l,
+            "WAL records the sink can never publish (malformed, or no valid destination name); "
+            "each is logged.");
         s->m_up = rl_metrics_gauge(metrics, "relay_sink_up", l,
                                    "1 while the sink is connected to its service.");
     }

@@ -14,7 +14,7 @@ struct rl_sink {
     rl_wal_reader_t *reader;
     pthread_t thread;
     _Atomic int stop, connected, grace_ms;
-    rl_metric_t *m_published, *m_errors, *m_up;
+    rl_metric_t *m_published, *m_errors, *m_up, *m_dropped;
     void (*destroy_impl)(rl_sink_t *s); /* frees the implementation's part */
     void *impl;
 };

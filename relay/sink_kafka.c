@@ -163,10 +163,14 @@ static void rewind_all(kafka_t *k)
 static int produce(kafka_t *k, const rl_wal_rec_t *wr)
 {
     rl_record_t rec;
-    char topic[512];
+    char topic[250]; /* Kafka's limit on topic names is 249 characters */
     if (rl_record_decode(wr->data, wr->len, &rec) != 0 ||
         rl_record_render(k->base.cfg->kafka.topic, &rec, 1, topic, sizeof(topic)) < 0) {
-        rl_error("kafka: WAL record %llu is malformed; skipped", (unsigned long long)wr->seq);
+        /* Retrying cannot help; stalling would hold every later event back. */
+        rl_error("kafka: WAL record %llu is malformed or its topic name is over 249 "
+                 "characters; not published (relay_sink_dropped_total)",
+                 (unsigned long long)wr->seq);
+        rl_metric_add(k->base.m_dropped, 1);
         return 1; /* acknowledged as nothing can ever publish it */
     }
     for (;;) {

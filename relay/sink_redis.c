@@ -114,7 +114,7 @@ static int round_trip(redis_sink_t *r, int first_timeout_ms)
     const rl_config_t *cfg = r->base.cfg;
     long long n = 0, sent = 0, done = 0;
     uint64_t *seqs = r->batch_seq;
-    char errstr[256], key[1024];
+    char errstr[256], key[4096];
 
     while (n < cfg->redis.batch) {
         rl_wal_rec_t wr;
@@ -130,7 +130,10 @@ static int round_trip(redis_sink_t *r, int first_timeout_ms)
         seqs[n++] = wr.seq;
         if (rl_record_decode(wr.data, wr.len, &rec) != 0 ||
             rl_record_render(cfg->redis.stream, &rec, 0, key, sizeof(key)) < 0) {
-            rl_error("redis: WAL record %llu is malformed; skipped", (unsigned long long)wr.seq);
+            rl_error("redis: WAL record %llu is malformed or its key is over %zu bytes; not "
+                     "published (relay_sink_dropped_total)",
+                     (unsigned long long)wr.seq, sizeof(key) - 1);
+            rl_metric_add(r->base.m_dropped, 1);
             seqs[n - 1] |= 1ULL << 63; /* no reply to wait for */
             continue;
         }

@@ -976,3 +976,21 @@ uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)
     pthread_mutex_unlock(&r->w->lock);
     return v;
 }
+
+int rl_wal_scan(rl_wal_t *w, rl_wal_scan_fn fn, void *arg, char *errstr, size_t errstr_size)
+{
+    /* A private reader with no cursor: it starts at the oldest record kept. */
+    rl_wal_reader_t r = {0};
+    rl_wal_rec_t rec;
+    int k, rc = 0;
+
+    r.w = w;
+    r.fd = r.cursor_fd = -1;
+    while ((k = rl_wal_reader_next(&r, &rec, 0, errstr, errstr_size)) > 0)
+        fn(arg, rec.seq, rec.data, rec.len);
+    if (k < 0)
+        rc = -1;
+    reader_close_file(&r);
+    free(r.buf);
+    return rc;
+}

@@ -136,7 +136,7 @@ static void expect_view(const char *p, size_t len, const char *want, const char 
 static uint8_t *encode(const char *source, const rl_event_t *ev, const char *json, size_t *len)
 {
     uint8_t *p = NULL;
-    cr_assert_eq(rl_record_encode(source, ev, json, &p, len), 0);
+    cr_assert_eq(rl_record_encode(source, ev, json, 1712995245123ULL, &p, len), 0);
     cr_assert_not_null(p);
     return p;
 }
@@ -156,10 +156,13 @@ Test(record, encode_decode_round_trip)
     expect_view(rec.channel_id, rec.channel_id_len, "ch-7", "channel_id");
     expect_view(rec.ce_source, rec.ce_source_len, "/timely/ws-2", "ce_source");
     expect_view(rec.event, rec.event_len, json, "event");
-    /* The layout of record.h: u8 version | 5 x (u16 len + bytes) | u32 len + JSON. */
-    cr_expect_eq(len, 1 + (2 + 6) + (2 + 5) + (2 + 12) + (2 + 4) + (2 + 12) + 4 + strlen(json));
+    cr_expect_eq(rec.received_ms, 1712995245123ULL, "received_ms round-trips");
+    /* The layout of record.h: u8 version | u64 received_ms | 5 x (u16 len + bytes) |
+     * u32 len + JSON. */
+    cr_expect_eq(len,
+                 1 + 8 + (2 + 6) + (2 + 5) + (2 + 12) + (2 + 4) + (2 + 12) + 4 + strlen(json));
     cr_expect_eq(p[0], 1, "version 1");
-    cr_expect_eq(p[1] | p[2] << 8, 6, "u16 little endian");
+    cr_expect_eq(p[9] | p[10] << 8, 6, "u16 little endian");
     free(p);
 
     /* No channel (NULL) and no workspace; an empty JSON string. */
@@ -184,7 +187,7 @@ Test(record, encode_field_limits)
     /* u16 lengths: 65535 fits, 65536 does not. */
     big[65535] = '\0';
     rl_event_t ev = event(big, "t", "c", NULL, NULL, NULL);
-    cr_assert_eq(rl_record_encode("s", &ev, "{}", &p, &len), 0);
+    cr_assert_eq(rl_record_encode("s", &ev, "{}", 1, &p, &len), 0);
     rl_record_t rec;
     cr_assert_eq(rl_record_decode(p, len, &rec), 0);
     cr_expect_eq(rec.id_len, 65535);
@@ -205,13 +208,13 @@ Test(record, encode_field_limits)
             e.channel_id = big;
         else
             source = big;
-        cr_expect_eq(rl_record_encode(source, &e, "{}", &p, &len), -1, "field %d too long",
+        cr_expect_eq(rl_record_encode(source, &e, "{}", 1, &p, &len), -1, "field %d too long",
                      which[i]);
     }
     /* The CloudEvent source is "/source/workspace": too long together is too long. */
     big[65000] = '\0';
     rl_event_t e = event("i", "t", "c", big, NULL, NULL);
-    cr_expect_eq(rl_record_encode(big, &e, "{}", &p, &len), -1, "ce_source over 65535");
+    cr_expect_eq(rl_record_encode(big, &e, "{}", 1, &p, &len), -1, "ce_source over 65535");
     free(big);
 }
 
@@ -269,7 +272,7 @@ Test(record, decode_corruption_stays_in_bounds)
                                     rec.channel_id, rec.ce_source, rec.event};
                 size_t fl[6] = {rec.source_len,     rec.id_len,        rec.type_len,
                                 rec.channel_id_len, rec.ce_source_len, rec.event_len};
-                size_t sum = 1 + 4;
+                size_t sum = 1 + 8 + 4;
                 for (int k = 0; k < 6; k++) {
                     cr_assert(f[k] >= lo && f[k] + fl[k] <= hi,
                               "byte %zu ^ %02x: field %d outside the payload", i, masks[m], k);
