@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# deps.sh: installs what building, testing and running relay needs on Debian
+# (12, bookworm) and caches the Kafka broker jars. Idempotent and quiet when
+# everything is there already, so `make test` and `make run` call it each time.
+set -euo pipefail
+TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$TOOLS/lib.sh"
+
+PACKAGES=(
+    # build
+    build-essential pkg-config
+    libmicrohttpd-dev librdkafka-dev libhiredis-dev libjansson-dev libssl-dev
+    libinih-dev libsystemd-dev zlib1g-dev
+    # tests (Criterion; libcurl for the system tests' HTTP client)
+    libcriterion-dev libcurl4-openssl-dev
+    # the services the system tests and `make run` start, and their clients
+    redis-server redis-tools kcat
+    # load generator for bench/
+    wrk
+    # Kafka's broker is a JVM program; maven fetches its jars (tools/kafka.sh)
+    openjdk-17-jre-headless maven
+    # curl for the examples `make run` prints; ca-certificates so that TLS to
+    # Maven Central works on a minimal image (installs skip recommends)
+    curl ca-certificates
+)
+
+# dpkg -s succeeds for a package that was removed but left its config files
+# behind; only "install ok installed" means it is really there.
+installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+command -v dpkg >/dev/null || die "this script installs with apt-get (Debian/Ubuntu); install the packages listed in it by hand"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]} as root"
+        sudo=(sudo)
+    fi
+    note "installing ${missing[*]}"
+    # `apt-get update` only now: a fresh machine has no package lists, and a
+    # machine that has everything should not touch the network at all.
+    # DEBIAN_FRONTEND through env, because sudo may drop the environment; no
+    # stdin, so that CI (which has none) and a terminal behave the same.
+    # Lock::Timeout: wait for another apt/dpkg (unattended-upgrades, a second
+    # deps.sh) instead of failing at once.
+    apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+    "${sudo[@]}" "${apt[@]}" update -qq </dev/null >&2
+    "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends \
+        "${missing[@]}" </dev/null >&2
+    for p in "${missing[@]}"; do
+        installed "$p" || die "apt-get did not install $p"
+    done
+fi
+
+# The jars live in a user cache, not a package: fetch them if they are not
+# there yet (a no-op, and silent, when they are).
+"$TOOLS/kafka.sh" fetch
