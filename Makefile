@@ -31,7 +31,7 @@ SYS_SRC   := $(wildcard tests/system/test_*.c)
 SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 
-.PHONY: all test unit-test system-test run install clean deps format check-format docs check-docs
+.PHONY: all test unit-test system-test run install clean deps format check-format docs check-docs bench
 
 all: $(BUILD)/relay
 
@@ -92,3 +92,15 @@ docs: $(BUILD)/relay
 
 check-docs: $(BUILD)/relay
 	@tools/docs.sh check $(BUILD)/relay
+
+# The benchmark (issue: performance): relay vs a minimal libmicrohttpd server,
+# real Redis and Kafka, wrk with bench/mix.lua. Prints a table of medians.
+BENCH_BIN := $(BUILD)/bench/ceiling $(BUILD)/bench/e2e $(BUILD)/bench/walgen
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/librelay.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/relay $(BENCH_BIN)
+	@bench/run.sh

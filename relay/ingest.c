@@ -33,7 +33,7 @@ struct rl_ingest {
     pthread_mutex_t lock; /* dedup + WAL append */
     source_rt_t *src;
     size_t nsrc;
-    rl_metric_t *m_dedup_size, *m_dedup_evicted;
+    rl_metric_t *m_dedup_size, *m_dedup_evicted, *m_dedup_memory;
     uint64_t window; /* dedup window, seconds */
 };
 
@@ -69,6 +69,7 @@ static void dedup_metrics(void *arg)
     pthread_mutex_lock(&ig->lock);
     rl_metric_set(ig->m_dedup_size, (int64_t)rl_dedup_count(ig->dedup));
     rl_metric_set(ig->m_dedup_evicted, (int64_t)rl_dedup_evicted(ig->dedup));
+    rl_metric_set(ig->m_dedup_memory, (int64_t)rl_dedup_memory(ig->dedup));
     pthread_mutex_unlock(&ig->lock);
 }
 
@@ -132,6 +133,8 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         ig->m_dedup_evicted =
             rl_metrics_gauge(metrics, "relay_dedup_evicted_total", "",
                              "Ids forgotten before their window ended (dedup.max_entries).");
+        ig->m_dedup_memory = rl_metrics_gauge(metrics, "relay_dedup_memory_bytes", "",
+                                              "Bytes allocated by the dedup window.");
         rl_metrics_on_render(metrics, dedup_metrics, ig);
     }
     ok = 1;

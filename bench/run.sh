@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# bench/run.sh -- what `make bench` runs: relay against its ceiling, with real
+# Redis and Kafka on this machine, the same load generator (wrk + bench/mix.lua),
+# payloads and connections for both, and a table of medians at the end.
+#
+# Environment: BENCH_RUNS (3), BENCH_SECONDS (10, per load phase), BENCH_CONNS (64),
+#              BENCH_REPLAY_EVENTS (1000000), BENCH_KEEP=1 keeps the scratch dir.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+TOOLS=$ROOT/tools
+# shellcheck source=../tools/lib.sh
+. "$TOOLS/lib.sh"
+BIN=$ROOT/build
+RUNS=${BENCH_RUNS:-3}
+SECS=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNS:-64}
+REPLAY=${BENCH_REPLAY_EVENTS:-1000000}
+
+tmp=$(mktemp -d /tmp/relay-bench.XXXXXX)
+relay_pid= ceiling_pid=
+cleanup() {
+    [[ -n $relay_pid ]] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
+    [[ -n $ceiling_pid ]] && kill "$ceiling_pid" 2>/dev/null && wait "$ceiling_pid" 2>/dev/null
+    "$TOOLS/kafka.sh" stop "$tmp/kafka" >/dev/null 2>&1 || true
+    "$TOOLS/redis.sh" stop "$tmp/redis" >/dev/null 2>&1 || true
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+redis_port=$(freeport) && kafka_port=$(freeport)
+"$TOOLS/redis.sh" start "$tmp/redis" "$redis_port" >/dev/null
+"$TOOLS/kafka.sh" start "$tmp/kafka" "$kafka_port" >/dev/null
+brokers=127.0.0.1:$kafka_port
+# Create the topics up front so that no run pays for auto-creation.
+for t in events.message events.channel events.other; do
+    echo warmup | kcat -b "$brokers" -P -t "$t" 2>/dev/null
+done
+
+metric() { # metric PORT REGEX -> sum of matching series
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v re="$2" '$0 !~ /^#/ && $1 ~ re { s += $2 } END { printf "%d\n", s }'
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+wrk_mix() { # wrk_mix PORT PREFIX DELAY_MS -> RESULT line
+    BENCH_PATH_PREFIX=$2 BENCH_DELAY_MS=$3 wrk -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s \
+        -s "$ROOT/bench/mix.lua" "http://127.0.0.1:$1" | grep '^RESULT'
+}
+
+start_relay() { # start_relay WAL_DIR -> sets relay_pid, relay_port
+    relay_port=$(freeport)
+    RELAY_HTTP_LISTEN=127.0.0.1:$relay_port RELAY_WAL_DIR=$1 RELAY_WAL_MAX_SIZE=16g \
+        RELAY_KAFKA_BROKERS=$brokers RELAY_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
+        RELAY_LOG_LEVEL=warn "$BIN/relay" -c "$ROOT/relay.conf" 2>>"$tmp/relay.log" &
+    relay_pid=$!
+    for _ in $(seq 200); do
+        curl -sf "http://127.0.0.1:$relay_port/readyz" 2>/dev/null | grep -q 'kafka:up redis:up' && return 0
+        sleep 0.1
+    done
+    echo "bench: relay did not become ready" >&2
+    tail -20 "$tmp/relay.log" >&2
+    exit 1
+}
+stop_relay() { kill "$relay_pid"; wait "$relay_pid" || true; relay_pid=; }
+
+declare -A R # R[name,run] = value
+for run in $(seq "$RUNS"); do
+    # 1. The ceiling: same load, a server that answers 200 at once.
+    cport=$(freeport)
+    "$BIN/bench/ceiling" "$cport" 2 & ceiling_pid=$!
+    sleep 0.3
+    res=$(wrk_mix "$cport" /ceiling/ 0)
+    kill "$ceiling_pid"; wait "$ceiling_pid" || true; ceiling_pid=
+    R[ceil_rps,$run]=$(field "$res" rps)
+    R[ceil_eps,$run]=$(field "$res" eps)
+
+    # 2. relay at saturation, both sinks live.
+    start_relay "$tmp/wal-$run"
+    e0=$(metric "$relay_port" '^relay_events_(accepted|duplicate)_total')
+    c0=$(cpu_ticks "$relay_pid")
+    res=$(wrk_mix "$relay_port" /v1/webhooks/ 0)
+    c1=$(cpu_ticks "$relay_pid")
+    e1=$(metric "$relay_port" '^relay_events_(accepted|duplicate)_total')
+    secs=$(field "$res" seconds)
+    R[rps,$run]=$(field "$res" rps)
+    R[eps,$run]=$(awk -v e=$((e1 - e0)) -v s="$secs" 'BEGIN { printf "%.1f", e / s }')
+    R[errors,$run]=$(field "$res" errors)
+    R[cpu,$run]=$(awk -v t=$((c1 - c0)) -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+    R[ratio,$run]=$(awk -v a="${R[rps,$run]}" -v b="${R[ceil_rps,$run]}" 'BEGIN { printf "%.3f", a / b }')
+    R[rss_sat,$run]=$(rss_kib "$relay_pid")
+
+    # 3. Half the saturation rate: ack latency, end-to-end latency, RSS.
+    delay=$(awk -v c="$CONNS" -v r="${R[rps,$run]}" 'BEGIN { d = c / (0.5 * r) * 1000; printf "%d", d < 1 ? 1 : d }')
+    "$BIN/bench/e2e" "$brokers" events.message,events.channel "$redis_port" \
+        'events:chan_,events:WHAPI-' $((SECS + 3)) >"$tmp/e2e.out" 2>>"$tmp/e2e.err" &
+    e2e_pid=$!
+    for _ in $(seq 300); do grep -q READY "$tmp/e2e.out" && break; sleep 0.1; done
+    res=$(wrk_mix "$relay_port" /v1/webhooks/ "$delay")
+    R[half_rps,$run]=$(field "$res" rps)
+    R[p50,$run]=$(field "$res" p50_us)
+    R[p99,$run]=$(field "$res" p99_us)
+    R[p999,$run]=$(field "$res" p999_us)
+    R[rss,$run]=$(rss_kib "$relay_pid")
+    wait "$e2e_pid" || true
+    R[k50,$run]=$(sed -n 's/.*sink=kafka .*p50_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
+    R[k99,$run]=$(sed -n 's/.*sink=kafka .*p99_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
+    R[r50,$run]=$(sed -n 's/.*sink=redis .*p50_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
+    R[r99,$run]=$(sed -n 's/.*sink=redis .*p99_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
+    R[dedup_bytes,$run]=$(awk -v m="$(metric "$relay_port" '^relay_dedup_memory_bytes$')" \
+        -v n="$(metric "$relay_port" '^relay_dedup_entries$')" 'BEGIN { printf "%.1f", n ? m / n : 0 }')
+    stop_relay
+    rm -rf "$tmp/wal-$run"
+    echo "bench: run $run: ceiling ${R[ceil_rps,$run]} req/s, relay ${R[rps,$run]} req/s" \
+         "(${R[eps,$run]} events/s, ratio ${R[ratio,$run]}), ack p99 ${R[p99,$run]} us," \
+         "e2e p99 kafka ${R[k99,$run]} ms redis ${R[r99,$run]} ms, RSS ${R[rss,$run]} KiB" >&2
+done
+
+# 4. Replay: REPLAY events queued in the WAL, relay restarted, time until both
+#    sinks have caught up.
+"$BIN/bench/walgen" "$tmp/replay" "$REPLAY" >/dev/null
+for run in $(seq "$RUNS"); do
+    rm -rf "$tmp/replay-$run" && cp -r "$tmp/replay" "$tmp/replay-$run"
+    t0=$(date +%s.%N)
+    start_relay "$tmp/replay-$run"
+    while :; do
+        lag=$(metric "$relay_port" '^relay_sink_lag_events')
+        [[ $lag == 0 ]] && break
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    R[replay,$run]=$(awk -v n="$REPLAY" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    stop_relay
+    rm -rf "$tmp/replay-$run"
+    echo "bench: replay run $run: ${R[replay,$run]} events/s" >&2
+done
+
+median() { # median NAME
+    for run in $(seq "$RUNS"); do echo "${R[$1,$run]:-0}"; done | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+all() { for run in $(seq "$RUNS"); do printf '%s ' "${R[$1,$run]:-?}"; done; }
+
+cat <<EOF
+
+relay benchmark: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whapi batches of 1-20, 5% retries); medians of $RUNS runs
+
+| measure | median | runs | target |
+| --- | --- | --- | --- |
+| ceiling (bench/ceiling.c) requests/s | $(median ceil_rps) | $(all ceil_rps) | |
+| relay requests/s at saturation | $(median rps) | $(all rps) | |
+| relay events/s at saturation | $(median eps) | $(all eps) | |
+| relay / ceiling (same run) | $(median ratio) | $(all ratio) | >= 0.5 |
+| ack latency p50 / p99 / p99.9 at 50% (us) | $(median p50) / $(median p99) / $(median p999) | $(all p99) | p99 <= 5000 |
+| end-to-end p50 / p99 Kafka (ms) | $(median k50) / $(median k99) | $(all k99) | p99 <= 50 |
+| end-to-end p50 / p99 Redis (ms) | $(median r50) / $(median r99) | $(all r99) | p99 <= 50 |
+| relay RSS at 50% load / saturation (MiB) | $(awk -v k="$(median rss)" 'BEGIN { printf "%.1f", k / 1024 }') / $(awk -v k="$(median rss_sat)" 'BEGIN { printf "%.1f", k / 1024 }') | $(all rss) | <= 64 |
+| relay CPU at saturation (% of one core) | $(median cpu) | $(all cpu) | |
+| WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
+| dedup bytes per remembered id | $(median dedup_bytes) | $(all dedup_bytes) | <= 100 |
+| HTTP errors during relay runs | $(median errors) | $(all errors) | 0 |
+EOF
