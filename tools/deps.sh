@@ -10,7 +10,7 @@ TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 PACKAGES=(
     # build
     build-essential pkg-config
-    libmicrohttpd-dev librdkafka-dev libhiredis-dev libjansson-dev libssl-dev
+    libmicrohttpd-dev librdkafka-dev libhiredis-dev libjansson-dev libssl-dev libjemalloc-dev
     libinih-dev libsystemd-dev zlib1g-dev
     # tests (Criterion; libcurl for the system tests' HTTP client)
     libcriterion-dev libcurl4-openssl-dev
