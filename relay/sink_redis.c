@@ -16,12 +16,19 @@
 #include <string.h>
 #include <time.h>
 
+typedef struct batch {
+    uint64_t *seqs;
+    long long n;
+} batch_t;
+
 typedef struct redis_sink {
     rl_sink_t base;
     redisContext *c;
     char host[512], password[512], unix_path[512];
     int port, db;
-    uint64_t *batch_seq; /* seqs of the round; bit 63: skipped, no reply */
+    batch_t b[2]; /* b[cur] is in flight (sent, replies pending), the other fills */
+    int cur;
+    char maxlen[24];
 } redis_sink_t;
 
 /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N] */
@@ -107,21 +114,20 @@ static void disconnect(redis_sink_t *r)
     r->c = NULL;
 }
 
-/* One pipelined round. Returns records confirmed, or -1 after a failure (the
- * cursor covers whatever was confirmed before it). */
-static int round_trip(redis_sink_t *r, int first_timeout_ms)
+#define SKIPPED (1ULL << 63) /* seq flag: no command sent, no reply to wait for */
+
+/* Reads up to redis.batch records and appends their XADDs to the output
+ * buffer (nothing is sent yet). Waits up to timeout_ms for the first one. */
+static void fill(redis_sink_t *r, batch_t *b, int timeout_ms)
 {
     const rl_config_t *cfg = r->base.cfg;
-    long long n = 0, sent = 0, done = 0;
-    uint64_t *seqs = r->batch_seq;
-    char errstr[256], key[4096], maxlen[24];
+    char errstr[256], key[4096];
 
-    snprintf(maxlen, sizeof(maxlen), "%lld", cfg->redis.maxlen);
-
-    while (n < cfg->redis.batch) {
+    b->n = 0;
+    while (b->n < cfg->redis.batch) {
         rl_wal_rec_t wr;
         rl_record_t rec;
-        int got = rl_wal_reader_next(r->base.reader, &wr, n ? 0 : first_timeout_ms, errstr,
+        int got = rl_wal_reader_next(r->base.reader, &wr, b->n ? 0 : timeout_ms, errstr,
                                      sizeof(errstr));
         if (got < 0) {
             rl_error("redis: reading the WAL: %s", errstr);
@@ -129,53 +135,85 @@ static int round_trip(redis_sink_t *r, int first_timeout_ms)
         }
         if (got == 0)
             break;
-        seqs[n++] = wr.seq;
+        b->seqs[b->n++] = wr.seq;
         if (rl_record_decode(wr.data, wr.len, &rec) != 0 ||
             rl_record_render(cfg->redis.stream, &rec, 0, key, sizeof(key)) < 0) {
             rl_error("redis: WAL record %llu is malformed or its key is over %zu bytes; not "
                      "published (relay_sink_dropped_total)",
                      (unsigned long long)wr.seq, sizeof(key) - 1);
             rl_metric_add(r->base.m_dropped, 1);
-            seqs[n - 1] |= 1ULL << 63; /* no reply to wait for */
+            b->seqs[b->n - 1] |= SKIPPED;
             continue;
         }
         /* The argv form: hiredis's printf-like formatting cost more than the
          * rest of the sink together (callgrind). */
-        const char *argv[12] = {"XADD", key,   "MAXLEN", "~",      maxlen,   "*",
-                                "id",   rec.id, "type",   rec.type, "event", rec.event};
-        size_t argl[12] = {4, strlen(key), 6, 1, strlen(maxlen), 1,
+        const char *argv[12] = {"XADD", key,   "MAXLEN", "~",      r->maxlen, "*",
+                                "id",   rec.id, "type",   rec.type, "event",   rec.event};
+        size_t argl[12] = {4, strlen(key), 6, 1, strlen(r->maxlen), 1,
                            2, rec.id_len,  4, rec.type_len,  5,  rec.event_len};
         redisAppendCommandArgv(r->c, 12, argv, argl);
-        sent++;
     }
-    (void)sent;
-    uint64_t last = 0;
-    int failed = 0;
-    for (long long i = 0; i < n; i++) {
-        if (!(seqs[i] >> 63)) {
+}
+
+/* Reads the replies of batch b and moves the cursor over what Redis confirmed.
+ * Returns 0, or -1 after a failure (the cursor covers what was confirmed). */
+static int collect(redis_sink_t *r, batch_t *b)
+{
+    uint64_t last = 0, done = 0;
+    int rc = 0;
+
+    for (long long i = 0; i < b->n; i++) {
+        if (!(b->seqs[i] & SKIPPED)) {
             void *rep = NULL;
             if (redisGetReply(r->c, &rep) != REDIS_OK || !rep) {
                 rl_warn("redis: %s", r->c->errstr[0] ? r->c->errstr : "connection lost");
-                failed = 1;
+                rc = -1;
                 break;
             }
             redisReply *reply = rep;
-            if (reply->type == REDIS_REPLY_ERROR) {
+            int refused = reply->type == REDIS_REPLY_ERROR;
+            if (refused)
                 rl_warn("redis: XADD refused: %s", reply->str);
-                freeReplyObject(reply);
-                failed = 1;
+            freeReplyObject(reply);
+            if (refused) {
+                rc = -1;
                 break;
             }
-            freeReplyObject(reply);
         }
-        last = seqs[i] & ~(1ULL << 63);
+        last = b->seqs[i] & ~SKIPPED;
         done++;
     }
     if (done) {
         rl_wal_reader_commit(r->base.reader, last);
-        rl_metric_add(r->base.m_published, (uint64_t)done);
+        rl_metric_add(r->base.m_published, done);
     }
-    return failed ? -1 : (int)done;
+    b->n = 0;
+    return rc;
+}
+
+/* One step of a two-deep pipeline: the next batch's commands are appended
+ * before the previous batch's replies are read (reading flushes them), so Redis
+ * works on one batch while we parse the other. Returns records confirmed, or -1
+ * after a failure. */
+static long long pump(redis_sink_t *r, int timeout_ms)
+{
+    batch_t *fly = &r->b[r->cur], *next = &r->b[!r->cur];
+    long long done = fly->n;
+
+    fill(r, next, fly->n ? 0 : timeout_ms);
+    if (fly->n) {
+        if (collect(r, fly) < 0)
+            return -1;
+    } else if (next->n) {
+        int flushed = 0;
+        while (!flushed)
+            if (redisBufferWrite(r->c, &flushed) != REDIS_OK) {
+                rl_warn("redis: %s", r->c->errstr);
+                return -1;
+            }
+    }
+    r->cur = !r->cur;
+    return done;
 }
 
 static void *redis_main(void *arg)
@@ -196,8 +234,9 @@ static void *redis_main(void *arg)
             backoff = 100;
             rl_sink_set_connected(&r->base, 1);
         }
-        int k = round_trip(r, 100);
+        long long k = pump(r, 100);
         if (k < 0) {
+            r->b[0].n = r->b[1].n = 0; /* both batches are re-sent from the cursor */
             rl_metric_add(r->base.m_errors, 1);
             disconnect(r);
             rl_sink_set_connected(&r->base, 0);
@@ -206,10 +245,11 @@ static void *redis_main(void *arg)
             backoff = backoff < 5000 ? backoff * 2 : 5000;
             continue;
         }
-        /* Idle: a PING every few seconds notices a dead server before an event does. */
+        /* Idle (nothing in flight, or PING's reply would be an XADD's): a PING
+         * every few seconds notices a dead server before an event does. */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (k == 0 && now.tv_sec - last_ping.tv_sec >= 5) {
+        if (k == 0 && !r->b[r->cur].n && now.tv_sec - last_ping.tv_sec >= 5) {
             last_ping = now;
             if (!command_ok(r->c, "PING", redisCommand(r->c, "PING"))) {
                 disconnect(r);
@@ -217,6 +257,8 @@ static void *redis_main(void *arg)
             }
         }
     }
+    if (r->c && r->b[r->cur].n) /* what is in flight has been sent: hear back */
+        collect(r, &r->b[r->cur]);
     disconnect(r);
     return NULL;
 }
@@ -225,7 +267,8 @@ static void redis_free(rl_sink_t *s)
 {
     redis_sink_t *r = (redis_sink_t *)s;
     disconnect(r);
-    free(r->batch_seq);
+    free(r->b[0].seqs);
+    free(r->b[1].seqs);
 }
 
 rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader,
@@ -238,8 +281,10 @@ rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader,
     }
     rl_sink_init(&r->base, "redis", cfg, reader, metrics);
     r->base.destroy_impl = redis_free;
-    r->batch_seq = calloc((size_t)cfg->redis.batch, sizeof(uint64_t));
-    if (!r->batch_seq || parse_url(r, cfg->redis.url, errstr, errstr_size) != 0)
+    snprintf(r->maxlen, sizeof(r->maxlen), "%lld", cfg->redis.maxlen);
+    for (int i = 0; i < 2; i++)
+        r->b[i].seqs = calloc((size_t)cfg->redis.batch, sizeof(uint64_t));
+    if (!r->b[0].seqs || !r->b[1].seqs || parse_url(r, cfg->redis.url, errstr, errstr_size) != 0)
         goto fail;
     if (pthread_create(&r->base.thread, NULL, redis_main, r) != 0) {
         snprintf(errstr, errstr_size, "cannot start the redis thread");
