@@ -307,7 +307,7 @@ static const bad_t bad[] = {
     {"[log]\nlevel = verbose\n" SRC, 2, "'verbose' is not one of debug|info|warn|error"},
     {"[source a]\ncodec = nope\n", 2, "unknown codec 'nope'"},
     {"[source a]\ncodec = timely\nauth = hmac\n", 3, "'hmac' is not one of"},
-    {"[source a]\ncodec = timely\nack = publish\n", 3, "'publish' is not one of"},
+    {"[source a]\ncodec = timely\nack = kafka\n", 3, "'kafka' is not one of"},
     /* sources: errors about a whole source name its header's line */
     {SRC "\n[source a]\nauth = none\n", 4, "[source a] has no 'codec' key"},
     {SRC "[source b]\n\n[source c]\ncodec = whapi\n", 3, "[source b] has no 'codec' key"},
