@@ -48,7 +48,7 @@ static const key_t_ keys[] = {
      "Idle connection timeout in seconds."},
     {"http", "max_connections", T_INT, "1024", 1, 100000, NULL, 0, G(http.max_connections),
      "Most concurrent client connections."},
-    {"http", "shutdown_grace", T_DURATION, "10", 0, 3600, NULL, 0, G(http.shutdown_grace),
+    {"http", "shutdown_grace", T_DURATION, "5", 0, 3600, NULL, 0, G(http.shutdown_grace),
      "On SIGTERM/SIGINT: longest wait for in-flight requests to be answered and for the sinks "
      "to publish what the WAL holds. relay then exits 0; the rest is replayed at the next "
      "start."},

@@ -92,6 +92,12 @@ static int connect_redis(redis_sink_t *r)
         goto fail;
     if (r->db && !command_ok(c, "SELECT", redisCommand(c, "SELECT %d", r->db)))
         goto fail;
+    /* A Redis still loading its data set answers -LOADING to the first
+     * commands and may take later ones of the same pipeline: a re-send from the
+     * cursor would then put the refused ones after those. Start only once it
+     * answers PING. */
+    if (!command_ok(c, "PING", redisCommand(c, "PING")))
+        goto fail;
     r->c = c;
     return 0;
 fail:
@@ -137,9 +143,9 @@ static int round_trip(redis_sink_t *r, int first_timeout_ms)
             seqs[n - 1] |= 1ULL << 63; /* no reply to wait for */
             continue;
         }
-        redisAppendCommand(r->c, "XADD %b MAXLEN ~ %lld * id %b type %b event %b", key,
-                           strlen(key), cfg->redis.maxlen, rec.id, rec.id_len, rec.type,
-                           rec.type_len, rec.event, rec.event_len);
+        redisAppendCommand(r->c, "XADD %b MAXLEN ~ %lld * id %b type %b event %b", key, strlen(key),
+                           cfg->redis.maxlen, rec.id, rec.id_len, rec.type, rec.type_len, rec.event,
+                           rec.event_len);
         sent++;
     }
     (void)sent;
@@ -178,7 +184,7 @@ static void *redis_main(void *arg)
     int backoff = 100;
     struct timespec last_ping = {0};
 
-    while (!atomic_load(&r->base.stop)) {
+    while (!rl_sink_should_stop(&r->base)) {
         if (!r->c) {
             if (connect_redis(r) != 0) {
                 rl_sink_set_connected(&r->base, 0);
@@ -222,15 +228,15 @@ static void redis_free(rl_sink_t *s)
     free(r->batch_seq);
 }
 
-rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader,
-                             rl_metrics_t *metrics, char *errstr, size_t errstr_size)
+rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl_metrics_t *metrics,
+                             char *errstr, size_t errstr_size)
 {
     redis_sink_t *r = calloc(1, sizeof(*r));
     if (!r) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    rl_sink_init(&r->base, "redis", cfg, reader, metrics);
+    rl_sink_init(&r->base, "redis", cfg, reader, metrics, cfg->redis.outage_budget);
     r->base.destroy_impl = redis_free;
     r->batch_seq = calloc((size_t)cfg->redis.batch, sizeof(uint64_t));
     if (!r->batch_seq || parse_url(r, cfg->redis.url, errstr, errstr_size) != 0)
