@@ -35,6 +35,7 @@ struct rl_http {
     _Atomic int closing; /* quiesced: every answer closes its connection */
     /* requests[source][code]; the last row is for unknown sources */
     rl_metric_t *(*req_metric)[NCODES];
+    rl_metric_t *m_inflight;
 };
 
 typedef struct req {
@@ -310,6 +311,12 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, char *errstr
     return 0;
 }
 
+static void render_hook(void *arg)
+{
+    rl_http_t *h = arg;
+    rl_metric_set(h->m_inflight, atomic_load(&h->inflight));
+}
+
 rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
                        rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size)
 {
@@ -338,6 +345,10 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
                                                      "Webhook requests by source and status.");
         }
     }
+    h->m_inflight = rl_metrics_gauge(metrics, "relay_http_inflight", "",
+                                     "Webhook requests waiting for their answer (the WAL, or "
+                                     "the sinks with ack = publish); they hold no thread.");
+    rl_metrics_on_render(metrics, render_hook, h);
     if (resolve(cfg->http.listen, &ss, errstr, errstr_size) != 0)
         goto out;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |

@@ -68,8 +68,10 @@ static void ring_advance(kafka_t *k)
         n++;
     }
     if (n) {
-        rl_wal_reader_commit(k->base.reader, last);
+        /* Counted before the cursor moves: an ack = publish answer (which the
+         * cursor releases) never sees the counter behind it. */
         rl_metric_add(k->base.m_published, n);
+        rl_wal_reader_commit(k->base.reader, last);
     }
 }
 

@@ -172,8 +172,8 @@ static int round_trip(redis_sink_t *r, int first_timeout_ms)
         done++;
     }
     if (done) {
+        rl_metric_add(r->base.m_published, (uint64_t)done); /* before: see sink_kafka.c */
         rl_wal_reader_commit(r->base.reader, last);
-        rl_metric_add(r->base.m_published, (uint64_t)done);
     }
     return failed ? -1 : (int)done;
 }
