@@ -159,8 +159,15 @@ static void app_stop(app_t *a)
     }
     /* The sinks drain together, within what is left of the grace period. */
     int64_t left = until - now_ms();
-    for (size_t i = 0; i < a->nsinks; i++)
-        rl_sink_stop(a->sinks[i], left > 0 ? (int)left : 0);
+    int grace = left > 0 ? (int)left : 0;
+    for (size_t i = 0; i < a->nsinks; i++) {
+        uint64_t events = 0, bytes = 0;
+        rl_wal_reader_lag(rl_wal_reader(a->wal, rl_sink_name(a->sinks[i])), &events, &bytes);
+        rl_info("shutdown: %s: publishing the %llu events it has not acknowledged, for up to "
+                "%d ms",
+                rl_sink_name(a->sinks[i]), (unsigned long long)events, grace);
+        rl_sink_stop(a->sinks[i], grace);
+    }
     for (size_t i = 0; i < a->nsinks; i++) {
         const char *name = rl_sink_name(a->sinks[i]); /* a literal */
         uint64_t events = 0, bytes = 0;

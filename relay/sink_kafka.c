@@ -279,8 +279,8 @@ static void *kafka_main(void *arg)
         }
         rd_kafka_poll(k->rk, k->count && !fed ? 10 : 0);
         ring_advance(k);
-        if (!k->count && !fed)
-            probe(k);
+        if (!k->count && !fed && !atomic_load(&k->base.drain_until_ms))
+            probe(k); /* not while draining: it may block for up to 2 s */
     }
     if (k->rk) {
         /* Draining stopped because everything is acknowledged, or the grace
