@@ -181,14 +181,20 @@ static void pending_free(pending_t *p)
     free(p);
 }
 
+/* Hands the reply to the HTTP side and frees the request. */
+static void answer(pending_t *p, rl_reply_t *reply)
+{
+    p->cb(p->opaque, reply);
+    pending_free(p);
+}
+
 static void answer_ok(pending_t *p)
 {
     rl_reply_t reply = {0};
     reply.status = 200;
     reply.body = p->ok_body;
     p->ok_body = NULL;
-    p->cb(p->opaque, &reply);
-    pending_free(p);
+    answer(p, &reply);
 }
 
 /* ack = publish: the sinks' verdict (flusher thread). */
@@ -212,8 +218,7 @@ static void on_published(void *opaque, int status)
                        "relay is shutting down; the events are durable and will be published");
         reply.retry_after = 1;
     }
-    p->cb(p->opaque, &reply);
-    pending_free(p);
+    answer(p, &reply);
 }
 
 /* The WAL's verdict on a request's events (flusher thread). */
@@ -243,8 +248,7 @@ static void on_durable(void *opaque, int status)
     rl_reply_error(&reply, 503, "wal_unavailable",
                    "the events could not be written to the WAL; retry later");
     reply.retry_after = WAL_FULL_RETRY_AFTER;
-    p->cb(p->opaque, &reply);
-    pending_free(p);
+    answer(p, &reply);
 }
 
 typedef struct rebuild {

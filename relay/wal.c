@@ -176,16 +176,26 @@ static int batch_reserve(batch_t *b, size_t more)
     return 0;
 }
 
+/* Makes room for one more element in array v of *cap elements of `size` bytes,
+ * n of them used (doubling, from `first`). Returns the array, maybe moved, or
+ * NULL on out-of-memory (v is then unchanged and still owned by the caller). */
+static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(v, c * size);
+    if (p)
+        *cap = c;
+    return p;
+}
+
 static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_t floor)
 {
-    if (b->nw == b->capw) {
-        size_t cap = b->capw ? b->capw * 2 : 64;
-        waiter_t *v = realloc(b->w, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        b->w = v;
-        b->capw = cap;
-    }
+    waiter_t *v = grow(b->w, &b->capw, b->nw, sizeof(*v), 64);
+    if (!v)
+        return -1;
+    b->w = v;
     b->w[b->nw++] = (waiter_t){cb, opaque, floor};
     return 0;
 }
@@ -194,14 +204,10 @@ static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_
 static int seg_note_record(segment_t *seg, uint64_t seq, uint64_t off)
 {
     if (seg->count % IDX_EVERY == 0) {
-        if (seg->nidx == seg->capidx) {
-            size_t cap = seg->capidx ? seg->capidx * 2 : 16;
-            idx_point_t *v = realloc(seg->idx, cap * sizeof(*v));
-            if (!v)
-                return -1;
-            seg->idx = v;
-            seg->capidx = cap;
-        }
+        idx_point_t *v = grow(seg->idx, &seg->capidx, seg->nidx, sizeof(*v), 16);
+        if (!v)
+            return -1;
+        seg->idx = v;
         seg->idx[seg->nidx++] = (idx_point_t){seq, off, seg->count};
     }
     seg->count++;
@@ -268,14 +274,10 @@ static int cmp_seg(const void *a, const void *b)
 
 static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
 {
-    if (w->nsegs == w->capsegs) {
-        size_t cap = w->capsegs ? w->capsegs * 2 : 16;
-        segment_t *v = realloc(w->segs, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        w->segs = v;
-        w->capsegs = cap;
-    }
+    segment_t *v = grow(w->segs, &w->capsegs, w->nsegs, sizeof(*v), 16);
+    if (!v)
+        return -1;
+    w->segs = v;
     w->segs[w->nsegs++] = (segment_t){.first_seq = first_seq, .size = size};
     return 0;
 }
@@ -1109,14 +1111,10 @@ int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wa
     pthread_mutex_lock(&w->lock);
     if (w->stop || w->pub_cancelled)
         goto out;
-    if (w->npubw == w->cappubw) {
-        size_t cap = w->cappubw ? w->cappubw * 2 : 64;
-        pub_waiter_t *v = realloc(w->pubw, cap * sizeof(*v));
-        if (!v)
-            goto out;
-        w->pubw = v;
-        w->cappubw = cap;
-    }
+    pub_waiter_t *v = grow(w->pubw, &w->cappubw, w->npubw, sizeof(*v), 64);
+    if (!v)
+        goto out;
+    w->pubw = v;
     w->pubw[w->npubw++] = (pub_waiter_t){seq, deadline_ms, cb, opaque};
     pthread_cond_signal(&w->flush_cv); /* it may be published already, or have no time */
     rc = RL_WAL_OK;

@@ -106,14 +106,7 @@ static void *lg_main(void *arg)
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
     hl = curl_slist_append(hl, "Expect:");
     char answer[256];
-    curl_easy_setopt(c, CURLOPT_URL, lg->url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    /* Not a speed limit: only what turns a relay that never answers into errors. */
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, lg_discard);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
+    th_curl_prepare(c, lg->url, hl, 120000, 5000, lg_discard, answer);
     char channel[32];
     snprintf(channel, sizeof channel, "chan_%d", w->ch);
     for (int n = 0; atomic_load(&lg->stop) == LG_RUN; n++) {

@@ -494,6 +494,21 @@ static size_t th_curl_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Sets what every test request shares on a curl handle: URL, headers (the caller keeps
+ * the list), no signals, the time limits (hang guards, not speed requirements) and
+ * where the body goes. */
+TH_API void th_curl_prepare(CURL *c, const char *url, struct curl_slist *hl, long timeout_ms,
+                            long connect_ms, curl_write_callback body_fn, void *body_arg)
+{
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_fn);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body_arg);
+}
+
 /* One HTTP request. `headers` is a NULL-terminated list of "Name: value" (or NULL).
  * curl's own defaults that a provider would not send are suppressed: "Expect:
  * 100-continue", and the form Content-Type curl adds to a POST when the caller gives
@@ -514,13 +529,7 @@ TH_API int th_http(const char *method, const char *url, const char *body, size_t
     }
     if (!has_ct)
         hl = curl_slist_append(hl, "Content-Type:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, th_curl_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    th_curl_prepare(c, url, hl, 10000, 2000, th_curl_body, out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, th_curl_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->error);
@@ -1263,54 +1272,49 @@ TH_API size_t th_redis_read(const char *key, size_t want, int timeout_ms, int se
     return out->n;
 }
 
-/* "stop" or "start" the shared test Redis with tools/redis.sh (its data survives:
- * redis.sh keeps DIR/dump.rdb). Needs RELAY_TEST_TOOLS and RELAY_TEST_REDIS_DIR, which
- * tools/run-tests.sh sets; returns -2 without them, else the script's exit code. */
-TH_API int th_redis_service(const char *action)
+/* Runs tools/<script> ACTION DIR [PORT] (PORT for "start" only) on a shared test
+ * service, and keeps *stopped up to date so that teardown can start again what a test
+ * left stopped. Returns -2 without RELAY_TEST_TOOLS or the directory, else the
+ * script's exit code. */
+static int th_service(const char *script, const char *dir, const char *port, const char *action,
+                      int timeout_ms, int *stopped)
 {
-    const char *tools = getenv("RELAY_TEST_TOOLS"), *dir = getenv("RELAY_TEST_REDIS_DIR");
-    if (!tools || !dir)
+    const char *tools = getenv("RELAY_TEST_TOOLS");
+    if (!tools || !dir || !port)
         return -2;
-    char script[PATH_MAX], port[16];
-    snprintf(script, sizeof script, "%s/redis.sh", tools);
-    snprintf(port, sizeof port, "%d", th_redis_port());
-    char *argv[] = {script, (char *)action, (char *)dir, port, NULL};
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", tools, script);
+    char *argv[] = {path, (char *)action, (char *)dir, (char *)port, NULL};
     if (strcmp(action, "start") != 0)
         argv[3] = NULL;
     char *out = NULL;
-    int rc = th_run(argv, 30000, &out);
+    int rc = th_run(argv, timeout_ms, &out);
     if (rc != 0)
-        fprintf(stderr, "redis.sh %s: exit %d: %s\n", action, rc, out);
+        fprintf(stderr, "%s %s: exit %d: %s\n", script, action, rc, out);
     free(out);
     if (rc == 0)
-        th_state.redis_stopped = strcmp(action, "stop") == 0;
+        *stopped = strcmp(action, "start") != 0;
     return rc;
 }
 
-/* "stop", "start" or "kill" the shared test Kafka with tools/kafka.sh (its data
- * survives a stop). Needs RELAY_TEST_TOOLS, RELAY_TEST_KAFKA_DIR and
- * RELAY_TEST_KAFKA_PORT, which tools/run-tests.sh sets; returns -2 without them, else
- * the script's exit code. A Kafka left stopped is started again at teardown. */
+/* "stop", "start" or "kill" the shared test Redis with tools/redis.sh (its data
+ * survives: redis.sh keeps DIR/dump.rdb). Needs RELAY_TEST_TOOLS and
+ * RELAY_TEST_REDIS_DIR, which tools/run-tests.sh sets. */
+TH_API int th_redis_service(const char *action)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", th_redis_port());
+    return th_service("redis.sh", getenv("RELAY_TEST_REDIS_DIR"), port, action, 30000,
+                      &th_state.redis_stopped);
+}
+
+/* The same for the shared test Kafka with tools/kafka.sh (RELAY_TEST_KAFKA_DIR and
+ * RELAY_TEST_KAFKA_PORT). A broker on a busy 2-core machine may take a minute to
+ * come up. */
 TH_API int th_kafka_service(const char *action)
 {
-    const char *tools = getenv("RELAY_TEST_TOOLS"), *dir = getenv("RELAY_TEST_KAFKA_DIR");
-    const char *port = getenv("RELAY_TEST_KAFKA_PORT");
-    if (!tools || !dir || !port)
-        return -2;
-    char script[PATH_MAX];
-    snprintf(script, sizeof script, "%s/kafka.sh", tools);
-    char *argv[] = {script, (char *)action, (char *)dir, (char *)port, NULL};
-    if (strcmp(action, "start") != 0)
-        argv[3] = NULL;
-    char *out = NULL;
-    /* A broker on a busy 2-core machine may take a minute to come up. */
-    int rc = th_run(argv, 180000, &out);
-    if (rc != 0)
-        fprintf(stderr, "kafka.sh %s: exit %d: %s\n", action, rc, out);
-    free(out);
-    if (rc == 0)
-        th_state.kafka_stopped = strcmp(action, "start") != 0;
-    return rc;
+    return th_service("kafka.sh", getenv("RELAY_TEST_KAFKA_DIR"), getenv("RELAY_TEST_KAFKA_PORT"),
+                      action, 180000, &th_state.kafka_stopped);
 }
 
 /* -------------------------------------------------------------------- Prometheus */
