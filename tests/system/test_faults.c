@@ -543,7 +543,7 @@ Test(faults, sigterm_with_redis_down_exits_in_grace_and_replays)
 
 /* ============================================================ 8. ack = publish */
 
-#define PUB_SOURCE "\n[source pub]\ncodec = timely\nack = publish\nack_timeout = 8\n"
+#define PUB_SOURCE "\n[source pub]\ncodec = timely\nack = publish\nack_timeout = 6\n"
 
 /* Every 200 from an ack = publish source comes after both sinks acknowledged the
  * event: it is on the Redis stream, and counted as published by Kafka, at the moment
@@ -635,7 +635,7 @@ Test(faults, ack_publish_times_out_with_a_sink_down)
         cr_assert(pthread_create(&posts[i].thread, NULL, pub_post_main, &posts[i]) == 0);
     }
     /* Two HTTP threads, four requests waiting: /metrics must still be answered. */
-    double waiting = wait_metric(r, "relay_http_inflight", NULL, 1, N, 7000);
+    double waiting = wait_metric(r, "relay_http_inflight", NULL, 1, N, 5500);
     for (int i = 0; i < N; i++)
         pthread_join(posts[i].thread, NULL);
     int timeouts = 0;
@@ -680,6 +680,65 @@ Test(faults, ack_publish_times_out_with_a_sink_down)
     cr_expect(ok == N, "%d of %d retries were answered 200 as duplicates", ok, N);
     cr_expect(once == N, "%d of %d events were on Redis exactly once when the retry's 200 came",
               once, N);
+}
+
+/* SIGTERM while ack = publish requests wait for a sink that is down: each still gets an
+ * answer (503: relay is going away, the events are durable) before relay exits 0
+ * within its grace period, and the events are published at the next start. */
+Test(faults, sigterm_answers_requests_waiting_for_publication)
+{
+    enum { N = 3 };
+    NEED_SERVICES();
+    th_relay_t *r = th_relay_new();
+    snprintf(r->extra, sizeof r->extra,
+             "\n[source pub]\ncodec = timely\nack = publish\n"
+             "ack_timeout = 600\n");
+    th_relay_setenv(r, "RELAY_HTTP_SHUTDOWN_GRACE", "2");
+    TH_START(r);
+    cr_assert(wait_ready(r, 200, 30000) == 200, "relay is not ready");
+    cr_assert(th_redis_service("stop") == 0, "cannot stop Redis");
+    pub_post_t posts[N];
+    for (int i = 0; i < N; i++) {
+        char *id = th_strf("evt_%s_c%d_0", r->prefix, i);
+        char channel[16];
+        snprintf(channel, sizeof channel, "chan_%d", i);
+        posts[i] = (pub_post_t){.r = r, .body = th_timely_message(id, channel, 0)};
+        free(id);
+        cr_assert(pthread_create(&posts[i].thread, NULL, pub_post_main, &posts[i]) == 0);
+    }
+    double waiting = wait_metric(r, "relay_http_inflight", NULL, 1, N, 60000);
+    int st = th_relay_stop(r, 60000);
+    int answered = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(posts[i].thread, NULL);
+        const char *err = json_string_value(json_object_get(posts[i].resp.json, "error"));
+        answered += posts[i].resp.status == 503 && err && !strcmp(err, "unavailable") &&
+                    posts[i].resp.retry_after[0];
+        th_resp_free(&posts[i].resp);
+        free(posts[i].body);
+    }
+    fprintf(stderr,
+            "FAULT shutdown_ack_publish: requests waiting: %.0f, answered 503 at shutdown: %d, "
+            "exit status 0x%x\n",
+            waiting, answered, st);
+    cr_expect(waiting >= N, "only %g requests were waiting", waiting);
+    cr_expect(answered == N, "%d of %d waiting requests were answered 503 unavailable", answered,
+              N);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "relay did not exit 0 (status 0x%x)", st);
+
+    cr_assert(th_redis_service("start") == 0, "cannot start Redis again");
+    TH_START(r);
+    for (int i = 0; i < N; i++) {
+        char channel[16], stream[256], *id = th_strf("evt_%s_c%d_0", r->prefix, i);
+        th_xentries_t xs = {0};
+        snprintf(channel, sizeof channel, "chan_%d", i);
+        th_redis_read(th_stream(r, channel, stream, sizeof stream), 1, 60000, 0, &xs);
+        cr_expect(xs.n == 1 && !strcmp(th_xfield(&xs.v[0], "id"), id),
+                  "%s is not on Redis after the restart", id);
+        th_xentries_free(&xs);
+        free(id);
+    }
 }
 
 /* ================================================ 9. readiness and outage budget */
