@@ -2,6 +2,8 @@
 #   make            build build/relay
 #   make SANITIZE=1 build with ASan + UBSan (into build-san/)
 #   make test       unit tests, codec tests, system tests against real Redis and Kafka
+#                   (the fault tests in their short form)
+#   make faults     the fault tests in their long form (20 crashes, 60 s outages)
 #   make run        install what is missing, start Redis + Kafka + relay in the foreground
 #   make install PREFIX=/usr/local
 
@@ -33,9 +35,11 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SYS_SRC   := $(wildcard tests/system/test_*.c)
 SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
+FAULT_BIN := $(filter $(BUILD)/tests/test_fault%,$(SYS_BIN))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 
-.PHONY: all test unit-test system-test run install clean deps format check-format docs check-docs bench
+.PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
+        check-docs bench
 
 all: $(BUILD)/relay
 
@@ -72,6 +76,12 @@ test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
 	@tools/docs.sh check $(BUILD)/relay
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
+
+# The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
+# 60 s each, under load (RELAY_FAULTS_LONG=1 is read by the same binaries).
+faults: deps
+	@$(MAKE) --no-print-directory $(BUILD)/relay $(FAULT_BIN)
+	@RELAY_FAULTS_LONG=1 tools/run-tests.sh system $(FAULT_BIN)
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay

@@ -48,6 +48,10 @@ static const key_t_ keys[] = {
      "Idle connection timeout in seconds."},
     {"http", "max_connections", T_INT, "1024", 1, 100000, NULL, 0, G(http.max_connections),
      "Most concurrent client connections."},
+    {"http", "shutdown_grace", T_DURATION, "5", 0, 3600, NULL, 0, G(http.shutdown_grace),
+     "On SIGTERM/SIGINT: longest wait for in-flight requests to be answered and for the sinks "
+     "to publish what the WAL holds. relay then exits 0; the rest is replayed at the next "
+     "start."},
     {"wal", "dir", T_STR, "./data/wal", 0, 0, NULL, 0, G(wal.dir),
      "Directory of the write-ahead log (segments and sink cursors)."},
     {"wal", "segment_size", T_SIZE, "64m", 64 * 1024, 4 * GiB, NULL, 0, G(wal.segment_size),
@@ -60,12 +64,13 @@ static const key_t_ keys[] = {
      "How long a (source, id) is remembered to drop provider retries."},
     {"dedup", "max_entries", T_INT, "2000000", 1, 1000000000, NULL, 0, G(dedup.max_entries),
      "Most ids remembered; past it the oldest are forgotten first (metric)."},
-    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled),
-     "Publish to Kafka."},
+    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled), "Publish to Kafka."},
     {"kafka", "brokers", T_STR, "127.0.0.1:9092", 0, 0, NULL, 0, G(kafka.brokers),
      "Bootstrap brokers (librdkafka bootstrap.servers)."},
     {"kafka", "topic", T_STR, "events.{family}", 0, 0, NULL, 0, G(kafka.topic),
      "Topic template; {family} {type} {source} {channel_id} are replaced."},
+    {"kafka", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(kafka.outage_budget),
+     "/readyz fails once Kafka has been unreachable this long (0: never; the WAL buffers)."},
     {"redis", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(redis.enabled),
      "Publish to Redis streams."},
     {"redis", "url", T_STR, "redis://127.0.0.1:6379/0", 0, 0, NULL, 1, G(redis.url),
@@ -76,6 +81,8 @@ static const key_t_ keys[] = {
      "XADD MAXLEN ~ N: approximate cap on each stream's length."},
     {"redis", "batch", T_INT, "256", 1, 100000, NULL, 0, G(redis.batch),
      "Most XADD commands pipelined in one round trip."},
+    {"redis", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(redis.outage_budget),
+     "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."},
     {"log", "level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, G(log.level),
      "Least severe level written to stderr."},
     {"source", "codec", T_ENUM, NULL, 0, 0, NULL, 0, S(codec),
@@ -86,19 +93,23 @@ static const key_t_ keys[] = {
      "Shared secret of the auth scheme. Never logged."},
     {"source", "token_header", T_STR, "Authorization", 0, 0, NULL, 0, S(token_header),
      "auth = token: header carrying the token ('Bearer <secret>' for Authorization)."},
-    {"source", "ack", T_ENUM, "wal", 0, 0, "wal", 0, S(ack),
-     "When 200 is sent. wal: once every new event is fsynced in the WAL."},
+    {"source", "ack", T_ENUM, "wal", 0, 0, "wal|publish", 0, S(ack),
+     "When 200 is sent. wal: once every new event is durable in the WAL. publish: once every "
+     "sink has acknowledged it too (end-to-end; slower, and 503 past ack_timeout)."},
+    {"source", "ack_timeout", T_DURATION, "10", 1, 3600, NULL, 0, S(ack_timeout),
+     "ack = publish: longest wait for the sinks; past it 503 + Retry-After (the events stay "
+     "in the WAL and a retry is answered once they are published)."},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 typedef struct parse_state {
     rl_config_t *cfg;
     const char *file;
-    int line;       /* line the reader is on */
-    int in_key;     /* a key was seen in this section: indented lines continue it */
+    int line;   /* line the reader is on */
+    int in_key; /* a key was seen in this section: indented lines continue it */
     FILE *fp;
-    char err[512];  /* first error, "FILE:LINE: why" */
-    int err_line;   /* its line */
+    char err[512];       /* first error, "FILE:LINE: why" */
+    int err_line;        /* its line */
     int key_line[NKEYS]; /* where a key got its value: file line, -1 environment, 0 default */
 } parse_state_t;
 
@@ -151,10 +162,10 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
             } else {
                 char list[200] = "";
                 for (size_t i = 0; rl_codecs[i]; i++)
-                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-                             i ? "|" : "", rl_codecs[i]->name);
-                snprintf(why, whysz, "%s.%s: unknown codec '%s' (known: %s)", k->section,
-                         k->name, v, list);
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "|" : "",
+                             rl_codecs[i]->name);
+                snprintf(why, whysz, "%s.%s: unknown codec '%s' (known: %s)", k->section, k->name,
+                         v, list);
             }
             return -1;
         }
@@ -170,8 +181,8 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
                  !strcmp(v, "0"))
             n = 0;
         else {
-            snprintf(why, whysz, "%s.%s: '%s' is not a boolean (true|false)", k->section,
-                     k->name, v);
+            snprintf(why, whysz, "%s.%s: '%s' is not a boolean (true|false)", k->section, k->name,
+                     v);
             return -1;
         }
         *(long long *)dst = n;
@@ -190,10 +201,17 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
         end++;
     if (k->type == T_SIZE) {
         switch (tolower((unsigned char)*end)) {
-        case 'k': mult = 1024LL, end++; break;
-        case 'm': mult = 1024LL * 1024, end++; break;
-        case 'g': mult = GiB, end++; break;
-        default: break;
+        case 'k':
+            mult = 1024LL, end++;
+            break;
+        case 'm':
+            mult = 1024LL * 1024, end++;
+            break;
+        case 'g':
+            mult = GiB, end++;
+            break;
+        default:
+            break;
         }
         if (mult > 1 && tolower((unsigned char)*end) == 'i')
             end++;
@@ -201,16 +219,24 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
             end++;
     } else if (k->type == T_DURATION) {
         switch (*end) {
-        case 's': end++; break;
-        case 'm': mult = 60, end++; break;
-        case 'h': mult = 3600, end++; break;
-        case 'd': mult = 86400, end++; break;
-        default: break;
+        case 's':
+            end++;
+            break;
+        case 'm':
+            mult = 60, end++;
+            break;
+        case 'h':
+            mult = 3600, end++;
+            break;
+        case 'd':
+            mult = 86400, end++;
+            break;
+        default:
+            break;
         }
     }
     if (*end) {
-        snprintf(why, whysz, "%s.%s: '%s' has trailing garbage '%s'", k->section, k->name, v,
-                 end);
+        snprintf(why, whysz, "%s.%s: '%s' has trailing garbage '%s'", k->section, k->name, v, end);
         return -1;
     }
     /* n >= min / mult (>= 0 for every key) keeps n * mult from overflowing. */
@@ -426,8 +452,7 @@ static char *counting_reader(char *str, int num, void *stream)
 }
 
 /* RELAY_HTTP_MAX_BODY style name of section/key. */
-static void env_name(char *out, size_t outsz, const char *section, const char *src,
-                     const char *key)
+static void env_name(char *out, size_t outsz, const char *section, const char *src, const char *key)
 {
     size_t o = 0;
     const char *parts[3] = {section, src, key};
@@ -442,6 +467,22 @@ static void env_name(char *out, size_t outsz, const char *section, const char *s
     out[o] = '\0';
 }
 
+/* True when the variable named by the first n bytes of `var` is the override
+ * of one of relay's own [kafka] keys. Compared by variable name: a key with an
+ * underscore (outage_budget) would not survive the '_' -> '.' of a property. */
+static int own_kafka_env(const char *var, size_t n)
+{
+    char own[128];
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, "kafka") != 0)
+            continue;
+        env_name(own, sizeof(own), "kafka", NULL, keys[i].name);
+        if (strlen(own) == n && !strncmp(own, var, n))
+            return 1;
+    }
+    return 0;
+}
+
 static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errstr_size)
 {
     extern char **environ;
@@ -454,8 +495,8 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
             for (size_t s = 0; s < cfg->nsources && rc == 0; s++) {
                 env_name(var, sizeof(var), "source", cfg->sources[s].name, k->name);
                 const char *v = getenv(var);
-                if (v && parse_value(k, v, (char *)&cfg->sources[s] + k->off, why,
-                                     sizeof(why)) != 0) {
+                if (v &&
+                    parse_value(k, v, (char *)&cfg->sources[s] + k->off, why, sizeof(why)) != 0) {
                     snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
                     rc = -1;
                 }
@@ -488,7 +529,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
             prop[j] = c == '_' ? '.' : (char)tolower((unsigned char)c);
         }
         prop[n] = '\0';
-        if (find_key("kafka", prop)) /* relay's own key, applied above */
+        if (own_kafka_env(*e, (size_t)(eq - *e))) /* relay's own key, applied above */
             continue;
         if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
             kafka_prop_set(cfg, prop, eq + 1) != 0) {
@@ -561,8 +602,7 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
     if (cfg->redis.enabled && strncmp(cfg->redis.url, "redis://", 8) != 0 &&
         strncmp(cfg->redis.url, "unix://", 7) != 0) {
         key_where(cfg, key_line, "redis", "url", where, sizeof(where));
-        snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://",
-                 where);
+        snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://", where);
         goto out;
     }
     rc = 0;
@@ -704,8 +744,8 @@ void rl_config_reference(FILE *out)
             snprintf(range, sizeof(range), "%s", k->choices ? k->choices : "a codec name");
         else if (k->type != T_STR && k->type != T_BOOL)
             snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
-        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section,
-                src ? " NAME" : "", k->name, tnames[k->type], k->def ? k->def : "(required)",
-                range, var, k->help, k->secret ? " **Secret.**" : "");
+        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section, src ? " NAME" : "",
+                k->name, tnames[k->type], k->def ? k->def : "(required)", range, var, k->help,
+                k->secret ? " **Secret.**" : "");
     }
 }

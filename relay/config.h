@@ -13,12 +13,13 @@
 
 typedef struct rl_source_conf {
     char *name;
-    char *codec;        /* a name from codecs.c's table */
-    char *auth;         /* none | token */
-    char *secret;       /* secret: never logged */
-    char *token_header; /* header carrying the token (auth = token) */
-    char *ack;          /* wal */
-    int line;           /* line of the [source NAME] header, for messages */
+    char *codec;           /* a name from codecs.c's table */
+    char *auth;            /* none | token */
+    char *secret;          /* secret: never logged */
+    char *token_header;    /* header carrying the token (auth = token) */
+    char *ack;             /* wal | publish */
+    long long ack_timeout; /* seconds (ack = publish) */
+    int line;              /* line of the [source NAME] header, for messages */
 } rl_source_conf_t;
 
 /* A librdkafka property passed through from [kafka]. */
@@ -32,7 +33,7 @@ typedef struct rl_config {
     char *path;
     struct {
         char *listen;
-        long long threads, max_body, timeout, max_connections;
+        long long threads, max_body, timeout, max_connections, shutdown_grace;
     } http;
     struct {
         char *dir;
@@ -42,13 +43,13 @@ typedef struct rl_config {
         long long window, max_entries;
     } dedup;
     struct {
-        long long enabled;
+        long long enabled, outage_budget;
         char *brokers, *topic;
         rl_conf_prop_t *props;
         size_t nprops;
     } kafka;
     struct {
-        long long enabled, maxlen, batch;
+        long long enabled, maxlen, batch, outage_budget;
         char *url, *stream;
     } redis;
     struct {

@@ -32,8 +32,10 @@ struct rl_http {
     rl_ready_fn ready;
     void *ready_arg;
     _Atomic int inflight;
+    _Atomic int closing; /* quiesced: every answer closes its connection */
     /* requests[source][code]; the last row is for unknown sources */
     rl_metric_t *(*req_metric)[NCODES];
+    rl_metric_t *m_inflight;
 };
 
 typedef struct req {
@@ -58,8 +60,8 @@ static void count(rl_http_t *h, int src_idx, int status)
             rl_metric_add(h->req_metric[row][i], 1);
 }
 
-static enum MHD_Result send_buf(struct MHD_Connection *c, int status, const char *ctype,
-                                char *body, size_t len, int retry_after)
+static enum MHD_Result send_buf(rl_http_t *h, struct MHD_Connection *c, int status,
+                                const char *ctype, char *body, size_t len, int retry_after)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body ? body : (char *)"", MHD_RESPMEM_MUST_FREE);
@@ -76,6 +78,8 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, int status, const char
     }
     if (status == 405)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
+    if (atomic_load(&h->closing))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -89,8 +93,8 @@ static enum MHD_Result send_reply(req_t *rq, rl_reply_t *reply)
         count(rq->h, rq->src_idx, reply->status);
     if (!body)
         body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
-    return send_buf(rq->conn, reply->status, "application/json", body, body ? strlen(body) : 0,
-                    reply->retry_after);
+    return send_buf(rq->h, rq->conn, reply->status, "application/json", body,
+                    body ? strlen(body) : 0, reply->retry_after);
 }
 
 static enum MHD_Result send_error(req_t *rq, int status, const char *code, const char *msg)
@@ -133,20 +137,18 @@ static enum MHD_Result handle_get(req_t *rq, const char *url)
 {
     rl_http_t *h = rq->h;
     if (!strcmp(url, "/healthz"))
-        return send_buf(rq->conn, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15, 0);
+        return send_buf(h, rq->conn, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15, 0);
     if (!strcmp(url, "/readyz")) {
-        char why[256] = "";
-        int ok = h->ready ? h->ready(h->ready_arg, why, sizeof(why)) : 1;
-        json_t *o = json_pack("{s:s,s:s}", "status", ok ? "ready" : "not_ready", "detail", why);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        return send_buf(rq->conn, ok ? 200 : 503, "application/json", s, s ? strlen(s) : 0,
-                        ok ? 0 : 5);
+        int ok = 1;
+        char *s = h->ready ? h->ready(h->ready_arg, &ok) : strdup("{\"status\":\"ready\"}");
+        if (!s)
+            return send_error(rq, 500, "internal", "out of memory");
+        return send_buf(h, rq->conn, ok ? 200 : 503, "application/json", s, strlen(s), ok ? 0 : 5);
     }
     if (!strcmp(url, "/metrics")) {
         size_t len = 0;
         char *s = rl_metrics_render(h->metrics, &len);
-        return send_buf(rq->conn, s ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", s,
+        return send_buf(h, rq->conn, s ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", s,
                         s ? len : 0, 0);
     }
     return send_error(rq, 404, "not_found", "no such route");
@@ -160,11 +162,11 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
 
     if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) != 0) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-            return send_error(rq, strcmp(url, "/healthz") && strcmp(url, "/readyz") &&
-                                          strcmp(url, "/metrics")
-                                      ? 404
-                                      : 405,
-                              "method_not_allowed", "use GET");
+            return send_error(
+                rq,
+                strcmp(url, "/healthz") && strcmp(url, "/readyz") && strcmp(url, "/metrics") ? 404
+                                                                                             : 405,
+                "method_not_allowed", "use GET");
         return handle_get(rq, url);
     }
     rq->webhook = 1;
@@ -186,9 +188,8 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     rl_http_t *h = cls;
     req_t *rq = *con_cls;
@@ -310,6 +311,12 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, char *errstr
     return 0;
 }
 
+static void render_hook(void *arg)
+{
+    rl_http_t *h = arg;
+    rl_metric_set(h->m_inflight, atomic_load(&h->inflight));
+}
+
 rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
                        rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size)
 {
@@ -338,6 +345,10 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
                                                      "Webhook requests by source and status.");
         }
     }
+    h->m_inflight = rl_metrics_gauge(metrics, "relay_http_inflight", "",
+                                     "Webhook requests waiting for their answer (the WAL, or "
+                                     "the sinks with ack = publish); they hold no thread.");
+    rl_metrics_on_render(metrics, render_hook, h);
     if (resolve(cfg->http.listen, &ss, errstr, errstr_size) != 0)
         goto out;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
@@ -346,13 +357,12 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
         flags |= MHD_USE_IPv6;
     uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
-    h->d = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http.threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http.timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http.max_connections,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http.threads,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http.timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http.max_connections,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (!h->d) {
         snprintf(errstr, errstr_size, "cannot listen on %s (address in use or not permitted)",
                  cfg->http.listen);
@@ -371,9 +381,12 @@ out:
 void rl_http_quiesce(rl_http_t *h)
 {
     if (h && h->d) {
+        atomic_store(&h->closing, 1);
         MHD_socket s = MHD_quiesce_daemon(h->d);
         if (s != MHD_INVALID_SOCKET)
             close(s);
+        else
+            rl_warn("http: cannot stop listening before the in-flight requests are answered");
     }
 }
 

@@ -17,14 +17,17 @@
 
 typedef struct rl_http rl_http_t;
 
-/* Readiness probe: 1 ready, 0 not (with a reason written to why). */
-typedef int (*rl_ready_fn)(void *arg, char *why, size_t whysz);
+/* Readiness probe: sets *ready (1 ready, 0 not) and returns the JSON body of
+ * /readyz, malloc'd (the HTTP layer frees it); NULL on out-of-memory. */
+typedef char *(*rl_ready_fn)(void *arg, int *ready);
 
 /* Starts listening on cfg->http.listen. cfg, ingest and metrics are borrowed and
  * must outlive the server. */
 rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
                        rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size);
-/* Stops accepting new connections (the listener closes); requests in flight go on. */
+/* Stops accepting new connections (the listener closes); requests in flight go on,
+ * and every answer from now on carries "Connection: close" so that keep-alive
+ * clients go away too. */
 void rl_http_quiesce(rl_http_t *h);
 /* Requests still waiting for their answer. */
 int rl_http_inflight(rl_http_t *h);

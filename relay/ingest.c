@@ -2,7 +2,13 @@
  *
  * Dedup claims and the WAL append happen under one lock. That makes "claimed"
  * imply "appended": a retry that finds the id claimed can wait for a WAL barrier
- * and know the original is durable before it answers 200 itself. */
+ * and know the original is durable before it answers 200 itself.
+ *
+ * ack = publish adds a second wait after the WAL's: for every sink's cursor to
+ * pass the request's last record (a retry waits for everything appended before
+ * it, which includes its original). The claims stay when that wait times out:
+ * the events are durable and will be published, and the provider's retry must
+ * be recognised as one. */
 #include "ingest.h"
 
 #include "codec.h"
@@ -19,12 +25,15 @@
 #include <time.h>
 
 #define WAL_FULL_RETRY_AFTER 5
+#define PUBLISH_RETRY_AFTER 5
 
 typedef struct source_rt {
     const rl_source_conf_t *conf;
     const rl_codec_t *codec;
+    int ack_publish;        /* ack = publish */
+    int64_t ack_timeout_ms; /* ack_timeout */
     rl_metric_t *m_accepted, *m_dup, *m_missing_token, *m_bad_token, *m_bad_json, *m_bad_shape,
-        *m_full;
+        *m_full, *m_pub_timeout;
 } source_rt_t;
 
 struct rl_ingest {
@@ -43,10 +52,12 @@ typedef struct pending {
     source_rt_t *src;
     rl_ingest_done_cb cb;
     void *opaque;
-    char *ok_body; /* the 200 body, ready */
+    char *ok_body;  /* the 200 body, ready */
     char **claimed; /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
+    uint64_t last_seq;   /* ack = publish: what every sink must have passed */
+    int64_t deadline_ms; /* ack = publish: when to give up (rl_wal_now_ms clock) */
 } pending_t;
 
 void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
@@ -84,18 +95,22 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
                                   "Events dropped as retries of events already taken.");
     s->m_full = rl_metrics_counter(m, "relay_events_rejected_wal_full_total", l,
                                    "Events refused (503) because the WAL was full.");
+    s->m_pub_timeout =
+        rl_metrics_counter(m, "relay_ack_publish_timeouts_total", l,
+                           "ack = publish requests answered 503 because a sink had not "
+                           "acknowledged their events within ack_timeout.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"missing_token\"", n);
-    s->m_missing_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
-                                            "Requests refused 401, by reason.");
+    s->m_missing_token =
+        rl_metrics_counter(m, "relay_auth_failures_total", l, "Requests refused 401, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"bad_token\"", n);
-    s->m_bad_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
-                                        "Requests refused 401, by reason.");
+    s->m_bad_token =
+        rl_metrics_counter(m, "relay_auth_failures_total", l, "Requests refused 401, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_json\"", n);
-    s->m_bad_json = rl_metrics_counter(m, "relay_decode_errors_total", l,
-                                       "Requests refused 400, by reason.");
+    s->m_bad_json =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_payload\"", n);
-    s->m_bad_shape = rl_metrics_counter(m, "relay_decode_errors_total", l,
-                                        "Requests refused 400, by reason.");
+    s->m_bad_shape =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
 }
 
 rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
@@ -120,6 +135,8 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     for (size_t i = 0; i < cfg->nsources; i++) {
         ig->src[i].conf = &cfg->sources[i];
         ig->src[i].codec = rl_codec_find(cfg->sources[i].codec);
+        ig->src[i].ack_publish = !strcmp(cfg->sources[i].ack, "publish");
+        ig->src[i].ack_timeout_ms = cfg->sources[i].ack_timeout * 1000;
         if (!ig->src[i].codec) {
             snprintf(errstr, errstr_size, "source %s: unknown codec", cfg->sources[i].name);
             goto out;
@@ -167,6 +184,46 @@ static void pending_free(pending_t *p)
     free(p);
 }
 
+/* Hands the reply to the HTTP side and frees the request. */
+static void answer(pending_t *p, rl_reply_t *reply)
+{
+    p->cb(p->opaque, reply);
+    pending_free(p);
+}
+
+static void answer_ok(pending_t *p)
+{
+    rl_reply_t reply = {0};
+    reply.status = 200;
+    reply.body = p->ok_body;
+    p->ok_body = NULL;
+    answer(p, &reply);
+}
+
+/* ack = publish: the sinks' verdict (flusher thread). */
+static void on_published(void *opaque, int status)
+{
+    pending_t *p = opaque;
+    rl_reply_t reply = {0};
+
+    if (status == 0) {
+        answer_ok(p);
+        return;
+    }
+    if (status == RL_WAL_TIMEOUT) {
+        rl_metric_add(p->src->m_pub_timeout, 1);
+        rl_reply_error(&reply, 503, "publish_timeout",
+                       "the events are durable but not every sink acknowledged them within "
+                       "ack_timeout; a retry is answered 200 once they are published");
+        reply.retry_after = PUBLISH_RETRY_AFTER;
+    } else {
+        rl_reply_error(&reply, 503, "unavailable",
+                       "relay is shutting down; the events are durable and will be published");
+        reply.retry_after = 1;
+    }
+    answer(p, &reply);
+}
+
 /* The WAL's verdict on a request's events (flusher thread). */
 static void on_durable(void *opaque, int status)
 {
@@ -176,21 +233,25 @@ static void on_durable(void *opaque, int status)
     if (status == 0) {
         rl_metric_add(p->src->m_accepted, p->accepted);
         rl_metric_add(p->src->m_dup, p->duplicates);
-        reply.status = 200;
-        reply.body = p->ok_body;
-        p->ok_body = NULL;
-    } else {
-        /* Not durable: forget the claims so that the provider's retry is taken. */
-        pthread_mutex_lock(&p->ig->lock);
-        for (size_t i = 0; i < p->nclaimed; i++)
-            rl_dedup_release(p->ig->dedup, p->src->conf->name, p->claimed[i]);
-        pthread_mutex_unlock(&p->ig->lock);
-        rl_reply_error(&reply, 503, "wal_unavailable",
-                       "the events could not be written to the WAL; retry later");
-        reply.retry_after = WAL_FULL_RETRY_AFTER;
+        if (p->src->ack_publish) {
+            if (rl_wal_await_published(p->ig->wal, p->last_seq, p->deadline_ms, on_published, p) ==
+                RL_WAL_OK)
+                return; /* p is on_published's now */
+            on_published(p, RL_WAL_ERR);
+            return;
+        }
+        answer_ok(p);
+        return;
     }
-    p->cb(p->opaque, &reply);
-    pending_free(p);
+    /* Not durable: forget the claims so that the provider's retry is taken. */
+    pthread_mutex_lock(&p->ig->lock);
+    for (size_t i = 0; i < p->nclaimed; i++)
+        rl_dedup_release(p->ig->dedup, p->src->conf->name, p->claimed[i]);
+    pthread_mutex_unlock(&p->ig->lock);
+    rl_reply_error(&reply, 503, "wal_unavailable",
+                   "the events could not be written to the WAL; retry later");
+    reply.retry_after = WAL_FULL_RETRY_AFTER;
+    answer(p, &reply);
 }
 
 typedef struct rebuild {
@@ -265,10 +326,13 @@ static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t
     }
     p->accepted = nnew;
     p->ok_body = ok_body(evs, p->accepted, p->duplicates);
-    if (nnew)
+    if (nnew) {
         rc = rl_wal_append(ig->wal, iov, nnew, &first_seq, on_durable, p);
-    else /* all retries: answer once what they repeat is durable */
+        p->last_seq = first_seq + nnew - 1;
+    } else { /* all retries: answer once what they repeat is durable (and published) */
+        p->last_seq = rl_wal_last_seq(ig->wal);
         rc = rl_wal_barrier(ig->wal, on_durable, p);
+    }
     if (rc != RL_WAL_OK) {
         for (size_t i = 0; i < p->nclaimed; i++)
             rl_dedup_release(ig->dedup, p->src->conf->name, p->claimed[i]);
@@ -348,11 +412,13 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     p->src = src;
     p->cb = cb;
     p->opaque = opaque;
+    p->deadline_ms = rl_wal_now_ms() + src->ack_timeout_ms;
     for (size_t i = 0; i < evs.n; i++) {
         char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
         uint8_t *buf = NULL;
-        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf,
-                                           &iov[i].iov_len) : -1;
+        int rc =
+            ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf, &iov[i].iov_len)
+               : -1;
         free(ce);
         if (rc != 0)
             goto oom;

@@ -1,9 +1,10 @@
-/* main.c -- command line, start-up order and shutdown.
+/* main.c -- command line, start-up order, readiness and shutdown.
  *
  * Start-up: config -> metrics -> WAL (recovery) -> ingest -> sinks -> HTTP.
- * Shutdown (SIGTERM/SIGINT): stop accepting, let in-flight requests get their
- * answer, give the sinks a grace period to drain, close the WAL (cursors
- * persisted, fsynced). What was not published is replayed at the next start. */
+ * Shutdown (SIGTERM/SIGINT), within http.shutdown_grace: stop accepting, let
+ * in-flight requests get their answer, let the sinks publish what the WAL
+ * holds, then close the WAL (cursors persisted, fsynced) and exit 0. What was
+ * not published is replayed at the next start. */
 #include "codec.h"
 #include "config.h"
 #include "http.h"
@@ -16,14 +17,13 @@
 #include "wal.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
-
-#define SHUTDOWN_GRACE_MS 5000
 
 typedef struct app {
     rl_config_t *cfg;
@@ -68,29 +68,118 @@ static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
     return 0;
 }
 
-static int ready(void *arg, char *why, size_t whysz)
+/* /readyz: ready while the WAL can take events (writable, under its cap) and
+ * no sink has been down longer than its outage budget. A sink that is down
+ * within its budget (none by default) keeps relay ready: the WAL buffers for
+ * it, which is the point of relay. The body details the WAL and every sink. */
+static char *ready(void *arg, int *ok)
 {
     app_t *a = arg;
-    int ok = rl_wal_writable(a->wal);
-    size_t o = (size_t)snprintf(why, whysz, "wal:%s", ok ? "ok" : "write_error");
-    for (size_t i = 0; i < a->nsinks && o < whysz; i++)
-        o += (size_t)snprintf(why + o, whysz - o, " %s:%s", rl_sink_name(a->sinks[i]),
-                              rl_sink_connected(a->sinks[i]) ? "up" : "down(buffering)");
-    return ok;
+    rl_wal_stats_t ws;
+    char detail[256];
+    size_t o;
+    json_t *reasons = json_array(), *sinks = json_object();
+
+    rl_wal_stats(a->wal, &ws);
+    *ok = ws.writable && !ws.full;
+    if (!ws.writable)
+        json_array_append_new(reasons, json_string("wal_not_writable"));
+    if (ws.full)
+        json_array_append_new(reasons, json_string("wal_full"));
+    o = (size_t)snprintf(detail, sizeof(detail), "wal:%s",
+                         !ws.writable ? "write_error"
+                         : ws.full    ? "full"
+                                      : "ok");
+    for (size_t i = 0; i < a->nsinks; i++) {
+        rl_sink_status_t st;
+        const char *name = rl_sink_name(a->sinks[i]);
+        rl_sink_status(a->sinks[i], &st);
+        if (st.over_budget) {
+            char r[64];
+            *ok = 0;
+            snprintf(r, sizeof(r), "%s_down_past_outage_budget", name);
+            json_array_append_new(reasons, json_string(r));
+        }
+        json_object_set_new(
+            sinks, name,
+            json_pack("{s:s,s:b,s:I,s:I,s:b,s:I,s:I,s:I}", "state", st.connected ? "up" : "down",
+                      "connected", st.connected, "down_seconds", (json_int_t)(st.down_ms / 1000),
+                      "outage_budget_seconds", (json_int_t)(st.outage_budget_ms / 1000),
+                      "over_budget", st.over_budget, "lag_events", (json_int_t)st.lag_events,
+                      "lag_bytes", (json_int_t)st.lag_bytes, "errors", (json_int_t)st.errors));
+        if (o < sizeof(detail))
+            o += (size_t)snprintf(detail + o, sizeof(detail) - o, " %s:%s", name,
+                                  st.connected ? "up" : "down(buffering)");
+    }
+    json_t *body = json_pack(
+        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I},s:o}", "status", *ok ? "ready" : "not_ready",
+        "reasons", reasons, "detail", detail, "wal", "writable", ws.writable, "full", ws.full,
+        "bytes", (json_int_t)ws.bytes, "max_bytes", (json_int_t)ws.max_bytes, "fill_ratio",
+        ws.max_bytes ? (double)ws.bytes / (double)ws.max_bytes : 0.0, "segments",
+        (json_int_t)ws.segments, "sinks", sinks);
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return s;
+}
+
+static int64_t now_ms(void)
+{
+    return rl_wal_now_ms();
+}
+
+/* Waits until no request waits for its answer, or until `until` (ms). */
+static void wait_inflight(app_t *a, int64_t until)
+{
+    int64_t next_note = now_ms() + 5000;
+    while (rl_http_inflight(a->http) > 0 && now_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        if (now_ms() >= next_note) {
+            rl_warn("shutdown: %d requests still wait for the WAL", rl_http_inflight(a->http));
+            next_note += 5000;
+        }
+    }
 }
 
 static void app_stop(app_t *a)
 {
+    int64_t until = now_ms() + a->cfg->http.shutdown_grace * 1000;
     if (a->http) {
+        /* Answer what is in flight: ack = wal requests as soon as their batch
+         * is written, ack = publish ones once the sinks acknowledged them or
+         * the grace period is over, and then with 503 (the events stay in the
+         * WAL). Every answer comes from the WAL's flusher, so the last wait is
+         * short; it has no limit because the connections must not be freed
+         * while their answer may still come. */
         rl_http_quiesce(a->http);
-        for (int i = 0; i < 200 && rl_http_inflight(a->http) > 0; i++) {
-            struct timespec ts = {0, 50 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        wait_inflight(a, until);
+        rl_wal_cancel_published(a->wal);
+        wait_inflight(a, INT64_MAX);
         rl_http_destroy(a->http);
     }
-    for (size_t i = 0; i < a->nsinks; i++)
-        rl_sink_destroy(a->sinks[i], SHUTDOWN_GRACE_MS);
+    /* The sinks drain together, within what is left of the grace period. */
+    int64_t left = until - now_ms();
+    int grace = left > 0 ? (int)left : 0;
+    for (size_t i = 0; i < a->nsinks; i++) {
+        uint64_t events = 0, bytes = 0;
+        rl_wal_reader_lag(rl_wal_reader(a->wal, rl_sink_name(a->sinks[i])), &events, &bytes);
+        rl_info("shutdown: %s: publishing the %llu events it has not acknowledged, for up to "
+                "%d ms",
+                rl_sink_name(a->sinks[i]), (unsigned long long)events, grace);
+        rl_sink_stop(a->sinks[i], grace);
+    }
+    for (size_t i = 0; i < a->nsinks; i++) {
+        const char *name = rl_sink_name(a->sinks[i]); /* a literal */
+        uint64_t events = 0, bytes = 0;
+        rl_sink_destroy(a->sinks[i]);
+        rl_wal_reader_lag(rl_wal_reader(a->wal, name), &events, &bytes);
+        if (events)
+            rl_info("shutdown: %s: %llu events not acknowledged yet; they are published at the "
+                    "next start",
+                    name, (unsigned long long)events);
+        else
+            rl_info("shutdown: %s: everything acknowledged", name);
+    }
     rl_ingest_destroy(a->ingest);
     rl_wal_close(a->wal);
     rl_metrics_destroy(a->metrics);
@@ -107,9 +196,12 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         readers[nreaders++] = "kafka";
     if (cfg->redis.enabled)
         readers[nreaders++] = "redis";
-    rl_wal_opts_t wo = {cfg->wal.dir,        (uint64_t)cfg->wal.segment_size,
-                        (uint64_t)cfg->wal.max_size, (int)cfg->wal.fsync,
-                        readers,             nreaders};
+    rl_wal_opts_t wo = {cfg->wal.dir,
+                        (uint64_t)cfg->wal.segment_size,
+                        (uint64_t)cfg->wal.max_size,
+                        (int)cfg->wal.fsync,
+                        readers,
+                        nreaders};
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))
@@ -125,15 +217,15 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
     rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n,
             (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
     if (cfg->kafka.enabled) {
-        rl_sink_t *s = rl_sink_kafka_new(cfg, rl_wal_reader(a->wal, "kafka"), a->metrics, errstr,
-                                         errstr_size);
+        rl_sink_t *s =
+            rl_sink_kafka_new(cfg, rl_wal_reader(a->wal, "kafka"), a->metrics, errstr, errstr_size);
         if (!s)
             return -1;
         a->sinks[a->nsinks++] = s;
     }
     if (cfg->redis.enabled) {
-        rl_sink_t *s = rl_sink_redis_new(cfg, rl_wal_reader(a->wal, "redis"), a->metrics, errstr,
-                                         errstr_size);
+        rl_sink_t *s =
+            rl_sink_redis_new(cfg, rl_wal_reader(a->wal, "redis"), a->metrics, errstr, errstr_size);
         if (!s)
             return -1;
         a->sinks[a->nsinks++] = s;
@@ -159,12 +251,24 @@ int main(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'k': check = 1; break;
-        case 'r': rl_config_reference(stdout); return 0;
-        case 'V': printf("relay %s\n", RELAY_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'r':
+            rl_config_reference(stdout);
+            return 0;
+        case 'V':
+            printf("relay %s\n", RELAY_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -12,6 +12,7 @@
 struct rl_metric {
     char *name, *labels, *help;
     int gauge;
+    int real; /* v holds the bits of a double (rl_metric_set_f) */
     _Atomic int64_t v;
 };
 
@@ -56,7 +57,7 @@ void rl_metrics_destroy(rl_metrics_t *m)
 }
 
 static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, const char *help,
-                        int gauge)
+                        int gauge, int real)
 {
     rl_metric_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -65,6 +66,7 @@ static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, c
     c->labels = strdup(labels ? labels : "");
     c->help = strdup(help);
     c->gauge = gauge;
+    c->real = real;
     if (!c->name || !c->labels || !c->help)
         goto fail;
     pthread_mutex_lock(&m->lock);
@@ -94,13 +96,19 @@ fail:
 rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help)
 {
-    return reg(m, name, labels, help, 0);
+    return reg(m, name, labels, help, 0, 0);
 }
 
 rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,
                               const char *help)
 {
-    return reg(m, name, labels, help, 1);
+    return reg(m, name, labels, help, 1, 0);
+}
+
+rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *labels,
+                                const char *help)
+{
+    return reg(m, name, labels, help, 1, 1);
 }
 
 void rl_metric_add(rl_metric_t *c, uint64_t n)
@@ -118,6 +126,13 @@ void rl_metric_set(rl_metric_t *g, int64_t v)
 int64_t rl_metric_get(const rl_metric_t *c)
 {
     return c ? atomic_load_explicit(&((rl_metric_t *)c)->v, memory_order_relaxed) : 0;
+}
+
+void rl_metric_set_f(rl_metric_t *g, double v)
+{
+    int64_t bits;
+    memcpy(&bits, &v, sizeof(bits)); /* a double in the same atomic slot */
+    rl_metric_set(g, bits);
 }
 
 void rl_metrics_on_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg)
@@ -164,6 +179,19 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
     }
 }
 
+/* Writes the sample value of c and the end of its line. */
+static void sb_value(sbuf_t *b, const rl_metric_t *c)
+{
+    int64_t bits = rl_metric_get(c);
+    if (c->real) {
+        double d;
+        memcpy(&d, &bits, sizeof(d));
+        sb_printf(b, "%.6g\n", d);
+    } else {
+        sb_printf(b, "%lld\n", (long long)bits);
+    }
+}
+
 /* HELP text escapes '\\' and newline (the text format's rule). */
 static void sb_help(sbuf_t *b, const char *help)
 {
@@ -203,9 +231,10 @@ char *rl_metrics_render(rl_metrics_t *m, size_t *len)
             if (strcmp(c->name, m->v[i]->name) != 0)
                 continue;
             if (c->labels[0])
-                sb_printf(&b, "%s{%s} %lld\n", c->name, c->labels, (long long)rl_metric_get(c));
+                sb_printf(&b, "%s{%s} ", c->name, c->labels);
             else
-                sb_printf(&b, "%s %lld\n", c->name, (long long)rl_metric_get(c));
+                sb_printf(&b, "%s ", c->name);
+            sb_value(&b, c);
         }
     }
     pthread_mutex_unlock(&m->lock);

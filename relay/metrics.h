@@ -23,9 +23,14 @@ rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *l
 rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,
                               const char *help);
 
+/* A gauge whose value is a real number (a ratio), set with rl_metric_set_f. */
+rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *labels,
+                                const char *help);
+
 void rl_metric_add(rl_metric_t *c, uint64_t n);
 void rl_metric_set(rl_metric_t *g, int64_t v);
 int64_t rl_metric_get(const rl_metric_t *c);
+void rl_metric_set_f(rl_metric_t *g, double v);
 
 /* Called (in registration order) before every render, to refresh gauges that
  * are cheaper to compute on demand (WAL bytes, sink lag). */

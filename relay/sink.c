@@ -7,13 +7,22 @@
 #include <stdlib.h>
 #include <time.h>
 
-void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg,
-                  rl_wal_reader_t *reader, rl_metrics_t *metrics)
+static void render_hook(void *arg)
+{
+    rl_sink_t *s = arg;
+    int64_t since = atomic_load(&s->down_since_ms);
+    rl_metric_set(s->m_down_seconds, since ? (rl_wal_now_ms() - since) / 1000 : 0);
+}
+
+void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal_reader_t *reader,
+                  rl_metrics_t *metrics, long long outage_budget_s)
 {
     char l[64];
     s->name = name;
     s->cfg = cfg;
     s->reader = reader;
+    s->outage_budget_ms = outage_budget_s * 1000;
+    atomic_store(&s->down_since_ms, rl_wal_now_ms()); /* down until it first connects */
     snprintf(l, sizeof(l), "sink=\"%s\"", name);
     if (metrics) {
         s->m_published = rl_metrics_counter(metrics, "relay_sink_published_total", l,
@@ -26,6 +35,10 @@ void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg,
             "each is logged.");
         s->m_up = rl_metrics_gauge(metrics, "relay_sink_up", l,
                                    "1 while the sink is connected to its service.");
+        s->m_down_seconds =
+            rl_metrics_gauge(metrics, "relay_sink_down_seconds", l,
+                             "How long the sink has been unreachable (0 while connected).");
+        rl_metrics_on_render(metrics, render_hook, s);
     }
 }
 
@@ -33,14 +46,32 @@ void rl_sink_set_connected(rl_sink_t *s, int up)
 {
     int was = atomic_exchange(&s->connected, up);
     rl_metric_set(s->m_up, up);
+    if (up)
+        atomic_store(&s->down_since_ms, 0);
+    else if (was)
+        atomic_store(&s->down_since_ms, rl_wal_now_ms());
     if (was != up)
         rl_log(up ? RL_LOG_INFO : RL_LOG_WARN, "%s: %s", s->name,
                up ? "connected" : "disconnected; events stay in the WAL until it is back");
 }
 
+int rl_sink_should_stop(rl_sink_t *s)
+{
+    if (atomic_load(&s->stop))
+        return 1;
+    int64_t until = atomic_load(&s->drain_until_ms);
+    return until && (rl_wal_now_ms() >= until || rl_wal_reader_caught_up(s->reader));
+}
+
+int rl_sink_grace_left(rl_sink_t *s)
+{
+    int64_t until = atomic_load(&s->drain_until_ms), left = until - rl_wal_now_ms();
+    return until && !atomic_load(&s->stop) && left > 0 ? (int)left : 0;
+}
+
 void rl_sink_sleep(rl_sink_t *s, int ms)
 {
-    while (ms > 0 && !atomic_load(&s->stop)) {
+    while (ms > 0 && !rl_sink_should_stop(s)) {
         int step = ms < 50 ? ms : 50;
         struct timespec ts = {0, step * 1000000L};
         nanosleep(&ts, NULL);
@@ -58,12 +89,34 @@ int rl_sink_connected(const rl_sink_t *s)
     return atomic_load(&((rl_sink_t *)s)->connected);
 }
 
-void rl_sink_destroy(rl_sink_t *s, int grace_ms)
+void rl_sink_status(const rl_sink_t *s, rl_sink_status_t *st)
+{
+    rl_sink_t *m = (rl_sink_t *)s; /* atomics are read through a non-const lvalue */
+    int64_t since = atomic_load(&m->down_since_ms);
+    st->connected = atomic_load(&m->connected);
+    st->down_ms = since ? rl_wal_now_ms() - since : 0;
+    st->outage_budget_ms = s->outage_budget_ms;
+    st->over_budget = s->outage_budget_ms > 0 && st->down_ms > s->outage_budget_ms;
+    st->errors = (uint64_t)rl_metric_get(s->m_errors);
+    rl_wal_reader_lag(s->reader, &st->lag_events, &st->lag_bytes);
+}
+
+void rl_sink_stop(rl_sink_t *s, int grace_ms)
 {
     if (!s)
         return;
-    atomic_store(&s->grace_ms, grace_ms);
-    atomic_store(&s->stop, 1);
+    if (grace_ms <= 0)
+        atomic_store(&s->stop, 1);
+    else
+        atomic_store(&s->drain_until_ms, rl_wal_now_ms() + grace_ms);
+}
+
+void rl_sink_destroy(rl_sink_t *s)
+{
+    if (!s)
+        return;
+    if (!atomic_load(&s->drain_until_ms))
+        atomic_store(&s->stop, 1);
     pthread_join(s->thread, NULL);
     s->destroy_impl(s);
     free(s);

@@ -13,17 +13,26 @@ struct rl_sink {
     const rl_config_t *cfg;
     rl_wal_reader_t *reader;
     pthread_t thread;
-    _Atomic int stop, connected, grace_ms;
-    rl_metric_t *m_published, *m_errors, *m_up, *m_dropped;
+    _Atomic int stop, connected;
+    /* Set by rl_sink_stop: drain until caught up or this CLOCK_MONOTONIC ms. */
+    _Atomic int64_t drain_until_ms;
+    _Atomic int64_t down_since_ms; /* when it became unreachable; 0 while connected */
+    int64_t outage_budget_ms;
+    rl_metric_t *m_published, *m_errors, *m_up, *m_dropped, *m_down_seconds;
     void (*destroy_impl)(rl_sink_t *s); /* frees the implementation's part */
     void *impl;
 };
 
 /* Fills the common part and registers the per-sink metrics. */
-void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg,
-                  rl_wal_reader_t *reader, rl_metrics_t *metrics);
+void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal_reader_t *reader,
+                  rl_metrics_t *metrics, long long outage_budget_s);
 void rl_sink_set_connected(rl_sink_t *s, int up);
-/* Sleeps up to ms, returning early when the sink is asked to stop. */
+/* 1 when the thread should end: destroyed, or draining and either caught up
+ * with the WAL or out of time. */
+int rl_sink_should_stop(rl_sink_t *s);
+/* Milliseconds of the drain period left (0 when not draining or past it). */
+int rl_sink_grace_left(rl_sink_t *s);
+/* Sleeps up to ms, returning early when the sink should stop. */
 void rl_sink_sleep(rl_sink_t *s, int ms);
 
 #endif

@@ -29,8 +29,8 @@ typedef struct kafka {
     uint8_t *acked;
     size_t *bytes;
     size_t head, count, inflight_bytes;
-    int failed;  /* a delivery failed: rewind once nothing is in flight */
-    int fatal;   /* the producer is unusable: recreate */
+    int failed; /* a delivery failed: rewind once nothing is in flight */
+    int fatal;  /* the producer is unusable: recreate */
     time_t last_probe;
     rl_metric_t *m_restarts;
 } kafka_t;
@@ -68,8 +68,10 @@ static void ring_advance(kafka_t *k)
         n++;
     }
     if (n) {
-        rl_wal_reader_commit(k->base.reader, last);
+        /* Counted before the cursor moves: an ack = publish answer (which the
+         * cursor releases) never sees the counter behind it. */
         rl_metric_add(k->base.m_published, n);
+        rl_wal_reader_commit(k->base.reader, last);
     }
 }
 
@@ -109,8 +111,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    rl_log(level <= 3 ? RL_LOG_ERROR : level <= 4 ? RL_LOG_WARN : RL_LOG_DEBUG, "kafka: %s: %s",
-           fac, buf);
+    rl_log(level <= 3   ? RL_LOG_ERROR
+           : level <= 4 ? RL_LOG_WARN
+                        : RL_LOG_DEBUG,
+           "kafka: %s: %s", fac, buf);
 }
 
 static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
@@ -120,9 +124,12 @@ static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
     rd_kafka_t *rk = NULL;
     /* Our defaults first, the user's pass-through properties after, so they win. */
     static const char *const defaults[][2] = {
-        {"enable.idempotence", "true"}, {"acks", "all"},
-        {"linger.ms", "5"},             {"message.timeout.ms", "0"}, /* never give up */
-        {"compression.type", "lz4"},    {"log.connection.close", "false"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "5"},
+        {"message.timeout.ms", "0"}, /* never give up */
+        {"compression.type", "lz4"},
+        {"log.connection.close", "false"},
     };
 
     if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, errstr_size))
@@ -184,7 +191,7 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
             RD_KAFKA_V_HEADER("ce_type", rec.type, (ssize_t)rec.type_len),
             RD_KAFKA_V_HEADER("ce_source", rec.ce_source, (ssize_t)rec.ce_source_len),
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)wr->seq), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !atomic_load(&k->base.stop)) {
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !rl_sink_should_stop(&k->base)) {
             rd_kafka_poll(k->rk, 50);
             continue;
         }
@@ -220,7 +227,7 @@ static void *kafka_main(void *arg)
     char errstr[512];
     int backoff = 100;
 
-    while (!atomic_load(&k->base.stop)) {
+    while (!rl_sink_should_stop(&k->base)) {
         if (!k->rk) {
             if (!(k->rk = producer_new(k, errstr, sizeof(errstr)))) {
                 rl_error("kafka: cannot create producer: %s", errstr);
@@ -272,12 +279,13 @@ static void *kafka_main(void *arg)
         }
         rd_kafka_poll(k->rk, k->count && !fed ? 10 : 0);
         ring_advance(k);
-        if (!k->count && !fed)
-            probe(k);
+        if (!k->count && !fed && !atomic_load(&k->base.drain_until_ms))
+            probe(k); /* not while draining: it may block for up to 2 s */
     }
     if (k->rk) {
-        int grace = atomic_load(&k->base.grace_ms);
-        rd_kafka_flush(k->rk, grace);
+        /* Draining stopped because everything is acknowledged, or the grace
+         * period is over: either way there is nothing left to wait for. */
+        rd_kafka_flush(k->rk, rl_sink_grace_left(&k->base));
         rd_kafka_poll(k->rk, 0);
         ring_advance(k);
         if (k->count)
@@ -299,15 +307,15 @@ static void kafka_free(rl_sink_t *s)
     free(k->bytes);
 }
 
-rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader,
-                             rl_metrics_t *metrics, char *errstr, size_t errstr_size)
+rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl_metrics_t *metrics,
+                             char *errstr, size_t errstr_size)
 {
     kafka_t *k = calloc(1, sizeof(*k));
     if (!k) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    rl_sink_init(&k->base, "kafka", cfg, reader, metrics);
+    rl_sink_init(&k->base, "kafka", cfg, reader, metrics, cfg->kafka.outage_budget);
     k->base.destroy_impl = kafka_free;
     k->seq = calloc(MAX_INFLIGHT, sizeof(*k->seq));
     k->acked = calloc(MAX_INFLIGHT, 1);

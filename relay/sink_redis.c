@@ -99,6 +99,12 @@ static int connect_redis(redis_sink_t *r)
         goto fail;
     if (r->db && !command_ok(c, "SELECT", redisCommand(c, "SELECT %d", r->db)))
         goto fail;
+    /* A Redis still loading its data set answers -LOADING to the first
+     * commands and may take later ones of the same pipeline: a re-send from the
+     * cursor would then put the refused ones after those. Start only once it
+     * answers PING. */
+    if (!command_ok(c, "PING", redisCommand(c, "PING")))
+        goto fail;
     r->c = c;
     return 0;
 fail:
@@ -184,8 +190,8 @@ static int collect(redis_sink_t *r, batch_t *b)
         done++;
     }
     if (done) {
+        rl_metric_add(r->base.m_published, (uint64_t)done); /* before: see sink_kafka.c */
         rl_wal_reader_commit(r->base.reader, last);
-        rl_metric_add(r->base.m_published, done);
     }
     b->n = 0;
     return rc;
@@ -222,7 +228,7 @@ static void *redis_main(void *arg)
     int backoff = 100;
     struct timespec last_ping = {0};
 
-    while (!atomic_load(&r->base.stop)) {
+    while (!rl_sink_should_stop(&r->base)) {
         if (!r->c) {
             if (connect_redis(r) != 0) {
                 rl_sink_set_connected(&r->base, 0);
@@ -271,15 +277,15 @@ static void redis_free(rl_sink_t *s)
     free(r->b[1].seqs);
 }
 
-rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader,
-                             rl_metrics_t *metrics, char *errstr, size_t errstr_size)
+rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl_metrics_t *metrics,
+                             char *errstr, size_t errstr_size)
 {
     redis_sink_t *r = calloc(1, sizeof(*r));
     if (!r) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    rl_sink_init(&r->base, "redis", cfg, reader, metrics);
+    rl_sink_init(&r->base, "redis", cfg, reader, metrics, cfg->redis.outage_budget);
     r->base.destroy_impl = redis_free;
     snprintf(r->maxlen, sizeof(r->maxlen), "%lld", cfg->redis.maxlen);
     for (int i = 0; i < 2; i++)

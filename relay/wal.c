@@ -19,14 +19,36 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define HDR 16u                      /* u32 len, u32 crc, u64 seq */
-#define MAX_REC (64u * 1024 * 1024)  /* sanity bound when scanning */
+#define HDR 16u                     /* u32 len, u32 crc, u64 seq */
+#define MAX_REC (64u * 1024 * 1024) /* sanity bound when scanning */
 #define CURSOR_PERSIST_MS 200
+#define IDX_EVERY 256    /* records between two points of a segment's sparse index */
+#define PROBE_MS 1000    /* while unwritable, how often the flusher tries the disk */
+#define PROBE_SIZE 4096  /* what the probe writes (and fsyncs) */
+#define ERR_LOG_MS 10000 /* repeated write errors are logged at most this often */
+
+/* Where one record of a segment starts: lag in bytes and events is measured
+ * from the first record a reader has not acknowledged, found from the nearest
+ * point below it by reading a few headers. */
+typedef struct idx_point {
+    uint64_t seq, off, ord; /* its seq, file offset and ordinal in the segment */
+} idx_point_t;
 
 typedef struct segment {
     uint64_t first_seq; /* lower bound of its records' seqs; also its file name */
     uint64_t size;      /* durable bytes */
+    uint64_t count;     /* durable records */
+    idx_point_t *idx;   /* every IDX_EVERY-th record, by seq (owned) */
+    size_t nidx, capidx;
 } segment_t;
+
+/* An ack = publish request waiting for every reader's cursor to reach seq. */
+typedef struct pub_waiter {
+    uint64_t seq;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC */
+    rl_wal_done_cb cb;
+    void *opaque;
+} pub_waiter_t;
 
 typedef struct waiter {
     rl_wal_done_cb cb;
@@ -51,7 +73,7 @@ struct rl_wal_reader {
     int cursor_fd;
     uint64_t cursor;    /* committed: every seq <= cursor is acknowledged (lock) */
     uint64_t persisted; /* value last written to the cursor file (flusher) */
-    rl_metric_t *m_cursor, *m_lag;
+    rl_metric_t *m_cursor, *m_lag, *m_lag_bytes;
     /* Read position, touched only by the reader's own thread. */
     int fd;
     uint64_t seg_first; /* segment being read */
@@ -70,12 +92,13 @@ struct rl_wal {
     pthread_cond_t flush_cv, read_cv;
     pthread_t flusher;
     int stop, started, writable;
+    int full; /* an append was refused for the cap and nothing was freed since */
 
     batch_t pending, flushing;
     uint64_t next_seq, durable_seq, torn;
     uint64_t last_failed_seq; /* highest seq of a batch whose write failed */
-    uint64_t bytes;          /* durable bytes on disk */
-    uint64_t inflight_bytes; /* in the batch being written */
+    uint64_t bytes;           /* durable bytes on disk */
+    uint64_t inflight_bytes;  /* in the batch being written */
     segment_t *segs;
     size_t nsegs, capsegs;
     rl_wal_reader_t *readers;
@@ -83,9 +106,25 @@ struct rl_wal {
     int cursors_dirty;
     uint64_t wakeups; /* rl_wal_wakeup calls: a waiting reader returns when it changes */
 
-    rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full,
-        *m_max;
+    pub_waiter_t *pubw; /* ack = publish waiters, in no particular order */
+    size_t npubw, cappubw;
+    int pub_cancelled; /* rl_wal_cancel_published: fail them all, take no more */
+
+    /* Flusher-only: rate limit of the write-error log, time of the last probe. */
+    int64_t last_err_log_ms, last_probe_ms;
+    uint64_t errs_unlogged;
+
+    rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full, *m_max,
+        *m_fill, *m_writable, *m_isfull, *m_torn_bytes;
+    uint64_t torn_bytes;
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -137,25 +176,50 @@ static int batch_reserve(batch_t *b, size_t more)
     return 0;
 }
 
+/* Makes room for one more element in array v of *cap elements of `size` bytes,
+ * n of them used (doubling, from `first`). Returns the array, maybe moved, or
+ * NULL on out-of-memory (v is then unchanged and still owned by the caller). */
+static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(v, c * size);
+    if (p)
+        *cap = c;
+    return p;
+}
+
 static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_t floor)
 {
-    if (b->nw == b->capw) {
-        size_t cap = b->capw ? b->capw * 2 : 64;
-        waiter_t *v = realloc(b->w, cap * sizeof(*v));
+    waiter_t *v = grow(b->w, &b->capw, b->nw, sizeof(*v), 64);
+    if (!v)
+        return -1;
+    b->w = v;
+    b->w[b->nw++] = (waiter_t){cb, opaque, floor};
+    return 0;
+}
+
+/* Counts one more durable record of `seg` at file offset `off`. */
+static int seg_note_record(segment_t *seg, uint64_t seq, uint64_t off)
+{
+    if (seg->count % IDX_EVERY == 0) {
+        idx_point_t *v = grow(seg->idx, &seg->capidx, seg->nidx, sizeof(*v), 16);
         if (!v)
             return -1;
-        b->w = v;
-        b->capw = cap;
+        seg->idx = v;
+        seg->idx[seg->nidx++] = (idx_point_t){seq, off, seg->count};
     }
-    b->w[b->nw++] = (waiter_t){cb, opaque, floor};
+    seg->count++;
     return 0;
 }
 
 /* ---- recovery ---------------------------------------------------------- */
 
-/* Reads a segment record by record. *valid is the length of its longest valid
- * prefix, *last_seq the last record's seq there (0 if none). */
-static int scan_segment(const char *path, uint64_t *valid, uint64_t *last_seq, uint64_t *count,
+/* Reads a segment record by record, indexing them into seg. *valid is the
+ * length of its longest valid prefix, *last_seq the last record's seq there (0
+ * if none). */
+static int scan_segment(const char *path, segment_t *seg, uint64_t *valid, uint64_t *last_seq,
                         uint64_t *file_size)
 {
     int rc = -1, fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -164,7 +228,7 @@ static int scan_segment(const char *path, uint64_t *valid, uint64_t *last_seq, u
     uint64_t pos = 0, prev = 0;
     struct stat st;
 
-    *valid = *last_seq = *count = 0;
+    *valid = *last_seq = 0;
     if (fd < 0 || !buf || fstat(fd, &st) != 0)
         goto out;
     *file_size = (uint64_t)st.st_size;
@@ -187,9 +251,10 @@ static int scan_segment(const char *path, uint64_t *valid, uint64_t *last_seq, u
             break;
         if (rec_crc(hdr + 8, buf, len) != get32(hdr + 4))
             break;
+        if (seg_note_record(seg, seq, pos) != 0)
+            goto out;
         prev = seq;
         pos += HDR + len;
-        (*count)++;
     }
     *valid = pos;
     *last_seq = prev;
@@ -209,15 +274,11 @@ static int cmp_seg(const void *a, const void *b)
 
 static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
 {
-    if (w->nsegs == w->capsegs) {
-        size_t cap = w->capsegs ? w->capsegs * 2 : 16;
-        segment_t *v = realloc(w->segs, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        w->segs = v;
-        w->capsegs = cap;
-    }
-    w->segs[w->nsegs++] = (segment_t){first_seq, size};
+    segment_t *v = grow(w->segs, &w->capsegs, w->nsegs, sizeof(*v), 16);
+    if (!v)
+        return -1;
+    w->segs = v;
+    w->segs[w->nsegs++] = (segment_t){.first_seq = first_seq, .size = size};
     return 0;
 }
 
@@ -244,9 +305,9 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
         qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
     for (size_t i = 0; i < w->nsegs; i++) {
         char path[4096];
-        uint64_t valid, last, count, fsize = 0;
+        uint64_t valid, last, fsize = 0;
         seg_path(w, w->segs[i].first_seq, path, sizeof(path));
-        if (scan_segment(path, &valid, &last, &count, &fsize) != 0) {
+        if (scan_segment(path, &w->segs[i], &valid, &last, &fsize) != 0) {
             snprintf(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
             goto out;
         }
@@ -266,6 +327,7 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
                 goto out;
             }
             w->torn++;
+            w->torn_bytes += fsize - valid;
         }
         w->segs[i].size = valid;
         w->bytes += valid;
@@ -289,7 +351,10 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
 {
     char path[4096];
     seg_path(w, first_seq, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
+    /* No O_APPEND: the flusher writes at the durable size with pwrite, so that
+     * a write that failed half-way is overwritten by the next one even if it
+     * could not be cut off (Linux pwrite ignores the offset under O_APPEND). */
+    int fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
     if (fd < 0) {
         snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
         return -1;
@@ -298,6 +363,10 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
      * a whole acknowledged segment. */
     if (create && w->fsync && fsync(w->dirfd) != 0) {
         snprintf(errstr, errstr_size, "%s: fsync: %s", w->dir, strerror(errno));
+        /* An empty file left behind would be read at the next start as a
+         * segment named above records that went on into the older one, and
+         * readers positioned on it would skip those records. */
+        unlink(path);
         close(fd);
         return -1;
     }
@@ -337,20 +406,26 @@ static int reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl_met
                                        "Last WAL sequence number acknowledged by the sink.");
         r->m_lag = rl_metrics_gauge(m, "relay_sink_lag_events", labels,
                                     "Durable events the sink has not acknowledged yet.");
+        r->m_lag_bytes =
+            rl_metrics_gauge(m, "relay_sink_lag_bytes", labels,
+                             "WAL bytes the sink has not acknowledged yet (compare with "
+                             "relay_wal_max_bytes: the room left before relay answers 503).");
     }
     return 0;
 }
 
-static void persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync)
+/* Returns 0, or -1 when the cursor could not be written (it stays dirty). */
+static int persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync)
 {
     uint8_t b[12];
     put64(b, v);
     put32(b + 8, (uint32_t)crc32(0L, b, 8));
-    if (pwrite(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b)) {
-        r->persisted = v;
-        if (sync)
-            fdatasync(r->cursor_fd);
-    }
+    if (pwrite(r->cursor_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return -1;
+    r->persisted = v;
+    if (sync)
+        fdatasync(r->cursor_fd);
+    return 0;
 }
 
 /* Deletes segments every reader has passed. Called with the lock held; the
@@ -370,26 +445,32 @@ static void gc_segments(rl_wal_t *w)
             break;
         }
         w->bytes -= w->segs[drop].size;
+        free(w->segs[drop].idx);
         drop++;
     }
     if (drop) {
         memmove(w->segs, w->segs + drop, (w->nsegs - drop) * sizeof(*w->segs));
         w->nsegs -= drop;
+        w->full = 0; /* room again, perhaps: the next append will tell */
     }
 }
 
 /* ---- the flusher -------------------------------------------------------- */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     while (n > 0) {
-        ssize_t k = write(fd, p, n);
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
+        if (k <= 0) {
+            if (k == 0)
+                errno = ENOSPC; /* a regular file takes nothing: treat it as full */
             return -1;
+        }
         p += k;
         n -= (size_t)k;
+        off += (uint64_t)k;
     }
     return 0;
 }
@@ -408,18 +489,193 @@ static void roll_if_full(rl_wal_t *w)
     seg_push(w, first, 0);
 }
 
+/* Writes a batch at the end of the active segment (no lock held). Returns 0
+ * once it is durable, -1 when it is not: then the segment is cut back to
+ * `before`, so that it ends on a record boundary, and the records are lost
+ * (their waiters fail, the HTTP side answers 503). */
+static int write_batch(rl_wal_t *w, int fd, const batch_t *b, uint64_t before)
+{
+    int err = pwrite_all(fd, b->buf, b->len, before);
+    if (!err && w->fsync) {
+        err = fdatasync(fd);
+        rl_metric_add(w->m_fsyncs, 1);
+    }
+    if (!err)
+        return 0;
+    int saved = errno;
+    rl_metric_add(w->m_errors, 1);
+    /* Cut off what may have been partly written. Should that fail too, the
+     * garbage past `before` is still harmless: readers never read past the
+     * durable size, the next batch is written over it at the same offset, and
+     * recovery drops whatever does not check out. */
+    int cut = ftruncate(fd, (off_t)before);
+    int64_t now = mono_ms();
+    if (!w->last_err_log_ms || now - w->last_err_log_ms >= ERR_LOG_MS) {
+        rl_error("wal: write failed: %s; %zu waiting requests are answered 503%s%s "
+                 "(%llu more failures since the last message)",
+                 strerror(saved), b->nw, cut ? "; cannot cut back the segment: " : "",
+                 cut ? strerror(errno) : "", (unsigned long long)w->errs_unlogged);
+        w->last_err_log_ms = now;
+        w->errs_unlogged = 0;
+    } else {
+        w->errs_unlogged++;
+    }
+    return -1;
+}
+
+/* After a failed write, nothing tells the WAL that the disk has room again
+ * until a request tries, and a load balancer that trusts /readyz sends none:
+ * so the flusher itself now and then grows the active segment by a few KiB
+ * past its durable end (the file that must grow, under the same limits), syncs
+ * and cuts it back. Flusher thread, no lock: nobody else writes the segment and
+ * readers never read past the durable size. Should relay die in between,
+ * recovery drops the zeros as a torn tail. */
+static int probe_disk(int fd, uint64_t size)
+{
+    static const uint8_t zeros[PROBE_SIZE];
+    int ok = pwrite_all(fd, zeros, sizeof(zeros), size) == 0 && fdatasync(fd) == 0;
+    if (ftruncate(fd, (off_t)size) != 0)
+        ok = 0;
+    return ok;
+}
+
+/* Adds the records of a batch written at `before` to the active segment's
+ * count and index (lock held). */
+static void note_batch(rl_wal_t *w, const batch_t *b, uint64_t before)
+{
+    segment_t *act = &w->segs[w->nsegs - 1];
+    for (size_t o = 0; o + HDR <= b->len;) {
+        uint32_t len = get32(b->buf + o);
+        if (seg_note_record(act, get64(b->buf + o + 8), before + o) != 0)
+            act->count++; /* out of memory: the lag is then measured coarser */
+        o += HDR + len;
+    }
+}
+
+static uint64_t min_cursor(const rl_wal_t *w)
+{
+    uint64_t min = UINT64_MAX;
+    for (size_t i = 0; i < w->nreaders; i++)
+        if (w->readers[i].cursor < min)
+            min = w->readers[i].cursor;
+    return min;
+}
+
+/* Takes the publish waiters that are settled (published, timed out or
+ * cancelled) out of the list into *out (malloc'd; lock held). *next_ms gets the
+ * nearest deadline of those left, or INT64_MAX. Returns how many were taken. */
+static size_t take_settled(rl_wal_t *w, pub_waiter_t **out, int **status, int64_t *next_ms)
+{
+    uint64_t min = min_cursor(w);
+    int64_t now = mono_ms();
+    size_t n = 0, keep = 0, settled = 0;
+
+    *out = NULL;
+    *status = NULL;
+    *next_ms = INT64_MAX;
+    for (size_t i = 0; i < w->npubw; i++) {
+        const pub_waiter_t *p = &w->pubw[i];
+        if (p->seq <= min || w->pub_cancelled || w->stop || now >= p->deadline_ms)
+            settled++;
+        else if (p->deadline_ms < *next_ms)
+            *next_ms = p->deadline_ms;
+    }
+    if (!settled)
+        return 0;
+    *next_ms = INT64_MAX;
+    *out = malloc(settled * sizeof(**out));
+    *status = malloc(settled * sizeof(**status));
+    if (!*out || !*status) {
+        free(*out);
+        free(*status);
+        *out = NULL;
+        *status = NULL;
+        *next_ms = now + 10; /* try again shortly */
+        return 0;
+    }
+    for (size_t i = 0; i < w->npubw; i++) {
+        pub_waiter_t *p = &w->pubw[i];
+        int st = 1;
+        if (p->seq <= min)
+            st = 0;
+        else if (w->pub_cancelled || w->stop)
+            st = RL_WAL_ERR;
+        else if (now >= p->deadline_ms)
+            st = RL_WAL_TIMEOUT;
+        if (st != 1) {
+            (*out)[n] = *p;
+            (*status)[n++] = st;
+        } else {
+            w->pubw[keep++] = *p;
+            if (p->deadline_ms < *next_ms)
+                *next_ms = p->deadline_ms;
+        }
+    }
+    w->npubw = keep;
+    return n;
+}
+
+/* Settles publish waiters: takes them under the lock, calls them without it.
+ * Returns the nearest deadline left (INT64_MAX when none). Lock held on entry
+ * and on return. */
+static int64_t settle_published(rl_wal_t *w)
+{
+    pub_waiter_t *done;
+    int *status;
+    int64_t next;
+    size_t n = take_settled(w, &done, &status, &next);
+    if (n) {
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < n; i++)
+            done[i].cb(done[i].opaque, status[i]);
+        pthread_mutex_lock(&w->lock);
+    }
+    free(done);
+    free(status);
+    return next;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
+    ts->tv_nsec %= 1000000000L;
+}
+
 static void *flusher_main(void *arg)
 {
     rl_wal_t *w = arg;
-    struct timespec last_persist = {0};
+    int64_t last_persist = 0;
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        /* Idle: sleep until something is appended, a cursor moves, a publish
+         * waiter's deadline comes, or it is time to probe an unwritable disk. */
+        int64_t next_pub = settle_published(w);
         while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+            int64_t now = mono_ms(), wait = 1000;
+            if (next_pub != INT64_MAX && next_pub - now < wait)
+                wait = next_pub - now > 0 ? next_pub - now : 0;
+            if (!w->writable && now - w->last_probe_ms >= PROBE_MS) {
+                int fd = w->active_fd;
+                uint64_t size = w->segs[w->nsegs - 1].size;
+                w->last_probe_ms = now;
+                pthread_mutex_unlock(&w->lock);
+                int ok = probe_disk(fd, size);
+                pthread_mutex_lock(&w->lock);
+                if (ok && !w->writable) {
+                    rl_info("wal: %s is writable again", w->dir);
+                    w->writable = 1;
+                }
+                continue;
+            }
+            if (wait > 0) {
+                struct timespec ts;
+                deadline_in(&ts, wait);
+                pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+            }
+            next_pub = settle_published(w);
         }
         if (w->stop && !w->pending.nw && !w->pending.len)
             break;
@@ -431,39 +687,26 @@ static void *flusher_main(void *arg)
         w->pending.first_seq = w->pending.last_seq = 0;
         w->flushing = b;
         w->inflight_bytes = b.len;
-        segment_t *act = &w->segs[w->nsegs - 1];
-        uint64_t before = act->size;
+        uint64_t before = w->segs[w->nsegs - 1].size;
         int fd = w->active_fd, status = 0;
         pthread_mutex_unlock(&w->lock);
 
-        if (b.len) {
-            int err = write_all(fd, b.buf, b.len);
-            if (!err && w->fsync) {
-                err = fdatasync(fd);
-                rl_metric_add(w->m_fsyncs, 1);
-            }
-            if (err) {
-                /* Cut back what may have been partly written, so the file ends on
-                 * a record boundary; the records are lost and so are not acked. */
-                rl_error("wal: write failed: %s; %zu waiting requests fail", strerror(errno),
-                         b.nw);
-                if (ftruncate(fd, (off_t)before) != 0)
-                    rl_error("wal: cannot truncate after a failed write: %s", strerror(errno));
-                status = -1;
-                rl_metric_add(w->m_errors, 1);
-            }
-        }
+        if (b.len)
+            status = write_batch(w, fd, &b, before);
 
         pthread_mutex_lock(&w->lock);
         w->inflight_bytes = 0;
-        w->writable = status == 0;
+        if (b.len) /* a batch of barriers alone says nothing about the disk */
+            w->writable = status == 0;
         if (status != 0 && b.last_seq > w->last_failed_seq)
             w->last_failed_seq = b.last_seq;
         uint64_t last_failed = w->last_failed_seq;
         if (status == 0 && b.len) {
+            note_batch(w, &b, before);
             w->segs[w->nsegs - 1].size += b.len;
             w->bytes += b.len;
             w->durable_seq = b.last_seq;
+            w->full = 0;
             roll_if_full(w);
             pthread_cond_broadcast(&w->read_cv);
         }
@@ -476,29 +719,76 @@ static void *flusher_main(void *arg)
         }
         pthread_mutex_lock(&w->lock);
 
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - last_persist.tv_sec) * 1000 +
-                  (now.tv_nsec - last_persist.tv_nsec) / 1000000;
-        if (w->cursors_dirty && (ms >= CURSOR_PERSIST_MS || w->stop)) {
+        int64_t now = mono_ms();
+        if (w->cursors_dirty && (now - last_persist >= CURSOR_PERSIST_MS || w->stop)) {
+            int failed = 0;
             for (size_t i = 0; i < w->nreaders; i++)
                 if (w->readers[i].cursor != w->readers[i].persisted)
-                    persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
-            w->cursors_dirty = 0;
+                    failed |= persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
+            w->cursors_dirty = failed != 0;
             last_persist = now;
             gc_segments(w);
         } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
-            /* Nothing else to do: sleep until it is time to persist. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (CURSOR_PERSIST_MS - ms) * 1000000L;
-            ts.tv_sec += ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+            /* Nothing else to do: sleep until it is time to persist, settling
+             * publish waiters (whom the cursors just moved) first. */
+            int64_t next = settle_published(w);
+            int64_t wait = CURSOR_PERSIST_MS - (mono_ms() - last_persist);
+            if (next != INT64_MAX && next - mono_ms() < wait)
+                wait = next - mono_ms();
+            if (wait > 0 && !w->pending.len && !w->pending.nw && !w->stop) {
+                struct timespec ts;
+                deadline_in(&ts, wait);
+                pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
+            }
         }
     }
+    /* Stopping: whoever still waits for publication is told it did not happen. */
+    settle_published(w);
     pthread_mutex_unlock(&w->lock);
     return NULL;
+}
+
+/* ---- lag ----------------------------------------------------------------- */
+
+/* Durable records after `cursor`, and their bytes on disk (lock held). The
+ * first of them is found from the nearest index point of its segment by
+ * reading at most IDX_EVERY headers: this runs per scrape, not per event. */
+static void lag_locked(rl_wal_t *w, uint64_t cursor, uint64_t *events, uint64_t *bytes)
+{
+    size_t i = 0;
+    *events = *bytes = 0;
+    if (cursor >= w->durable_seq || !w->nsegs)
+        return;
+    for (size_t j = 0; j < w->nsegs; j++)
+        if (w->segs[j].first_seq <= cursor + 1)
+            i = j;
+    const segment_t *seg = &w->segs[i];
+    uint64_t off = 0, ord = 0;
+    for (size_t k = 0; k < seg->nidx && seg->idx[k].seq <= cursor; k++) {
+        off = seg->idx[k].off;
+        ord = seg->idx[k].ord;
+    }
+    if (off < seg->size) {
+        char path[4096];
+        seg_path(w, seg->first_seq, path, sizeof(path));
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint8_t hdr[HDR];
+        while (fd >= 0 && off + HDR <= seg->size &&
+               pread(fd, hdr, HDR, (off_t)off) == (ssize_t)HDR && get64(hdr + 8) <= cursor) {
+            off += HDR + get32(hdr);
+            ord++;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    if (off < seg->size) {
+        *bytes = seg->size - off;
+        *events = seg->count > ord ? seg->count - ord : 0;
+    }
+    for (size_t j = i + 1; j < w->nsegs; j++) {
+        *bytes += w->segs[j].size;
+        *events += w->segs[j].count;
+    }
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -510,11 +800,15 @@ static void render_hook(void *arg)
     rl_metric_set(w->m_bytes, (int64_t)w->bytes);
     rl_metric_set(w->m_segments, (int64_t)w->nsegs);
     rl_metric_set(w->m_durable, (int64_t)w->durable_seq);
+    rl_metric_set_f(w->m_fill, w->max_size ? (double)w->bytes / (double)w->max_size : 0);
+    rl_metric_set(w->m_writable, w->writable);
+    rl_metric_set(w->m_isfull, w->full);
     for (size_t i = 0; i < w->nreaders; i++) {
+        uint64_t ev, by;
+        lag_locked(w, w->readers[i].cursor, &ev, &by);
         rl_metric_set(w->readers[i].m_cursor, (int64_t)w->readers[i].cursor);
-        rl_metric_set(w->readers[i].m_lag, w->durable_seq > w->readers[i].cursor
-                                               ? (int64_t)(w->durable_seq - w->readers[i].cursor)
-                                               : 0);
+        rl_metric_set(w->readers[i].m_lag, (int64_t)ev);
+        rl_metric_set(w->readers[i].m_lag_bytes, (int64_t)by);
     }
     pthread_mutex_unlock(&w->lock);
 }
@@ -528,16 +822,27 @@ static void register_metrics(rl_wal_t *w, rl_metrics_t *m)
     w->m_segments = rl_metrics_gauge(m, "relay_wal_segments", "", "WAL segment files on disk.");
     w->m_durable =
         rl_metrics_gauge(m, "relay_wal_durable_seq", "", "Last durable WAL sequence number.");
-    w->m_fsyncs = rl_metrics_counter(m, "relay_wal_fsyncs_total", "",
-                                     "Group commits (fsyncs) of the WAL.");
+    w->m_fsyncs =
+        rl_metrics_counter(m, "relay_wal_fsyncs_total", "", "Group commits (fsyncs) of the WAL.");
     w->m_errors = rl_metrics_counter(m, "relay_wal_write_errors_total", "",
                                      "Failed WAL writes or fsyncs (requests answered 503).");
     w->m_torn = rl_metrics_counter(m, "relay_wal_torn_total", "",
                                    "Torn or damaged WAL tails cut off at start-up.");
     w->m_full = rl_metrics_counter(m, "relay_wal_full_total", "",
                                    "Appends refused because the WAL reached wal.max_size.");
+    w->m_fill =
+        rl_metrics_gauge_f(m, "relay_wal_fill_ratio", "",
+                           "relay_wal_bytes / relay_wal_max_bytes: at 1 relay answers 503.");
+    w->m_writable = rl_metrics_gauge(m, "relay_wal_writable", "",
+                                     "0 after a failed WAL write (disk full, I/O error) until a "
+                                     "write succeeds again.");
+    w->m_isfull =
+        rl_metrics_gauge(m, "relay_wal_full", "", "1 while appends are refused for wal.max_size.");
+    w->m_torn_bytes = rl_metrics_counter(m, "relay_wal_torn_bytes_total", "",
+                                         "Bytes of torn or damaged WAL tails cut off at start-up.");
     rl_metric_set(w->m_max, (int64_t)w->max_size);
     rl_metric_add(w->m_torn, w->torn);
+    rl_metric_add(w->m_torn_bytes, w->torn_bytes);
     rl_metrics_on_render(m, render_hook, w);
 }
 
@@ -654,7 +959,10 @@ void rl_wal_close(rl_wal_t *w)
     if (w->dirfd >= 0)
         close(w->dirfd);
     free(w->readers);
+    for (size_t i = 0; i < w->nsegs; i++)
+        free(w->segs[i].idx);
     free(w->segs);
+    free(w->pubw);
     free(w->pending.buf);
     free(w->pending.w);
     free(w->flushing.buf);
@@ -684,11 +992,11 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
         goto out;
     if (w->bytes + w->inflight_bytes + w->pending.len + need > w->max_size) {
         rl_metric_add(w->m_full, 1);
+        w->full = 1;
         rc = RL_WAL_FULL;
         goto out;
     }
-    if (batch_reserve(&w->pending, need) != 0 ||
-        batch_add_waiter(&w->pending, cb, opaque, 0) != 0)
+    if (batch_reserve(&w->pending, need) != 0 || batch_add_waiter(&w->pending, cb, opaque, 0) != 0)
         goto out;
     *first_seq = w->next_seq;
     for (size_t i = 0; i < n; i++) {
@@ -777,6 +1085,55 @@ uint64_t rl_wal_torn(rl_wal_t *w)
 int rl_wal_writable(rl_wal_t *w)
 {
     LOCKED_GET((uint64_t)w->writable);
+}
+
+uint64_t rl_wal_last_seq(rl_wal_t *w)
+{
+    LOCKED_GET(w->next_seq - 1);
+}
+
+void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st)
+{
+    pthread_mutex_lock(&w->lock);
+    st->bytes = w->bytes;
+    st->max_bytes = w->max_size;
+    st->segments = w->nsegs;
+    st->durable_seq = w->durable_seq;
+    st->writable = w->writable;
+    st->full = w->full;
+    pthread_mutex_unlock(&w->lock);
+}
+
+int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wal_done_cb cb,
+                           void *opaque)
+{
+    int rc = RL_WAL_ERR;
+    pthread_mutex_lock(&w->lock);
+    if (w->stop || w->pub_cancelled)
+        goto out;
+    pub_waiter_t *v = grow(w->pubw, &w->cappubw, w->npubw, sizeof(*v), 64);
+    if (!v)
+        goto out;
+    w->pubw = v;
+    w->pubw[w->npubw++] = (pub_waiter_t){seq, deadline_ms, cb, opaque};
+    pthread_cond_signal(&w->flush_cv); /* it may be published already, or have no time */
+    rc = RL_WAL_OK;
+out:
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+void rl_wal_cancel_published(rl_wal_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->pub_cancelled = 1;
+    pthread_cond_signal(&w->flush_cv);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int64_t rl_wal_now_ms(void)
+{
+    return mono_ms();
 }
 
 rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name)
@@ -967,6 +1324,20 @@ void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq)
         pthread_cond_signal(&w->flush_cv);
     }
     pthread_mutex_unlock(&w->lock);
+}
+
+void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes)
+{
+    pthread_mutex_lock(&r->w->lock);
+    lag_locked(r->w, r->cursor, events, bytes);
+    pthread_mutex_unlock(&r->w->lock);
+}
+
+int rl_wal_reader_caught_up(rl_wal_reader_t *r)
+{
+    uint64_t events, bytes;
+    rl_wal_reader_lag(r, &events, &bytes);
+    return events == 0;
 }
 
 uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)

@@ -10,7 +10,16 @@
  * Each sink reads through its own reader with its own persisted cursor (the last
  * sequence number it has acknowledged), so one slow sink never holds another
  * back. A segment is deleted once every reader's cursor has passed it. On open,
- * every segment is checked record by record; a torn tail is cut off and counted. */
+ * every segment is checked record by record; a torn tail is cut off and counted.
+ *
+ * The cursors are also what "published" means: an ack = publish request waits
+ * (rl_wal_await_published) until every reader's cursor has reached its events.
+ *
+ * A write or fsync that fails (disk full, I/O error) fails the requests of its
+ * batch and is cut back off the segment, which then still ends on a record
+ * boundary; readers never see past what is durable. While the disk refuses
+ * writes the flusher probes it about once a second, so that the WAL (and
+ * /readyz) recovers by itself when space returns. */
 #ifndef RL_WAL_H
 #define RL_WAL_H
 
@@ -32,7 +41,7 @@ typedef struct rl_wal_opts {
     size_t nreaders;
 } rl_wal_opts_t;
 
-enum { RL_WAL_OK = 0, RL_WAL_ERR = -1, RL_WAL_FULL = -2 };
+enum { RL_WAL_OK = 0, RL_WAL_ERR = -1, RL_WAL_FULL = -2, RL_WAL_TIMEOUT = -3 };
 
 /* Called from the flusher thread once the records are durable (status 0) or could
  * not be written (status -1: the records are gone, the caller must not answer
@@ -58,6 +67,19 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
  * (a retry must not be answered 200 for an original that was lost). */
 int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque);
 
+/* Calls cb once every reader's cursor is at or past `seq` (status 0: every sink
+ * acknowledged it), once CLOCK_MONOTONIC passes deadline_ms (RL_WAL_TIMEOUT),
+ * or at rl_wal_cancel_published / close (RL_WAL_ERR). Always from the flusher
+ * thread, never from inside this call. With no readers it is published at
+ * once. Returns RL_WAL_OK, or RL_WAL_ERR (closing, cancelled, out of memory)
+ * without calling cb. */
+int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wal_done_cb cb,
+                           void *opaque);
+/* Shutdown: fails every publish waiter now and refuses new ones. */
+void rl_wal_cancel_published(rl_wal_t *w);
+/* CLOCK_MONOTONIC in ms, the clock of deadline_ms. */
+int64_t rl_wal_now_ms(void);
+
 /* Blocking helpers over append/barrier (tests and tools). */
 int rl_wal_append_sync(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq);
 
@@ -65,6 +87,15 @@ uint64_t rl_wal_bytes(rl_wal_t *w);       /* bytes on disk in segments */
 uint64_t rl_wal_durable_seq(rl_wal_t *w); /* last durable sequence number, 0 if none */
 uint64_t rl_wal_torn(rl_wal_t *w);        /* records dropped by recovery */
 int rl_wal_writable(rl_wal_t *w);         /* 0 after a write error until the next success */
+uint64_t rl_wal_last_seq(rl_wal_t *w);    /* last appended sequence number (maybe not durable) */
+
+typedef struct rl_wal_stats {
+    uint64_t bytes, max_bytes; /* on disk, and the cap */
+    uint64_t segments, durable_seq;
+    int writable; /* 0 after a failed write until a write or the disk probe succeeds */
+    int full;     /* 1 after an append was refused for the cap, until segments are freed */
+} rl_wal_stats_t;
+void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st);
 
 /* The reader named `name` (one of opts->readers), owned by the WAL; NULL if unknown.
  * A reader is used by one thread at a time. */
@@ -87,6 +118,11 @@ void rl_wal_reader_rewind(rl_wal_reader_t *r);
  * they are persisted by the flusher (lazily) and at close. */
 void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq);
 uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r);
+/* Durable records after the committed cursor and their bytes on disk: how far
+ * the sink is behind. Any thread. */
+void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes);
+/* 1 when the sink has acknowledged every durable record. */
+int rl_wal_reader_caught_up(rl_wal_reader_t *r);
 /* Calls fn for every durable record kept, oldest first (start-up: rebuilding
  * state such as the dedup window). The payload is valid only during the call.
  * Returns 0, or -1 on an I/O error (errstr set). */

@@ -8,7 +8,10 @@
  *     own, so that tests never see each other's output on the shared Kafka and Redis;
  *     stop it (SIGTERM), crash it (SIGKILL) and start it again on the same WAL.
  *   - th_http*: a libcurl client (status, body, parsed JSON).
- *   - th_kafka_read: a librdkafka consumer that reads a whole topic from the beginning.
+ *   - th_kafka_read / th_kafka_consume: a librdkafka consumer that reads a whole topic
+ *     from the beginning (into a list, or message by message for large volumes).
+ *   - th_redis_service / th_kafka_service: stop and start the shared services (faults).
+ *   - th_timely_message: a Timely message.received body.
  *   - th_redis_read: XRANGE over a stream with hiredis.
  *   - th_metric: one value out of Prometheus text.
  *   - th_run: run a command (relay --check-config) and capture what it prints.
@@ -18,7 +21,8 @@
  * Nothing sleeps blindly.
  *
  * Every relay started through th_relay_new is registered and killed by th_teardown
- * (the suite's .fini, which Criterion also runs after a failed assertion), and the
+ * (the suite's .fini, which Criterion also runs after a failed assertion; it also
+ * starts again a Redis or Kafka that the test stopped), and the
  * child gets PR_SET_PDEATHSIG so that even a test process that crashes or times out
  * leaves no relay behind. When a test fails, a report hook prints the tail of its
  * relays' logs. */
@@ -293,6 +297,7 @@ static struct {
     int nrelays;
     int curl_ready;
     int redis_stopped; /* this test stopped the shared Redis: teardown restarts it */
+    int kafka_stopped; /* the same for Kafka */
 } th_state;
 
 /* Where a test's files go: $RELAY_TEST_TMP/<suite>.<test>. The report hook below
@@ -356,6 +361,7 @@ TH_API void th_setup(void)
 
 TH_API void th_relay_free(th_relay_t *r);
 TH_API int th_redis_service(const char *action);
+TH_API int th_kafka_service(const char *action);
 static int th_relay_check_exit(th_relay_t *r);
 
 /* The suite's .fini, also run after a failed assertion: no relay outlives its test,
@@ -370,6 +376,8 @@ TH_API void th_teardown(void)
     th_state.nrelays = 0;
     if (th_state.redis_stopped)
         th_redis_service("start");
+    if (th_state.kafka_stopped)
+        th_kafka_service("start");
     if (th_state.curl_ready) {
         curl_global_cleanup();
         th_state.curl_ready = 0;
@@ -486,6 +494,21 @@ static size_t th_curl_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Sets what every test request shares on a curl handle: URL, headers (the caller keeps
+ * the list), no signals, the time limits (hang guards, not speed requirements) and
+ * where the body goes. */
+TH_API void th_curl_prepare(CURL *c, const char *url, struct curl_slist *hl, long timeout_ms,
+                            long connect_ms, curl_write_callback body_fn, void *body_arg)
+{
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_fn);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body_arg);
+}
+
 /* One HTTP request. `headers` is a NULL-terminated list of "Name: value" (or NULL).
  * curl's own defaults that a provider would not send are suppressed: "Expect:
  * 100-continue", and the form Content-Type curl adds to a POST when the caller gives
@@ -506,13 +529,7 @@ TH_API int th_http(const char *method, const char *url, const char *body, size_t
     }
     if (!has_ct)
         hl = curl_slist_append(hl, "Content-Type:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, th_curl_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    th_curl_prepare(c, url, hl, 10000, 2000, th_curl_body, out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, th_curl_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->error);
@@ -573,6 +590,20 @@ TH_API th_relay_t *th_relay_new(void)
     snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_redis_port());
     snprintf(r->max_body, sizeof r->max_body, "1m");
     return r;
+}
+
+/* Points the instance's sinks at ports where nothing listens (both sinks down), or
+ * back at the test Kafka and Redis, for the following starts. */
+TH_API void th_relay_sinks_unreachable(th_relay_t *r)
+{
+    snprintf(r->kafka_brokers, sizeof r->kafka_brokers, "127.0.0.1:%d", th_free_port());
+    snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_free_port());
+}
+
+TH_API void th_relay_sinks_reachable(th_relay_t *r)
+{
+    snprintf(r->kafka_brokers, sizeof r->kafka_brokers, "%s", th_kafka_brokers());
+    snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_redis_port());
 }
 
 /* Adds "NAME=value" to relay's environment for the following starts. */
@@ -798,8 +829,8 @@ TH_API void th_relay_kill(th_relay_t *r)
  * test ended it. */
 static int th_relay_check_exit(th_relay_t *r)
 {
-    static const char *const marks[] = {"AddressSanitizer", "LeakSanitizer", "runtime error:",
-                                        "UndefinedBehaviorSanitizer"};
+    static const char *const marks[] = {"AddressSanitizer", "LeakSanitizer",
+                                        "runtime error:", "UndefinedBehaviorSanitizer"};
     int bad = 0;
     if (!r)
         return 0;
@@ -859,6 +890,21 @@ TH_API int th_post(const th_relay_t *r, const char *source, const char *body,
     char url[512];
     snprintf(url, sizeof url, "%s/v1/webhooks/%s", r->base, source);
     return th_http("POST", url, body, strlen(body), h, out);
+}
+
+/* A Timely message.received for `channel` with a given event id and position `seq`
+ * (which sets its timestamp and text). malloc'd. */
+TH_API char *th_timely_message(const char *event_id, const char *channel, int seq)
+{
+    return th_strf("{\"event\":\"message.received\",\"event_id\":\"%s\","
+                   "\"timestamp\":\"2026-04-19T14:%02d:%02dZ\",\"workspace_id\":\"ws_abc123\","
+                   "\"data\":{\"message_id\":\"msg_%s\",\"conversation_id\":\"conv_01HX3B2K\","
+                   "\"contact_id\":\"cont_456\",\"channel_id\":\"%s\",\"channel_type\":"
+                   "\"whatsapp\",\"content\":\"message number %d\",\"type\":\"text\","
+                   "\"direction\":\"inbound\",\"media_url\":null,\"media_mime_type\":null,"
+                   "\"location\":null,\"received_at\":\"2026-04-19T14:%02d:%02dZ\"}}",
+                   event_id, seq / 60 % 60, seq % 60, event_id, channel, seq, seq / 60 % 60,
+                   seq % 60);
 }
 
 /* Sends `request` verbatim over a plain TCP connection to 127.0.0.1:port and reads
@@ -1006,16 +1052,22 @@ static void th_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
         fprintf(stderr, "test consumer: %s: %s\n", fac, buf);
 }
 
-/* Reads `topic` from the beginning of every partition. Waits up to timeout_ms for the
- * topic to exist and hold at least `want` messages, then keeps reading settle_ms more
- * so that extra copies show up too. Appends to *out (in arrival order; order within a
- * partition is offset order) and returns the number read. The topic's partitions come
- * from the cluster's metadata, since auto-created topics have several. */
-TH_API size_t th_kafka_read(const char *topic, size_t want, int timeout_ms, int settle_ms,
-                            th_kmsgs_t *out)
+/* Called for every message th_kafka_consume reads (err == 0 only). */
+typedef void (*th_kafka_msg_fn)(void *arg, const rd_kafka_message_t *km);
+/* Tells th_kafka_consume that it has what it waits for. */
+typedef int (*th_kafka_done_fn)(void *arg);
+
+/* Reads `topic` from the beginning of every partition, handing every message to fn.
+ * Waits up to timeout_ms for the topic to exist and for done(arg), then keeps reading
+ * settle_ms more so that extra copies show up too. Order within a partition is offset
+ * order. The topic's partitions come from the cluster's metadata, since auto-created
+ * topics have several. Returns the number of messages read. */
+TH_API size_t th_kafka_consume(const char *topic, th_kafka_msg_fn fn, th_kafka_done_fn done,
+                               void *arg, int timeout_ms, int settle_ms)
 {
     char errstr[512];
     char group[64];
+    size_t n = 0;
     snprintf(group, sizeof group, "relay-systest-%ld", (long)getpid());
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *kv[][2] = {
@@ -1037,7 +1089,6 @@ TH_API size_t th_kafka_read(const char *topic, size_t want, int timeout_ms, int 
     cr_assert(rk, "rd_kafka_new: %s", errstr);
 
     int64_t deadline = th_now_ms() + timeout_ms;
-    size_t before = out->n;
 
     /* Wait for the topic: relay creates it (auto-create) on its first produce. */
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -1065,24 +1116,52 @@ TH_API size_t th_kafka_read(const char *topic, size_t want, int timeout_ms, int 
         int64_t settle_end = -1;
         for (;;) {
             int64_t now = th_now_ms();
-            if (settle_end < 0 && out->n - before >= want)
+            if (settle_end < 0 && done(arg))
                 settle_end = now + settle_ms;
             if ((settle_end >= 0 && now >= settle_end) || (settle_end < 0 && now >= deadline))
                 break;
             rd_kafka_message_t *km = rd_kafka_consumer_poll(rk, 50);
             if (!km)
                 continue;
-            if (km->err)
+            if (km->err) {
                 fprintf(stderr, "test consumer: %s: %s\n", topic, rd_kafka_message_errstr(km));
-            else
-                th_kafka_push(out, km);
+            } else {
+                fn(arg, km);
+                n++;
+            }
             rd_kafka_message_destroy(km);
         }
         rd_kafka_assign(rk, NULL);
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
-    return out->n - before;
+    return n;
+}
+
+typedef struct th_kread {
+    th_kmsgs_t *out;
+    size_t before, want;
+} th_kread_t;
+
+static void th_kread_push(void *arg, const rd_kafka_message_t *km)
+{
+    th_kafka_push(((th_kread_t *)arg)->out, km);
+}
+
+static int th_kread_done(void *arg)
+{
+    th_kread_t *k = arg;
+    return k->out->n - k->before >= k->want;
+}
+
+/* Reads `topic` from the beginning (th_kafka_consume) until it holds at least `want`
+ * messages, appending them to *out in arrival order. Returns the number read. */
+TH_API size_t th_kafka_read(const char *topic, size_t want, int timeout_ms, int settle_ms,
+                            th_kmsgs_t *out)
+{
+    th_kread_t k = {out, out->n, want};
+    th_kafka_consume(topic, th_kread_push, th_kread_done, &k, timeout_ms, settle_ms);
+    return out->n - k.before;
 }
 
 /* ------------------------------------------------------------------------ Redis */
@@ -1193,28 +1272,49 @@ TH_API size_t th_redis_read(const char *key, size_t want, int timeout_ms, int se
     return out->n;
 }
 
-/* "stop" or "start" the shared test Redis with tools/redis.sh (its data survives:
- * redis.sh keeps DIR/dump.rdb). Needs RELAY_TEST_TOOLS and RELAY_TEST_REDIS_DIR, which
- * tools/run-tests.sh sets; returns -2 without them, else the script's exit code. */
-TH_API int th_redis_service(const char *action)
+/* Runs tools/<script> ACTION DIR [PORT] (PORT for "start" only) on a shared test
+ * service, and keeps *stopped up to date so that teardown can start again what a test
+ * left stopped. Returns -2 without RELAY_TEST_TOOLS or the directory, else the
+ * script's exit code. */
+static int th_service(const char *script, const char *dir, const char *port, const char *action,
+                      int timeout_ms, int *stopped)
 {
-    const char *tools = getenv("RELAY_TEST_TOOLS"), *dir = getenv("RELAY_TEST_REDIS_DIR");
-    if (!tools || !dir)
+    const char *tools = getenv("RELAY_TEST_TOOLS");
+    if (!tools || !dir || !port)
         return -2;
-    char script[PATH_MAX], port[16];
-    snprintf(script, sizeof script, "%s/redis.sh", tools);
-    snprintf(port, sizeof port, "%d", th_redis_port());
-    char *argv[] = {script, (char *)action, (char *)dir, port, NULL};
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", tools, script);
+    char *argv[] = {path, (char *)action, (char *)dir, (char *)port, NULL};
     if (strcmp(action, "start") != 0)
         argv[3] = NULL;
     char *out = NULL;
-    int rc = th_run(argv, 30000, &out);
+    int rc = th_run(argv, timeout_ms, &out);
     if (rc != 0)
-        fprintf(stderr, "redis.sh %s: exit %d: %s\n", action, rc, out);
+        fprintf(stderr, "%s %s: exit %d: %s\n", script, action, rc, out);
     free(out);
     if (rc == 0)
-        th_state.redis_stopped = strcmp(action, "stop") == 0;
+        *stopped = strcmp(action, "start") != 0;
     return rc;
+}
+
+/* "stop", "start" or "kill" the shared test Redis with tools/redis.sh (its data
+ * survives: redis.sh keeps DIR/dump.rdb). Needs RELAY_TEST_TOOLS and
+ * RELAY_TEST_REDIS_DIR, which tools/run-tests.sh sets. */
+TH_API int th_redis_service(const char *action)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", th_redis_port());
+    return th_service("redis.sh", getenv("RELAY_TEST_REDIS_DIR"), port, action, 30000,
+                      &th_state.redis_stopped);
+}
+
+/* The same for the shared test Kafka with tools/kafka.sh (RELAY_TEST_KAFKA_DIR and
+ * RELAY_TEST_KAFKA_PORT). A broker on a busy 2-core machine may take a minute to
+ * come up. */
+TH_API int th_kafka_service(const char *action)
+{
+    return th_service("kafka.sh", getenv("RELAY_TEST_KAFKA_DIR"), getenv("RELAY_TEST_KAFKA_PORT"),
+                      action, 180000, &th_state.kafka_stopped);
 }
 
 /* -------------------------------------------------------------------- Prometheus */

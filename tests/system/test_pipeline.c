@@ -256,20 +256,6 @@ static void expect_once_on_both(const th_kmsgs_t *msgs, const th_xentries_t *xs,
         check_redis(x, w);
 }
 
-/* A Timely message.received for `channel` with a given event id and position. */
-static char *timely_message(const char *event_id, const char *channel, int seq)
-{
-    return th_strf("{\"event\":\"message.received\",\"event_id\":\"%s\","
-                   "\"timestamp\":\"2026-04-19T14:%02d:%02dZ\",\"workspace_id\":\"ws_abc123\","
-                   "\"data\":{\"message_id\":\"msg_%s\",\"conversation_id\":\"conv_01HX3B2K\","
-                   "\"contact_id\":\"cont_456\",\"channel_id\":\"%s\",\"channel_type\":"
-                   "\"whatsapp\",\"content\":\"message number %d\",\"type\":\"text\","
-                   "\"direction\":\"inbound\",\"media_url\":null,\"media_mime_type\":null,"
-                   "\"location\":null,\"received_at\":\"2026-04-19T14:%02d:%02dZ\"}}",
-                   event_id, seq / 60 % 60, seq % 60, event_id, channel, seq, seq / 60 % 60,
-                   seq % 60);
-}
-
 /* A Whapi messages.post with one incoming text message whose id is `msg_id`. */
 static char *whapi_text(const char *msg_id, const char *text)
 {
@@ -637,7 +623,7 @@ Test(pipeline, duplicates_are_answered_but_published_once)
     th_relay_t *r = th_relay_new();
     TH_START(r);
     char *eid = th_strf("evt_%s_dup", r->prefix);
-    char *timely = timely_message(eid, "chan_dup", 1);
+    char *timely = th_timely_message(eid, "chan_dup", 1);
     th_resp_t resp;
 
     post_one(r, "timely", timely, eid);
@@ -726,7 +712,7 @@ Test(pipeline, one_channel_keeps_posting_order)
     char *ids[N];
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_%03d", r->prefix, i);
-        char *body = timely_message(ids[i], "chan_order", i);
+        char *body = th_timely_message(ids[i], "chan_order", i);
         post_one(r, "timely", body, ids[i]);
         free(body);
     }
@@ -761,7 +747,7 @@ static void post_while_sinks_down(th_relay_t *r, const char *channel, char **ids
 {
     for (int i = 0; i < n; i++) {
         ids[i] = th_strf("evt_%s_%s_%02d", r->prefix, channel, i);
-        char *body = timely_message(ids[i], channel, i);
+        char *body = th_timely_message(ids[i], channel, i);
         post_one(r, "timely", body, ids[i]);
         free(body);
     }
@@ -825,18 +811,6 @@ static void expect_replayed(th_relay_t *r, const char *channel, char **ids, int 
     th_xentries_free(&xs);
 }
 
-static void point_sinks_at_closed_ports(th_relay_t *r)
-{
-    snprintf(r->kafka_brokers, sizeof r->kafka_brokers, "127.0.0.1:%d", th_free_port());
-    snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_free_port());
-}
-
-static void point_sinks_at_test_services(th_relay_t *r)
-{
-    snprintf(r->kafka_brokers, sizeof r->kafka_brokers, "%s", th_kafka_brokers());
-    snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_redis_port());
-}
-
 /* Kafka and Redis are down: webhooks are still taken (200). relay is stopped the
  * normal way and started again with the sinks back: it replays what no sink has
  * acknowledged, on both sinks. */
@@ -845,7 +819,7 @@ Test(pipeline, restart_replays_what_no_sink_acknowledged)
     enum { N = 10 };
     char *ids[N];
     th_relay_t *r = th_relay_new();
-    point_sinks_at_closed_ports(r);
+    th_relay_sinks_unreachable(r);
     TH_START(r);
     post_while_sinks_down(r, "chan_replay", ids, N);
 
@@ -855,7 +829,7 @@ Test(pipeline, restart_replays_what_no_sink_acknowledged)
     cr_expect(st == -1 || (WIFEXITED(st) && WEXITSTATUS(st) == 0),
               "relay's exit on SIGTERM was not a clean exit 0 (wait status 0x%x)", st);
 
-    point_sinks_at_test_services(r);
+    th_relay_sinks_reachable(r);
     TH_START(r);
     expect_replayed(r, "chan_replay", ids, N);
     for (int i = 0; i < N; i++)
@@ -869,12 +843,12 @@ Test(pipeline, crash_loses_no_acknowledged_event)
     enum { N = 10 };
     char *ids[N];
     th_relay_t *r = th_relay_new();
-    point_sinks_at_closed_ports(r);
+    th_relay_sinks_unreachable(r);
     TH_START(r);
     post_while_sinks_down(r, "chan_crash", ids, N);
     th_relay_kill(r);
 
-    point_sinks_at_test_services(r);
+    th_relay_sinks_reachable(r);
     TH_START(r);
     expect_replayed(r, "chan_crash", ids, N);
     for (int i = 0; i < N; i++)
@@ -888,7 +862,7 @@ Test(pipeline, dedup_survives_restart)
     th_relay_t *r = th_relay_new();
     TH_START(r);
     char *eid = th_strf("evt_%s_restart", r->prefix);
-    char *body = timely_message(eid, "chan_rdup", 7);
+    char *body = th_timely_message(eid, "chan_rdup", 7);
     post_one(r, "timely", body, eid);
 
     char topic[256];
@@ -937,7 +911,7 @@ Test(pipeline, redis_outage_does_not_hold_kafka_back)
     th_stream(r, "chan_outage", stream, sizeof stream);
 
     /* Both sinks work. */
-    char *body = timely_message(ids[0], "chan_outage", 0);
+    char *body = th_timely_message(ids[0], "chan_outage", 0);
     post_one(r, "timely", body, ids[0]);
     free(body);
     th_kmsgs_t msgs = {0};
@@ -950,7 +924,7 @@ Test(pipeline, redis_outage_does_not_hold_kafka_back)
 
     cr_assert(th_redis_service("stop") == 0, "cannot stop the test Redis");
     for (int i = 1; i < N; i++) {
-        body = timely_message(ids[i], "chan_outage", i);
+        body = th_timely_message(ids[i], "chan_outage", i);
         post_one(r, "timely", body, ids[i]);
         free(body);
     }
@@ -987,7 +961,7 @@ Test(pipeline, full_wal_answers_503_and_keeps_what_it_took)
     char *ids[MAX];
     int taken = 0, got503 = 0;
     th_relay_t *r = th_relay_new();
-    point_sinks_at_closed_ports(r);
+    th_relay_sinks_unreachable(r);
     snprintf(r->wal_extra, sizeof r->wal_extra, "segment_size = 64k\nmax_size = 1m\n");
     TH_START(r);
     char pad[16385];
@@ -995,7 +969,7 @@ Test(pipeline, full_wal_answers_503_and_keeps_what_it_took)
     pad[sizeof pad - 1] = '\0';
     for (int i = 0; i < MAX && !got503; i++) {
         ids[taken] = th_strf("evt_%s_full_%03d", r->prefix, i);
-        char *body = timely_message(ids[taken], "chan_full", i);
+        char *body = th_timely_message(ids[taken], "chan_full", i);
         /* 16 KiB more per event, inside the data so that it is part of raw. */
         char *fat = th_strf("%.*s,\"note\":\"%s\"}}", (int)strlen(body) - 2, body, pad);
         th_resp_t resp;
@@ -1016,7 +990,7 @@ Test(pipeline, full_wal_answers_503_and_keeps_what_it_took)
     cr_expect(taken > 0, "the first event was refused already");
 
     th_relay_kill(r);
-    point_sinks_at_test_services(r);
+    th_relay_sinks_reachable(r);
     TH_START(r);
     if (taken)
         expect_replayed(r, "chan_full", ids, taken);
@@ -1215,7 +1189,7 @@ Test(pipeline, health_readiness_and_metrics)
     char *ids[N];
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_m%d", r->prefix, i);
-        char *body = timely_message(ids[i], "chan_metrics", i);
+        char *body = th_timely_message(ids[i], "chan_metrics", i);
         post_one(r, "timely", body, ids[i]);
         if (i == 0) { /* one retry */
             th_post(r, "timely", body, NULL, &resp);
@@ -1315,7 +1289,7 @@ Test(pipeline, environment_overrides_the_config_file)
     TH_START(r);
 
     char *eid = th_strf("evt_%s_env", r->prefix);
-    char *body = timely_message(eid, "chan_env", 1);
+    char *body = th_timely_message(eid, "chan_env", 1);
     post_one(r, "timely", body, eid);
     th_resp_t resp;
     static const char *const file_secret[] = {"Authorization: Bearer s3cret", NULL};
@@ -1389,7 +1363,7 @@ Test(pipeline, check_config_accepts_a_good_file)
 {
     th_relay_t *r = th_relay_new();
     /* Validation alone: it must not need the sinks to be reachable. */
-    point_sinks_at_closed_ports(r);
+    th_relay_sinks_unreachable(r);
     char *text = th_relay_config_text(r);
     cr_assert(th_write_file(r->conf, text) == 0);
     char *out = NULL;

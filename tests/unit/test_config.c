@@ -108,6 +108,9 @@ Test(config, defaults)
     cr_expect_eq(c->redis.maxlen, 1000000);
     cr_expect_eq(c->redis.batch, 256);
     cr_expect_str_eq(c->log.level, "info");
+    cr_expect_eq(c->http.shutdown_grace, 5);
+    cr_expect_eq(c->kafka.outage_budget, 0);
+    cr_expect_eq(c->redis.outage_budget, 0);
 
     cr_assert_eq(c->nsources, 1);
     const rl_source_conf_t *s = rl_config_source(c, "timely");
@@ -118,6 +121,7 @@ Test(config, defaults)
     cr_expect_str_eq(s->secret, "");
     cr_expect_str_eq(s->token_header, "Authorization");
     cr_expect_str_eq(s->ack, "wal");
+    cr_expect_eq(s->ack_timeout, 10);
     cr_expect_eq(s->line, 1, "line of the [source] header");
     cr_expect_null(rl_config_source(c, "whapi"));
     rl_config_destroy(c);
@@ -133,6 +137,7 @@ Test(config, every_key_set)
                              "max_body = 2m\n"
                              "timeout = 1m\n"
                              "max_connections = 10\n"
+                             "shutdown_grace = 30\n"
                              "[wal]\n"
                              "dir = /var/lib/relay/wal\n"
                              "segment_size = 128k\n"
@@ -145,12 +150,14 @@ Test(config, every_key_set)
                              "enabled = no\n"
                              "brokers = k1:9092,k2:9092\n"
                              "topic = relay.{source}.{type}\n"
+                             "outage_budget = 15m\n"
                              "[redis]\n"
                              "enabled = off\n"
                              "url = unix:///run/redis.sock\n"
                              "stream = s:{source}:{channel_id}\n"
                              "maxlen = 77\n"
                              "batch = 3\n"
+                             "outage_budget = 1h\n"
                              "[log]\n"
                              "level = debug\n"
                              "\n"
@@ -159,7 +166,8 @@ Test(config, every_key_set)
                              "auth = token\n"
                              "secret = s3cret\n"
                              "token_header = X-Relay-Token\n"
-                             "ack = wal\n"
+                             "ack = publish\n"
+                             "ack_timeout = 30\n"
                              "[source timely-2]\n"
                              "codec = timely\n");
     cr_expect_str_eq(c->http.listen, "127.0.0.1:9999");
@@ -182,6 +190,10 @@ Test(config, every_key_set)
     cr_expect_eq(c->redis.maxlen, 77);
     cr_expect_eq(c->redis.batch, 3);
     cr_expect_str_eq(c->log.level, "debug");
+    cr_expect_eq(c->http.shutdown_grace, 30);
+    cr_expect_eq(c->kafka.outage_budget, 15 * 60);
+    cr_expect_eq(c->kafka.nprops, 0, "outage_budget is relay's own, not librdkafka's");
+    cr_expect_eq(c->redis.outage_budget, 3600);
     cr_assert_eq(c->nsources, 2);
     const rl_source_conf_t *s = rl_config_source(c, "whapi");
     cr_assert_not_null(s);
@@ -189,10 +201,13 @@ Test(config, every_key_set)
     cr_expect_str_eq(s->auth, "token");
     cr_expect_str_eq(s->secret, "s3cret");
     cr_expect_str_eq(s->token_header, "X-Relay-Token");
-    cr_expect_eq(s->line, 29);
+    cr_expect_str_eq(s->ack, "publish");
+    cr_expect_eq(s->ack_timeout, 30);
+    cr_expect_eq(s->line, 32);
     s = rl_config_source(c, "timely-2");
     cr_assert_not_null(s);
-    cr_expect_eq(s->line, 35);
+    cr_expect_eq(s->line, 39);
+    cr_expect_str_eq(s->ack, "wal");
     rl_config_destroy(c);
 }
 
@@ -307,7 +322,7 @@ static const bad_t bad[] = {
     {"[log]\nlevel = verbose\n" SRC, 2, "'verbose' is not one of debug|info|warn|error"},
     {"[source a]\ncodec = nope\n", 2, "unknown codec 'nope'"},
     {"[source a]\ncodec = timely\nauth = hmac\n", 3, "'hmac' is not one of"},
-    {"[source a]\ncodec = timely\nack = publish\n", 3, "'publish' is not one of"},
+    {"[source a]\ncodec = timely\nack = kafka\n", 3, "'kafka' is not one of"},
     /* sources: errors about a whole source name its header's line */
     {SRC "\n[source a]\nauth = none\n", 4, "[source a] has no 'codec' key"},
     {SRC "[source b]\n\n[source c]\ncodec = whapi\n", 3, "[source b] has no 'codec' key"},
@@ -488,6 +503,23 @@ Test(config, environment_overrides)
     rl_config_destroy(c);
 }
 
+/* relay's own [kafka] keys with an underscore are recognised in the environment, not
+ * mistaken for librdkafka properties ("outage.budget" does not exist there). */
+Test(config, own_kafka_key_with_underscore_in_the_environment)
+{
+    char err[1024];
+    setenv("RELAY_KAFKA_OUTAGE_BUDGET", "90", 1);
+    setenv("RELAY_HTTP_SHUTDOWN_GRACE", "0", 1);
+    rl_config_t *c = load_text(SRC, err, sizeof(err));
+    unsetenv("RELAY_KAFKA_OUTAGE_BUDGET");
+    unsetenv("RELAY_HTTP_SHUTDOWN_GRACE");
+    cr_assert_not_null(c, "RELAY_KAFKA_OUTAGE_BUDGET=90: %s", err);
+    cr_expect_eq(c->kafka.outage_budget, 90);
+    cr_expect_eq(c->kafka.nprops, 0);
+    cr_expect_eq(c->http.shutdown_grace, 0);
+    rl_config_destroy(c);
+}
+
 typedef struct bad_env {
     const char *var, *value, *why;
 } bad_env_t;
@@ -505,6 +537,9 @@ Test(config, environment_errors)
         {"RELAY_KAFKA_NO_SUCH_PROPERTY", "1", "no.such.property"},
         {"RELAY_HTTP_LISTEN", "8080", "is not host:port"},
         {"RELAY_REDIS_URL", "tcp://x", "redis.url"},
+        {"RELAY_SOURCE_TIMELY_ACK", "kafka", "not one of"},
+        {"RELAY_SOURCE_TIMELY_ACK_TIMEOUT", "0", "out of range"},
+        {"RELAY_KAFKA_OUTAGE_BUDGET", "soon", "not a number"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char err[1024], prefix[128];
@@ -591,6 +626,10 @@ Test(config, reference_lists_every_key)
         "source NAME.secret",
         "source NAME.token_header",
         "source NAME.ack",
+        "source NAME.ack_timeout",
+        "http.shutdown_grace",
+        "kafka.outage_budget",
+        "redis.outage_budget",
     };
     static const char *const vars[] = {"RELAY_HTTP_LISTEN", "RELAY_WAL_SEGMENT_SIZE",
                                        "RELAY_SOURCE_NAME_SECRET", "RELAY_LOG_LEVEL"};

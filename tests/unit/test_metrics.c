@@ -69,7 +69,7 @@ static void check_format(const char *text)
             const char *v = strrchr(l, ' ');
             cr_assert_not_null(v, "'%s'", l);
             char *end;
-            strtoll(v + 1, &end, 10);
+            strtod(v + 1, &end); /* integers, and ratios from real-valued gauges */
             cr_assert(*end == '\0' && end > v + 1, "value of '%s'", l);
         }
         line = nl + 1;
@@ -261,5 +261,27 @@ Test(metrics, concurrent_updates_are_not_lost)
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     cr_expect_eq(rl_metric_get(c), 400000);
+    rl_metrics_destroy(m);
+}
+
+/* A real-valued gauge renders as a number Prometheus parses (a ratio), not as the
+ * integer bits it is stored in. */
+Test(metrics, real_gauge_renders_as_a_decimal)
+{
+    rl_metrics_t *m = mk();
+    rl_metric_t *g = rl_metrics_gauge_f(m, "relay_wal_fill_ratio", "", "Fill.");
+    rl_metric_t *z = rl_metrics_gauge_f(m, "relay_zero_ratio", "a=\"b\"", "Zero.");
+    rl_metric_set_f(g, 0.25);
+    char *text = render(m);
+    check_format(text);
+    cr_expect_not_null(strstr(text, "\nrelay_wal_fill_ratio 0.25\n"), "%s", text);
+    cr_expect_not_null(strstr(text, "# TYPE relay_wal_fill_ratio gauge\n"), "%s", text);
+    cr_expect_not_null(strstr(text, "\nrelay_zero_ratio{a=\"b\"} 0\n"), "%s", text);
+    free(text);
+    rl_metric_set_f(g, 1.0 / 3);
+    text = render(m);
+    cr_expect_not_null(strstr(text, "\nrelay_wal_fill_ratio 0.333333\n"), "%s", text);
+    free(text);
+    (void)z;
     rl_metrics_destroy(m);
 }

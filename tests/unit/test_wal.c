@@ -12,11 +12,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1116,5 +1118,229 @@ Test(wal, seq_above_segment_names_without_cursor)
     r = reader(w, "redis");
     expect_rec_key(r, seq, 100, len);
     expect_rec_key(r, seq2, 101, 10);
+    rl_wal_close(w);
+}
+
+/* ---- write failures (disk full) ------------------------------------------------ */
+
+/* A write that fails half-way (here: RLIMIT_FSIZE, which fails a write past the
+ * limit the way a full disk does) fails its append, is cut back off the segment,
+ * and leaves nothing a reader or the next start could mistake for a record. The
+ * WAL says it is not writable until the disk takes writes again, finds that out
+ * by itself (no append needed), and goes on after a gap in sequence numbers. */
+Test(wal, failed_write_is_cut_back_and_the_wal_recovers_by_itself)
+{
+    enum { LEN = 1000 };
+    const rlim_t limit = 40 * KiB;
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_IGN); /* the write then fails with EFBIG instead */
+
+    rl_wal_t *w = wal_open(1 * MiB, 64 * MiB, ONE, 1);
+    rl_wal_reader_t *r = reader(w, "kafka");
+    lim = old;
+    lim.rlim_cur = limit;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0, "setrlimit: %s", strerror(errno));
+
+    uint8_t buf[LEN];
+    uint64_t n = 0, seq = 0;
+    int rc = RL_WAL_OK;
+    while (n < 1000) {
+        struct iovec iov = {buf, LEN};
+        fill(buf, LEN, n + 1);
+        if ((rc = rl_wal_append_sync(w, &iov, 1, &seq)) != RL_WAL_OK)
+            break;
+        cr_assert_eq(seq, n + 1);
+        n++;
+    }
+    cr_assert_eq(rc, RL_WAL_ERR, "append past the file size limit: %d, want RL_WAL_ERR", rc);
+    cr_assert_gt(n, 0);
+    uint64_t durable = n * (HDR + LEN);
+    char path[512];
+    last_segment_path(path, sizeof(path));
+    cr_expect_eq(file_size(path), durable,
+                 "segment is %llu bytes after the failed write, want %llu",
+                 (unsigned long long)file_size(path), (unsigned long long)durable);
+    cr_expect_eq(rl_wal_writable(w), 0, "the WAL says writable after a failed write");
+    cr_expect_eq(rl_wal_durable_seq(w), n);
+
+    /* Readers see exactly the durable records. */
+    for (uint64_t i = 1; i <= n; i++)
+        expect_rec_key(r, i, i, LEN);
+    expect_none(r);
+
+    /* Still full: further appends fail, nothing is added. */
+    struct iovec iov = {buf, LEN};
+    cr_expect_eq(rl_wal_append_sync(w, &iov, 1, &seq), RL_WAL_ERR);
+    cr_expect_eq(file_size(path), durable);
+
+    /* Room again: the flusher's probe notices without any append. */
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    WAIT_FOR(rl_wal_writable(w) == 1, "the WAL never noticed that the disk takes writes again");
+    fill(buf, LEN, 7777);
+    cr_assert_eq(rl_wal_append_sync(w, &iov, 1, &seq), RL_WAL_OK);
+    cr_expect_gt(seq, n + 1, "the seqs of failed records must not be reused (got %llu)",
+                 (unsigned long long)seq);
+    expect_rec_key(r, seq, 7777, LEN);
+    cr_expect_eq(file_size(path), durable + HDR + LEN);
+    rl_wal_close(w);
+
+    /* The next start finds every durable record and no torn tail. */
+    w = wal_open(1 * MiB, 64 * MiB, ONE, 1);
+    r = reader(w, "kafka");
+    cr_expect_eq(rl_wal_torn(w), 0);
+    for (uint64_t i = 1; i <= n; i++)
+        expect_rec_key(r, i, i, LEN);
+    expect_rec_key(r, seq, 7777, LEN);
+    expect_none(r);
+    rl_wal_close(w);
+}
+
+/* ---- lag ----------------------------------------------------------------------- */
+
+/* Events and bytes behind a cursor are exact, across segments and index points,
+ * and after a restart (the index is rebuilt by recovery): the first pass moves
+ * the kafka reader's cursor, the second, after a reopen, the redis reader's. */
+Test(wal, lag_in_events_and_bytes_is_exact)
+{
+    enum { N = 1500 };
+    static size_t lens[N + 1];
+    static const char *const names[] = {"kafka", "redis"};
+    rl_metrics_t *m = rl_metrics_new(NULL, 0);
+    rl_wal_t *w = wal_open_m(64 * KiB, 64 * MiB, TWO, 2, m);
+    uint64_t ev, by;
+    rl_wal_reader_lag(reader(w, "kafka"), &ev, &by);
+    cr_expect(ev == 0 && by == 0, "empty WAL: lag %llu events %llu bytes", (unsigned long long)ev,
+              (unsigned long long)by);
+    for (uint64_t i = 1; i <= N; i++) {
+        lens[i] = 10 + (i * 37) % 300;
+        cr_assert_eq(append_key(w, i, lens[i]), i);
+    }
+    cr_assert_gt(count_segments(), 3, "the test wants several segments");
+    static const uint64_t cursors[] = {0, 1, 2, 255, 256, 257, 511, 700, 1234, N - 1, N};
+    for (int pass = 0; pass < 2; pass++) {
+        rl_wal_reader_t *r = reader(w, names[pass]);
+        char mname[128];
+        snprintf(mname, sizeof(mname), "relay_sink_lag_bytes{sink=\"%s\"}", names[pass]);
+        for (size_t c = 0; c < sizeof(cursors) / sizeof(cursors[0]); c++) {
+            uint64_t cur = cursors[c], want_by = 0;
+            for (uint64_t i = cur + 1; i <= N; i++)
+                want_by += HDR + lens[i];
+            rl_wal_reader_commit(r, cur);
+            rl_wal_reader_lag(r, &ev, &by);
+            cr_expect_eq(ev, N - cur, "%s cursor %llu: %llu events behind, want %llu", names[pass],
+                         (unsigned long long)cur, (unsigned long long)ev,
+                         (unsigned long long)(N - cur));
+            cr_expect_eq(by, want_by, "%s cursor %llu: %llu bytes behind, want %llu", names[pass],
+                         (unsigned long long)cur, (unsigned long long)by,
+                         (unsigned long long)want_by);
+            cr_expect_eq(rl_wal_reader_caught_up(r), cur == N);
+            cr_expect_eq(metric_value(m, mname), (int64_t)want_by);
+        }
+        if (pass == 0) {
+            rl_wal_close(w);
+            rl_metrics_destroy(m);
+            m = rl_metrics_new(NULL, 0);
+            w = wal_open_m(64 * KiB, 64 * MiB, TWO, 2, m);
+        }
+    }
+    rl_wal_close(w);
+    rl_metrics_destroy(m);
+}
+
+/* ---- publish waiters (ack = publish) ------------------------------------------- */
+
+static int64_t now_plus(int ms)
+{
+    return rl_wal_now_ms() + ms;
+}
+
+Test(wal, publish_waiter_fires_once_every_cursor_has_passed)
+{
+    rl_wal_t *w = wal_open(64 * MiB, 1024 * MiB, TWO, 2);
+    rl_wal_reader_t *k = reader(w, "kafka"), *rd = reader(w, "redis");
+    for (int i = 1; i <= 5; i++)
+        append_key(w, (uint64_t)i, 10);
+    waiter_t wt = WAITER_INIT;
+    cr_assert_eq(rl_wal_await_published(w, 5, now_plus(60000), waiter_cb, &wt), RL_WAL_OK);
+    rl_wal_reader_commit(k, 5);
+    rl_wal_reader_commit(rd, 4);
+    barrier_sync(w); /* the flusher has seen those commits */
+    barrier_sync(w);
+    pthread_mutex_lock(&wt.m);
+    cr_expect_eq(wt.calls, 0, "published before every sink acknowledged it");
+    pthread_mutex_unlock(&wt.m);
+    rl_wal_reader_commit(rd, 5);
+    waiter_wait(&wt);
+    cr_expect_eq(wt.status, 0);
+
+    /* Already published: fires at once (from the flusher). */
+    waiter_t now = WAITER_INIT;
+    cr_assert_eq(rl_wal_await_published(w, 3, now_plus(60000), waiter_cb, &now), RL_WAL_OK);
+    waiter_wait(&now);
+    cr_expect_eq(now.status, 0);
+    rl_wal_close(w);
+    cr_expect_eq(wt.calls, 1, "a waiter was called %d times", wt.calls);
+}
+
+Test(wal, publish_waiter_times_out_or_is_cancelled)
+{
+    rl_wal_t *w = wal_open(64 * MiB, 1024 * MiB, ONE, 1);
+    append_key(w, 1, 10);
+    waiter_t late = WAITER_INIT, cancelled = WAITER_INIT, closing = WAITER_INIT;
+    cr_assert_eq(rl_wal_await_published(w, 1, now_plus(50), waiter_cb, &late), RL_WAL_OK);
+    waiter_wait(&late);
+    cr_expect_eq(late.status, RL_WAL_TIMEOUT);
+
+    cr_assert_eq(rl_wal_await_published(w, 1, now_plus(600000), waiter_cb, &cancelled), RL_WAL_OK);
+    rl_wal_cancel_published(w);
+    waiter_wait(&cancelled);
+    cr_expect_eq(cancelled.status, RL_WAL_ERR);
+    cr_expect_eq(rl_wal_await_published(w, 1, now_plus(600000), waiter_cb, &closing), RL_WAL_ERR,
+                 "a waiter was taken after rl_wal_cancel_published");
+    rl_wal_close(w);
+    cr_expect_eq(closing.calls, 0);
+
+    /* Close answers whoever still waits. */
+    w = wal_open(64 * MiB, 1024 * MiB, ONE, 1);
+    waiter_t at_close = WAITER_INIT;
+    cr_assert_eq(rl_wal_await_published(w, 99, now_plus(600000), waiter_cb, &at_close), RL_WAL_OK);
+    rl_wal_close(w);
+    cr_expect_eq(at_close.calls, 1);
+    cr_expect_eq(at_close.status, RL_WAL_ERR);
+}
+
+Test(wal, publish_without_readers_is_immediate)
+{
+    rl_wal_t *w = wal_open(64 * MiB, 1024 * MiB, NULL, 0);
+    append_key(w, 1, 10);
+    waiter_t wt = WAITER_INIT;
+    cr_assert_eq(rl_wal_await_published(w, 1, now_plus(600000), waiter_cb, &wt), RL_WAL_OK);
+    waiter_wait(&wt);
+    cr_expect_eq(wt.status, 0);
+    rl_wal_close(w);
+}
+
+/* The stats say full from a refused append until segments are freed. */
+Test(wal, stats_report_full_and_fill)
+{
+    rl_wal_t *w = wal_open(64 * KiB, 1 * MiB, ONE, 1);
+    rl_wal_reader_t *r = reader(w, "kafka");
+    rl_wal_stats_t st;
+    uint8_t buf[8000];
+    struct iovec iov = {buf, sizeof(buf)};
+    uint64_t seq = 0, last = 0;
+    int rc;
+    while ((rc = rl_wal_append_sync(w, &iov, 1, &seq)) == RL_WAL_OK)
+        last = seq;
+    cr_assert_eq(rc, RL_WAL_FULL);
+    rl_wal_stats(w, &st);
+    cr_expect_eq(st.full, 1);
+    cr_expect_eq(st.writable, 1, "a full WAL is still writable (the disk is fine)");
+    cr_expect_leq(st.bytes, st.max_bytes);
+    cr_expect_gt(st.bytes + sizeof(buf) + HDR, st.max_bytes);
+    rl_wal_reader_commit(r, last);
+    WAIT_FOR((rl_wal_stats(w, &st), !st.full), "still full after the reader passed everything");
+    cr_expect_eq(rl_wal_append_sync(w, &iov, 1, &seq), RL_WAL_OK);
     rl_wal_close(w);
 }
