@@ -391,11 +391,20 @@ void rl_dedup_destroy(rl_dedup_t *d)
     free(d);
 }
 
-int rl_dedup_digest(rl_dedup_t *d, const char *source, const char *id, rl_dedup_digest_t *out)
+int rl_dedup_digest(rl_dedup_t *d, const char *source, size_t source_len, const char *id,
+                    size_t id_len, rl_dedup_digest_t *out)
 {
     if (!d || !source || !id)
         return -1;
-    return rl_dedup_hash(d->hasher, source, strlen(source), id, strlen(id), out);
+    return rl_dedup_hash(d->hasher, source, source_len, id, id_len, out);
+}
+
+/* rl_dedup_digest of NUL-terminated strings. */
+static int dd_digest_str(rl_dedup_t *d, const char *source, const char *id, rl_dedup_digest_t *out)
+{
+    if (!source || !id)
+        return -1;
+    return rl_dedup_digest(d, source, strlen(source), id, strlen(id), out);
 }
 
 int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
@@ -427,7 +436,7 @@ int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t n
 {
     rl_dedup_digest_t dg;
 
-    if (rl_dedup_digest(d, source, id, &dg) != 0)
+    if (dd_digest_str(d, source, id, &dg) != 0)
         return -1;
     return rl_dedup_claim_digest(d, &dg, now);
 }
@@ -448,7 +457,7 @@ void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
 {
     rl_dedup_digest_t dg;
 
-    if (rl_dedup_digest(d, source, id, &dg) == 0)
+    if (dd_digest_str(d, source, id, &dg) == 0)
         rl_dedup_release_digest(d, &dg);
 }
 

@@ -64,9 +64,10 @@ int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t n
  * durable, so the provider's retry must be taken). No-op when unknown or NULL. */
 void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id);
 
-/* The digest of (source, id) under this window's key (source and id NUL-terminated);
- * 0, or -1 when an argument is NULL or hashing failed. */
-int rl_dedup_digest(rl_dedup_t *d, const char *source, const char *id, rl_dedup_digest_t *out);
+/* The digest of (source, id), given with their lengths, under this window's key; 0, or -1
+ * when an argument is NULL or hashing failed. */
+int rl_dedup_digest(rl_dedup_t *d, const char *source, size_t source_len, const char *id,
+                    size_t id_len, rl_dedup_digest_t *out);
 /* rl_dedup_claim and rl_dedup_release for a digest already computed (start-up reload
  * from a file of digests; callers that look an id up more than once). */
 int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now);

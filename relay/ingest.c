@@ -1,12 +1,13 @@
 /* ingest.c -- the request pipeline.
  *
- * Dedup claims and the WAL append happen under one lock. That makes "claimed"
- * imply "appended": a retry that finds the id claimed can wait for a WAL barrier
- * and know the original is durable before it answers 200 itself. */
+ * Dedup claims and the WAL append happen in one step under the dedup store's lock
+ * (append_new is its commit callback). That makes "claimed" imply "appended": a
+ * retry that finds the id claimed can wait for a WAL barrier and know the original
+ * is durable before it answers 200 itself. */
 #include "ingest.h"
 
 #include "codec.h"
-#include "dedup.h"
+#include "dedup_store.h"
 #include "log.h"
 #include "record.h"
 
@@ -19,6 +20,7 @@
 #include <time.h>
 
 #define WAL_FULL_RETRY_AFTER 5
+#define HELD_RETRY_AFTER 2 /* another instance's claim is confirmed or expires by then */
 
 typedef struct source_rt {
     const rl_source_conf_t *conf;
@@ -29,12 +31,9 @@ typedef struct source_rt {
 
 struct rl_ingest {
     rl_wal_t *wal;
-    rl_dedup_t *dedup;
-    pthread_mutex_t lock; /* dedup + WAL append */
+    rl_dstore_t *dedup;
     source_rt_t *src;
     size_t nsrc;
-    rl_metric_t *m_dedup_size, *m_dedup_evicted;
-    uint64_t window; /* dedup window, seconds */
 };
 
 /* A request waiting for the WAL. */
@@ -47,6 +46,7 @@ typedef struct pending {
     char **claimed; /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
+    size_t held; /* events another instance claimed and has not made durable yet */
 } pending_t;
 
 void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
@@ -61,15 +61,6 @@ void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char 
     reply->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     reply->retry_after = 0;
     json_decref(o);
-}
-
-static void dedup_metrics(void *arg)
-{
-    rl_ingest_t *ig = arg;
-    pthread_mutex_lock(&ig->lock);
-    rl_metric_set(ig->m_dedup_size, (int64_t)rl_dedup_count(ig->dedup));
-    rl_metric_set(ig->m_dedup_evicted, (int64_t)rl_dedup_evicted(ig->dedup));
-    pthread_mutex_unlock(&ig->lock);
 }
 
 static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
@@ -107,11 +98,8 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    pthread_mutex_init(&ig->lock, NULL);
     ig->wal = wal;
-    ig->window = (uint64_t)cfg->dedup.window;
-    ig->dedup = rl_dedup_new((uint32_t)cfg->dedup.window, (size_t)cfg->dedup.max_entries, errstr,
-                             errstr_size);
+    ig->dedup = rl_dstore_new(cfg, wal, metrics, errstr, errstr_size);
     ig->src = calloc(cfg->nsources, sizeof(*ig->src));
     if (!ig->dedup || !ig->src)
         goto out;
@@ -126,14 +114,6 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         if (metrics)
             register_source_metrics(&ig->src[i], metrics);
     }
-    if (metrics) {
-        ig->m_dedup_size = rl_metrics_gauge(metrics, "relay_dedup_entries", "",
-                                            "(source, id) pairs remembered for deduplication.");
-        ig->m_dedup_evicted =
-            rl_metrics_gauge(metrics, "relay_dedup_evicted_total", "",
-                             "Ids forgotten before their window ended (dedup.max_entries).");
-        rl_metrics_on_render(metrics, dedup_metrics, ig);
-    }
     ok = 1;
 out:
     if (!ok) {
@@ -147,9 +127,8 @@ void rl_ingest_destroy(rl_ingest_t *ig)
 {
     if (!ig)
         return;
-    rl_dedup_destroy(ig->dedup);
+    rl_dstore_destroy(ig->dedup);
     free(ig->src);
-    pthread_mutex_destroy(&ig->lock);
     free(ig);
 }
 
@@ -176,12 +155,19 @@ static void on_durable(void *opaque, int status)
         reply.status = 200;
         reply.body = p->ok_body;
         p->ok_body = NULL;
-    } else {
+    }
+    if (status == 0 && p->held) {
+        /* Neither 200 (that event may still be lost) nor a second copy: the provider's
+         * retry finds it confirmed, or taken over once the claim expired. */
+        free(reply.body);
+        rl_reply_error(&reply, 503, "claimed_elsewhere",
+                       "%zu event(s) are being taken by another relay instance; retry later",
+                       p->held);
+        reply.retry_after = HELD_RETRY_AFTER;
+    } else if (status != 0) {
         /* Not durable: forget the claims so that the provider's retry is taken. */
-        pthread_mutex_lock(&p->ig->lock);
-        for (size_t i = 0; i < p->nclaimed; i++)
-            rl_dedup_release(p->ig->dedup, p->src->conf->name, p->claimed[i]);
-        pthread_mutex_unlock(&p->ig->lock);
+        rl_dstore_release(p->ig->dedup, p->src->conf->name, (const char *const *)p->claimed,
+                          p->nclaimed);
         rl_reply_error(&reply, 503, "wal_unavailable",
                        "the events could not be written to the WAL; retry later");
         reply.retry_after = WAL_FULL_RETRY_AFTER;
@@ -190,37 +176,14 @@ static void on_durable(void *opaque, int status)
     pending_free(p);
 }
 
-typedef struct rebuild {
-    rl_ingest_t *ig;
-    uint64_t now;
-    long n;
-} rebuild_t;
-
-static void rebuild_one(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
-{
-    rebuild_t *rb = arg;
-    rl_record_t rec;
-    char source[256], id[1024];
-    (void)seq;
-    if (rl_record_decode(payload, len, &rec) != 0 || rec.source_len >= sizeof(source) ||
-        rec.id_len >= sizeof(id))
-        return;
-    uint64_t at = rec.received_ms / 1000;
-    if (at + rb->ig->window <= rb->now)
-        return; /* its window has passed */
-    snprintf(source, sizeof(source), "%.*s", (int)rec.source_len, rec.source);
-    snprintf(id, sizeof(id), "%.*s", (int)rec.id_len, rec.id);
-    if (rl_dedup_claim(rb->ig->dedup, source, id, at) == 1)
-        rb->n++;
-}
-
 long rl_ingest_rebuild(rl_ingest_t *ig, char *errstr, size_t errstr_size)
 {
-    rebuild_t rb = {ig, (uint64_t)time(NULL), 0};
-    pthread_mutex_lock(&ig->lock);
-    int rc = rl_wal_scan(ig->wal, rebuild_one, &rb, errstr, errstr_size);
-    pthread_mutex_unlock(&ig->lock);
-    return rc == 0 ? rb.n : -1;
+    return rl_dstore_rebuild(ig->dedup, errstr, errstr_size);
+}
+
+const char *rl_ingest_dedup_state(const rl_ingest_t *ig)
+{
+    return rl_dstore_state(ig->dedup);
 }
 
 static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
@@ -243,34 +206,65 @@ static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
     return s;
 }
 
-/* Claims and appends under the lock. Returns 1 answered now, 0 pending. */
-static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
-                            struct iovec *iov, rl_reply_t *reply)
-{
-    uint64_t now = (uint64_t)time(NULL), first_seq;
-    size_t nnew = 0;
-    int rc;
+/* What append_new needs; the dedup store calls it with the verdicts, under its lock. */
+typedef struct append_ctx {
+    rl_ingest_t *ig;
+    pending_t *p;
+    const rl_event_list_t *evs;
+    struct iovec *iov;
+    size_t nnew;
+    int rc; /* RL_WAL_*: RL_WAL_ERR until the WAL was asked */
+} append_ctx_t;
 
-    pthread_mutex_lock(&ig->lock);
-    for (size_t i = 0; i < evs->n; i++) {
-        if (rl_dedup_claim(ig->dedup, p->src->conf->name, evs->v[i].id, now) == 0) {
+/* Appends the new events, compacting iov to them; with none, sets a barrier so that the
+ * answer waits until what the retries repeat is durable. */
+static int append_new(void *arg, const int *verdict, size_t n)
+{
+    append_ctx_t *a = arg;
+    pending_t *p = a->p;
+    uint64_t first_seq;
+
+    for (size_t i = 0; i < n; i++) {
+        if (verdict[i] == RL_DS_DUP) {
             p->duplicates++;
             continue;
         }
-        p->claimed[p->nclaimed++] = strdup(evs->v[i].id);
-        iov[nnew++] = iov[i];
+        if (verdict[i] == RL_DS_PENDING) {
+            p->held++;
+            continue;
+        }
+        p->claimed[p->nclaimed++] = strdup(a->evs->v[i].id);
+        a->iov[a->nnew++] = a->iov[i];
     }
-    p->accepted = nnew;
-    p->ok_body = ok_body(evs, p->accepted, p->duplicates);
-    if (nnew)
-        rc = rl_wal_append(ig->wal, iov, nnew, &first_seq, on_durable, p);
+    p->accepted = a->nnew;
+    p->ok_body = ok_body(a->evs, p->accepted, p->duplicates);
+    if (a->nnew)
+        a->rc = rl_wal_append(a->ig->wal, a->iov, a->nnew, &first_seq, on_durable, p);
     else /* all retries: answer once what they repeat is durable */
-        rc = rl_wal_barrier(ig->wal, on_durable, p);
-    if (rc != RL_WAL_OK) {
-        for (size_t i = 0; i < p->nclaimed; i++)
-            rl_dedup_release(ig->dedup, p->src->conf->name, p->claimed[i]);
+        a->rc = rl_wal_barrier(a->ig->wal, on_durable, p);
+    return a->rc != RL_WAL_OK;
+}
+
+/* Claims and appends. Returns 1 answered now, 0 pending. */
+static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
+                            struct iovec *iov, rl_reply_t *reply)
+{
+    append_ctx_t a = {ig, p, evs, iov, 0, RL_WAL_ERR};
+    const char **ids = malloc(evs->n * sizeof(*ids));
+    int *verdict = malloc(evs->n * sizeof(*verdict));
+    size_t nnew;
+    int rc;
+
+    if (ids && verdict) {
+        for (size_t i = 0; i < evs->n; i++)
+            ids[i] = evs->v[i].id;
+        rl_dstore_claim(ig->dedup, p->src->conf->name, ids, evs->n, (uint64_t)time(NULL), verdict,
+                        append_new, &a);
     }
-    pthread_mutex_unlock(&ig->lock);
+    free(ids);
+    free(verdict);
+    rc = a.rc;
+    nnew = a.nnew;
 
     if (rc == RL_WAL_FULL) {
         rl_metric_add(p->src->m_full, nnew);

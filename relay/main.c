@@ -76,6 +76,8 @@ static int ready(void *arg, char *why, size_t whysz)
     for (size_t i = 0; i < a->nsinks && o < whysz; i++)
         o += (size_t)snprintf(why + o, whysz - o, " %s:%s", rl_sink_name(a->sinks[i]),
                               rl_sink_connected(a->sinks[i]) ? "up" : "down(buffering)");
+    if (o < whysz) /* degraded dedup still takes events: ready */
+        snprintf(why + o, whysz - o, " dedup:%s", rl_ingest_dedup_state(a->ingest));
     return ok;
 }
 
@@ -100,8 +102,8 @@ static void app_stop(app_t *a)
 static int app_start(app_t *a, char *errstr, size_t errstr_size)
 {
     const rl_config_t *cfg = a->cfg;
-    const char *readers[2];
-    size_t nreaders = 0;
+    const char *readers[3] = {"dedup"}; /* the dedup window's persister (dedup_store.h) */
+    size_t nreaders = 1;
 
     if (cfg->kafka.enabled)
         readers[nreaders++] = "kafka";
