@@ -54,7 +54,7 @@ struct rl_dstore {
 
     _Atomic uint64_t file_bytes;
     rl_metric_t *m_entries, *m_evicted, *m_memory, *m_file_bytes, *m_redis_up, *m_fallback,
-        *m_pending, *m_unconfirmed, *m_persist_errors;
+        *m_pending, *m_contended, *m_unconfirmed, *m_persist_errors;
 };
 
 static uint64_t wall_now(void)
@@ -154,7 +154,7 @@ static void batch_keys(batch_t *b, size_t n)
 /* Reads up to DS_BATCH durable records into b. Returns how many, or -1 on a read error;
  * *last gets the last sequence number read (records out of the window or malformed are
  * passed over but still counted as read). */
-static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t now_ms, uint64_t *last)
+static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t *last)
 {
     char errstr[256];
     rl_wal_rec_t wr;
@@ -169,6 +169,9 @@ static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t now_ms, uint64_t 
         *last = wr.seq;
         if (rl_record_decode(wr.data, wr.len, &rec) != 0)
             continue; /* the sinks count it; there is no id to remember */
+        /* The clock is read after the wait for the record, so that the rest of its
+         * window is never longer than the window. */
+        uint64_t now_ms = wall_now_ms();
         uint64_t t = rec.received_ms / 1000, end_ms = rec.received_ms + ds->window * 1000;
         if (end_ms <= now_ms)
             continue;
@@ -202,8 +205,9 @@ static void *persist_main(void *arg)
         return NULL;
     }
     while (!atomic_load(&ds->stop)) {
-        uint64_t now_ms = wall_now_ms(), now = now_ms / 1000, last;
-        long n = persist_read(ds, b, now_ms, &last);
+        uint64_t last;
+        long n = persist_read(ds, b, &last);
+        uint64_t now = wall_now();
         if (n < 0) {
             rl_metric_add(ds->m_persist_errors, 1);
             rl_wal_reader_rewind(ds->reader);
@@ -327,6 +331,9 @@ static void register_metrics(rl_dstore_t *ds, rl_metrics_t *m)
         ds->m_fallback = rl_metrics_counter(
             m, "relay_dedup_redis_fallback_total", "",
             "Events decided on the local window alone because Redis did not answer.");
+        ds->m_contended = rl_metrics_counter(
+            m, "relay_dedup_contended_total", "",
+            "Events another instance held pending at first look (re-checked before answering).");
         ds->m_pending = rl_metrics_counter(
             m, "relay_dedup_pending_total", "",
             "Events answered 503 because another instance held an unconfirmed claim.");
@@ -464,6 +471,7 @@ static int claim_local(rl_dstore_t *ds, const rl_dedup_digest_t *dg, const int *
 static void ask_redis(rl_dstore_t *ds, const rl_dredis_key_t *keys, const char *ask, size_t n,
                       int *remote, char *fell)
 {
+    size_t contended = 0;
     rl_dredis_key_t *sub = malloc(n * sizeof(*sub));
     size_t *where = malloc(n * sizeof(*where));
     int *v = malloc(n * sizeof(*v));
@@ -498,9 +506,12 @@ static void ask_redis(rl_dstore_t *ds, const rl_dredis_key_t *keys, const char *
                 remote[where[j]] = RL_DR_OWN, fell[where[j]] = 1;
             break;
         }
-        for (size_t j = 0; j < m; j++)
+        for (size_t j = 0; j < m; j++) {
             remote[where[j]] = v[j];
+            contended += round == 1 && v[j] == RL_DR_PENDING;
+        }
     }
+    rl_metric_add(ds->m_contended, contended);
 out:
     free(sub);
     free(where);
