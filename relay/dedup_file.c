@@ -1,6 +1,7 @@
 /* dedup_file.c -- see dedup_file.h for the format and the compaction rule. */
 #include "dedup_file.h"
 
+#include "bytes.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -41,17 +42,6 @@ struct rl_dfile {
     uint64_t records;
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void seg_path(const rl_dfile_t *f, uint64_t num, char *out, size_t outsz)
 {
     snprintf(out, outsz, "%s/%020llu.dd", f->dir, (unsigned long long)num);
@@ -61,21 +51,6 @@ static void set_err(char *errstr, size_t errstr_size, const char *what, const ch
 {
     if (errstr && errstr_size > 0)
         snprintf(errstr, errstr_size, "%s %s: %s", what, path, strerror(errno));
-}
-
-/* Whole writes, retried on EINTR and short counts. */
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------- key -- */

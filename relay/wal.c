@@ -5,6 +5,7 @@
  * flusher writes the batch it swapped out, readers pread what is durable. */
 #include "wal.h"
 
+#include "bytes.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -86,28 +87,6 @@ struct rl_wal {
     rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full,
         *m_max;
 };
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* The checksum covers the sequence number too, so a record copied to the wrong
  * place or with a damaged header is caught, not only damaged payloads. */
@@ -379,20 +358,6 @@ static void gc_segments(rl_wal_t *w)
 }
 
 /* ---- the flusher -------------------------------------------------------- */
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
 
 static void roll_if_full(rl_wal_t *w)
 {

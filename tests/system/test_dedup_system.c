@@ -35,6 +35,20 @@ static th_relay_t *second_instance(const th_relay_t *first)
     return r;
 }
 
+/* Two instances sharing one window in Redis, started; returns their key prefix
+ * (malloc'd). */
+static char *start_pair(th_relay_t **a, th_relay_t **b)
+{
+    *a = th_relay_new();
+    char *kp = th_strf("%s:dedup:", (*a)->prefix);
+    use_redis_store(*a, kp);
+    *b = second_instance(*a);
+    use_redis_store(*b, kp);
+    TH_START(*a);
+    TH_START(*b);
+    return kp;
+}
+
 static int count_wal_segments(const th_relay_t *r)
 {
     char cmd[PATH_MAX + 64], *out = NULL;
@@ -128,6 +142,25 @@ static void post_dup(const th_relay_t *r, const char *body, const char *what)
 {
     th_resp_t resp;
     th_post(r, "timely", body, NULL, &resp);
+    expect_ok(&resp, 0, 1, 1, what);
+    th_resp_free(&resp);
+}
+
+/* Retries `body` on `r` the way a provider does while it is answered 503
+ * claimed_elsewhere (another instance has not confirmed its claim yet), and expects the
+ * answer after that to count it as a duplicate. */
+static void expect_dup_after_retries(const th_relay_t *r, const char *body, const char *what)
+{
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    th_resp_t resp;
+    for (;;) {
+        th_post(r, "timely", body, NULL, &resp);
+        if (resp.status != 503 || th_now_ms() > deadline)
+            break;
+        cr_expect_str_eq(resp.json ? jstr(resp.json, "error") : "", "claimed_elsewhere");
+        th_resp_free(&resp);
+        th_sleep_ms(100);
+    }
     expect_ok(&resp, 0, 1, 1, what);
     th_resp_free(&resp);
 }
@@ -403,13 +436,8 @@ Test(dedup, same_event_twice_at_once_on_one_instance_with_redis_store)
 
 Test(dedup, two_instances_share_the_window)
 {
-    th_relay_t *a = th_relay_new();
-    char *kp = th_strf("%s:dedup:", a->prefix);
-    use_redis_store(a, kp);
-    th_relay_t *b = second_instance(a);
-    use_redis_store(b, kp);
-    TH_START(a);
-    TH_START(b);
+    th_relay_t *a, *b;
+    char *kp = start_pair(&a, &b);
     char detail[256];
     cr_expect_eq(readyz(a, detail, sizeof detail), 200);
     cr_expect(strstr(detail, "dedup:redis"), "/readyz: %s", detail);
@@ -424,18 +452,7 @@ Test(dedup, two_instances_share_the_window)
     for (int i = 0; i < 2; i++) {
         const th_relay_t *other = i ? a : b;
         const char *body = i ? body_b : body_a;
-        int64_t deadline = th_now_ms() + WAIT_MS;
-        th_resp_t resp;
-        for (;;) {
-            th_post(other, "timely", body, NULL, &resp);
-            if (resp.status != 503 || th_now_ms() > deadline)
-                break;
-            cr_expect_str_eq(jstr(resp.json, "error"), "claimed_elsewhere");
-            th_resp_free(&resp);
-            th_sleep_ms(100);
-        }
-        expect_ok(&resp, 0, 1, 1, ids[i]);
-        th_resp_free(&resp);
+        expect_dup_after_retries(other, body, ids[i]);
     }
 
     /* What Redis holds: "done" for the rest of the window (1 h in the harness). */
@@ -469,13 +486,8 @@ Test(dedup, race_of_two_instances_a_hundred_times)
     char *ids[N], *bodies[N];
     int accepted = 0, dup = 0, held = 0;
     racer_t out[N][2];
-    th_relay_t *a = th_relay_new();
-    char *kp = th_strf("%s:dedup:", a->prefix);
-    use_redis_store(a, kp);
-    th_relay_t *b = second_instance(a);
-    use_redis_store(b, kp);
-    TH_START(a);
-    TH_START(b);
+    th_relay_t *a, *b;
+    char *kp = start_pair(&a, &b);
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_race_%d", a->prefix, i);
         bodies[i] = timely_message(ids[i], "chan_race", i);
@@ -503,19 +515,8 @@ Test(dedup, race_of_two_instances_a_hundred_times)
     /* The provider retries what got 503: a duplicate once the owner confirmed. */
     for (int i = 0; i < N; i++) {
         for (int k = 0; k < 2; k++) {
-            if (out[i][k].status != 503)
-                continue;
-            int64_t deadline = th_now_ms() + WAIT_MS;
-            th_resp_t resp;
-            for (;;) {
-                th_post(k ? b : a, "timely", bodies[i], NULL, &resp);
-                if (resp.status != 503 || th_now_ms() > deadline)
-                    break;
-                th_resp_free(&resp);
-                th_sleep_ms(100);
-            }
-            expect_ok(&resp, 0, 1, 1, ids[i]);
-            th_resp_free(&resp);
+            if (out[i][k].status == 503)
+                expect_dup_after_retries(k ? b : a, bodies[i], ids[i]);
         }
     }
     expect_exactly_once(a, "chan_race", ids, N);
@@ -580,13 +581,8 @@ Test(dedup, redis_down_falls_back_to_the_local_window)
 {
     if (!getenv("RELAY_TEST_TOOLS") || !getenv("RELAY_TEST_REDIS_DIR"))
         cr_skip_test("needs RELAY_TEST_TOOLS and RELAY_TEST_REDIS_DIR (tools/run-tests.sh)");
-    th_relay_t *a = th_relay_new();
-    char *kp = th_strf("%s:dedup:", a->prefix);
-    use_redis_store(a, kp);
-    th_relay_t *b = second_instance(a);
-    use_redis_store(b, kp);
-    TH_START(a);
-    TH_START(b);
+    th_relay_t *a, *b;
+    char *kp = start_pair(&a, &b);
     char *ids[3];
     char *bodies[3];
     for (int i = 0; i < 3; i++) {
@@ -614,17 +610,7 @@ Test(dedup, redis_down_falls_back_to_the_local_window)
         th_sleep_ms(100);
     cr_expect(strstr(detail, "dedup:redis"), "Redis is back but /readyz says: %s", detail);
     post_one(a, "timely", bodies[2], ids[2]);
-    deadline = th_now_ms() + WAIT_MS;
-    th_resp_t resp;
-    for (;;) {
-        th_post(b, "timely", bodies[2], NULL, &resp);
-        if (resp.status != 503 || th_now_ms() > deadline)
-            break;
-        th_resp_free(&resp);
-        th_sleep_ms(100);
-    }
-    expect_ok(&resp, 0, 1, 1, "shared again once Redis is back");
-    th_resp_free(&resp);
+    expect_dup_after_retries(b, bodies[2], "shared again once Redis is back");
 
     int kc[3], xc[3];
     count_copies(a, "chan_down", ids, 3, 4, kc, xc);

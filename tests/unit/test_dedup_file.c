@@ -4,7 +4,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,28 +12,21 @@
 
 #include "dedup_file.h"
 #include "log.h"
+#include "tmpdir.h"
 
 static char tmpdir[64];
 static char dir[128];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay-test-dfile-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+    tu_tmpdir_make(tmpdir, sizeof(tmpdir), "dfile");
     snprintf(dir, sizeof(dir), "%s/dedup", tmpdir);
     rl_log_set_level("error"); /* torn-tail warnings are expected here */
 }
 
 static void teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_tmpdir_remove(tmpdir);
 }
 
 TestSuite(dfile, .init = setup, .fini = teardown);
@@ -64,6 +56,16 @@ static void append(rl_dfile_t *f, uint64_t from, uint64_t n, uint32_t t, uint64_
         v[i] = rec(from + i, t);
     cr_assert_eq(rl_dfile_append(f, v, n, now, err, sizeof(err)), 0, "append: %s", err);
     free(v);
+}
+
+/* A new file holding records 0 .. n-1 at time 1000, closed. */
+static void write_closed(uint64_t n)
+{
+    char err[256] = "";
+    rl_dfile_t *f = open_f(3600, 100000, 0);
+    cr_assert_geq(rl_dfile_load(f, 1000, NULL, NULL, err, sizeof(err)), 0, "load: %s", err);
+    append(f, 0, n, 1000, 1000);
+    rl_dfile_close(f);
 }
 
 /* What load passes on: the records, in order. */
@@ -193,10 +195,8 @@ Test(dfile, torn_tail_is_cut_and_appends_go_on)
     seen_t *s = calloc(1, sizeof(*s));
     char path[256];
     struct stat st;
-    rl_dfile_t *f = open_f(3600, 100000, 0);
-    load(f, 1000, s);
-    append(f, 0, 7, 1000, 1000);
-    rl_dfile_close(f);
+    rl_dfile_t *f;
+    write_closed(7);
 
     /* A crash in the middle of the 8th record's write. */
     last_segment(path, sizeof(path));
@@ -221,10 +221,8 @@ Test(dfile, damaged_record_ends_what_is_trusted)
 {
     seen_t *s = calloc(1, sizeof(*s));
     char path[256];
-    rl_dfile_t *f = open_f(3600, 100000, 0);
-    load(f, 1000, s);
-    append(f, 0, 5, 1000, 1000);
-    rl_dfile_close(f);
+    rl_dfile_t *f;
+    write_closed(5);
 
     /* Flip a bit in the third record's time: its checksum no longer matches. */
     last_segment(path, sizeof(path));
@@ -246,10 +244,8 @@ Test(dfile, segment_without_header_is_ignored)
 {
     seen_t *s = calloc(1, sizeof(*s));
     char path[256];
-    rl_dfile_t *f = open_f(3600, 100000, 0);
-    load(f, 1000, s);
-    append(f, 0, 3, 1000, 1000);
-    rl_dfile_close(f);
+    rl_dfile_t *f;
+    write_closed(3);
     /* A crash right after creating the next segment, before its header was written. */
     snprintf(path, sizeof(path), "%s/00000000000000000099.dd", dir);
     int fd = open(path, O_WRONLY | O_CREAT, 0644);

@@ -7,7 +7,6 @@
  * polls for the outcome, with a guard that only turns a hang into a failure. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,30 +20,23 @@
 #include "dedup_file.h"
 #include "dedup_store.h"
 #include "log.h"
+#include "tmpdir.h"
 #include "record.h"
 #include "wal.h"
 
 static char tmpdir[64];
 static char waldir[128];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay-test-dstore-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+    tu_tmpdir_make(tmpdir, sizeof(tmpdir), "dstore");
     snprintf(waldir, sizeof(waldir), "%s/wal", tmpdir);
     rl_log_set_level("error");
 }
 
 static void teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_tmpdir_remove(tmpdir);
 }
 
 TestSuite(dstore, .init = setup, .fini = teardown, .timeout = 120);
@@ -120,31 +112,14 @@ static struct iovec payload(const char *id)
     return (struct iovec){buf, len};
 }
 
-typedef struct sync_wait {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int done, status;
-} sync_wait_t;
-
-static void on_done(void *opaque, int status)
-{
-    sync_wait_t *s = opaque;
-    pthread_mutex_lock(&s->m);
-    s->done = 1;
-    s->status = status;
-    pthread_cond_signal(&s->c);
-    pthread_mutex_unlock(&s->m);
-}
-
 typedef struct commit_ctx {
     rl_wal_t *wal;
     struct iovec *iov;
     int fail; /* 1: refuse, as a full WAL would */
-    int appended;
-    sync_wait_t sw;
 } commit_ctx_t;
 
-/* The commit step as ingest does it: append the new events, never block. */
+/* The commit step as ingest does it: append the new events. (ingest must not block
+ * here; a test with one thread may wait for the fsync.) */
 static int commit(void *arg, const int *verdict, size_t n)
 {
     commit_ctx_t *c = arg;
@@ -156,32 +131,18 @@ static int commit(void *arg, const int *verdict, size_t n)
     for (size_t i = 0; i < n; i++)
         if (verdict[i] == RL_DS_NEW)
             v[m++] = c->iov[i];
-    if (!m)
-        return 0;
-    c->appended = 1;
-    return rl_wal_append(c->wal, v, m, &first, on_done, &c->sw) != RL_WAL_OK;
+    return m && rl_wal_append_sync(c->wal, v, m, &first) != RL_WAL_OK;
 }
 
-/* Claims ids (at most 64) for one request and, when some were new, waits until they are
- * durable. Returns rl_dstore_claim's result. */
+/* Claims ids (at most 64) for one request; the new ones are durable when it returns.
+ * Returns rl_dstore_claim's result. */
 static int claim(env_t *e, const char *const *ids, size_t n, int *verdict, int fail)
 {
-    commit_ctx_t c = {e->wal,
-                      calloc(n, sizeof(struct iovec)),
-                      fail,
-                      0,
-                      {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}};
+    commit_ctx_t c = {e->wal, calloc(n, sizeof(struct iovec)), fail};
     cr_assert(n <= 64 && c.iov);
     for (size_t i = 0; i < n; i++)
         c.iov[i] = payload(ids[i]);
     int rc = rl_dstore_claim(e->ds, "s", ids, n, (uint64_t)time(NULL), verdict, commit, &c);
-    if (c.appended) {
-        pthread_mutex_lock(&c.sw.m);
-        while (!c.sw.done)
-            pthread_cond_wait(&c.sw.c, &c.sw.m);
-        pthread_mutex_unlock(&c.sw.m);
-        cr_assert_eq(c.sw.status, 0, "WAL write failed");
-    }
     for (size_t i = 0; i < n; i++)
         free(c.iov[i].iov_base);
     free(c.iov);
@@ -246,6 +207,55 @@ static int fill_past_first_segment(env_t *e, const char *prefix)
     return n;
 }
 
+/* Opens the store again and expects "<prefix>-0" .. "<prefix>-(n-1)" to be duplicates. */
+static void expect_remembered(const char *prefix, int n, const char *after)
+{
+    env_t e;
+    env_open(&e, "");
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        cr_expect_eq(claim_one(&e, id), RL_DS_DUP, "%s forgotten after %s", id, after);
+    }
+    cr_expect_eq(claim_one(&e, "never-seen"), RL_DS_NEW);
+    env_close(&e);
+}
+
+/* A crash: a child process opens the store, runs fn (which returns how many events it
+ * made durable, under 255) and dies without closing anything: no cursor written at
+ * exit, the persister maybe behind. Returns what fn returned. */
+static int in_crashing_child(int (*fn)(env_t *e))
+{
+    pid_t pid = fork();
+    int st;
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        env_t e;
+        env_open(&e, "");
+        int n = fn(&e);
+        _exit(n >= 0 && n < 255 ? n : 255);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 255, "child status 0x%x", st);
+    return WEXITSTATUS(st);
+}
+
+static int five_events(env_t *e)
+{
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "crash-%d", i);
+        if (claim_one(e, id) != RL_DS_NEW)
+            return 255;
+    }
+    return 5;
+}
+
+static int events_past_first_segment(env_t *e)
+{
+    return fill_past_first_segment(e, "gone");
+}
+
 /* -------------------------------------------------------------------- tests -- */
 
 Test(dstore, verdicts_new_duplicate_and_twice_in_one_request)
@@ -288,72 +298,21 @@ Test(dstore, window_survives_a_restart_after_its_wal_segments_were_deleted)
     cr_assert_gt(n, 40, "a 64 KB segment holds dozens of 1 KB events");
     wait_persisted(&e);
     env_close(&e);
-
-    env_open(&e, "");
     /* evt-0 was in the deleted segment: only the file can know it. */
-    for (int i = 0; i < n; i++) {
-        char id[64];
-        snprintf(id, sizeof(id), "evt-%d", i);
-        cr_expect_eq(claim_one(&e, id), RL_DS_DUP, "%s forgotten after the restart", id);
-    }
-    cr_expect_eq(claim_one(&e, "evt-new"), RL_DS_NEW);
-    env_close(&e);
+    expect_remembered("evt", n, "a restart");
 }
 
-/* A crash: the child takes events, waits until they are durable (what a 200 promises),
- * and dies without closing anything. */
+/* What a 200 promises is durable: the child dies right after that. */
 Test(dstore, window_survives_a_crash_right_after_durable)
 {
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        env_t e;
-        env_open(&e, "");
-        for (int i = 0; i < 5; i++) {
-            char id[32];
-            snprintf(id, sizeof(id), "crash-%d", i);
-            if (claim_one(&e, id) != RL_DS_NEW)
-                _exit(2);
-        }
-        _exit(0); /* no close, no cursor written at exit, the persister maybe behind */
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
-
-    env_t e;
-    env_open(&e, "");
-    for (int i = 0; i < 5; i++) {
-        char id[32];
-        snprintf(id, sizeof(id), "crash-%d", i);
-        cr_expect_eq(claim_one(&e, id), RL_DS_DUP, "%s forgotten after the crash", id);
-    }
-    env_close(&e);
+    expect_remembered("crash", in_crashing_child(five_events), "a crash");
 }
 
 Test(dstore, crash_after_the_wal_let_go_of_the_segments)
 {
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        env_t e;
-        env_open(&e, "");
-        int n = fill_past_first_segment(&e, "gone");
-        _exit(n > 0 && n < 250 ? n : 255);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 255, "child status 0x%x", st);
-    int n = WEXITSTATUS(st);
-
-    env_t e;
-    env_open(&e, "");
-    for (int i = 0; i < n; i++) {
-        char id[32];
-        snprintf(id, sizeof(id), "gone-%d", i);
-        cr_expect_eq(claim_one(&e, id), RL_DS_DUP, "%s forgotten after the crash", id);
-    }
-    env_close(&e);
+    int n = in_crashing_child(events_past_first_segment);
+    cr_assert_gt(n, 40);
+    expect_remembered("gone", n, "a crash");
 }
 
 Test(dstore, shorter_window_at_restart_forgets_older_ids)
