@@ -36,6 +36,7 @@ struct rl_dredis {
     size_t nconns;
     _Atomic int64_t down_until; /* monotonic ms; 0 while up */
     _Atomic int up;
+    _Atomic int checked; /* a call has reached Redis (or failed) since start */
 };
 
 static int64_t now_ms(void)
@@ -61,6 +62,7 @@ static int may_try(rl_dredis_t *r)
 
 static void mark(rl_dredis_t *r, int ok, const char *why)
 {
+    atomic_store(&r->checked, 1);
     if (ok) {
         atomic_store(&r->down_until, 0);
         if (!atomic_exchange(&r->up, 1))
@@ -313,7 +315,9 @@ int rl_dredis_probe(rl_dredis_t *r)
     size_t slot;
     redisContext *c;
 
-    if (atomic_load(&r->up) || !(c = acquire(r, &slot)))
+    /* Up and known to be: nothing to do. Until a first call, up is only presumed, so
+     * that /readyz does not say "redis" for a Redis that was down from the start. */
+    if ((atomic_load(&r->up) && atomic_load(&r->checked)) || !(c = acquire(r, &slot)))
         return rl_dredis_up(r);
     redisReply *rep = redisCommand(c, "PING");
     int ok = rep && rep->type != REDIS_REPLY_ERROR;

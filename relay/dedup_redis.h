@@ -58,8 +58,9 @@ int rl_dredis_confirm(rl_dredis_t *r, const rl_dredis_key_t *keys, const uint64_
                       size_t n);
 /* Deletes the keys that still hold this instance's pending claim. 0, or -1. */
 int rl_dredis_release(rl_dredis_t *r, const rl_dredis_key_t *keys, size_t n);
-/* PINGs when Redis is marked down and a retry is due, so that a quiet instance notices
- * Redis coming back. Returns rl_dredis_up(). */
+/* PINGs when Redis is marked down and a retry is due, or when no call has reached it
+ * since start, so that a quiet instance notices Redis going or coming back. Returns
+ * rl_dredis_up(). */
 int rl_dredis_probe(rl_dredis_t *r);
 /* 1 while the last call succeeded (or none was made yet), 0 while Redis is marked down. */
 int rl_dredis_up(const rl_dredis_t *r);

@@ -115,7 +115,8 @@ typedef struct batch {
     rl_dfile_rec_t recs[DS_BATCH];
     rl_dredis_key_t keys[DS_BATCH];
     uint64_t ttl_ms[DS_BATCH];
-    char *text; /* source and id bytes of every key */
+    size_t off[DS_BATCH]; /* where keys[i]'s source starts in text */
+    char *text;           /* source and id bytes of every key */
     size_t ntext, captext;
 } batch_t;
 
@@ -136,8 +137,8 @@ static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
     /* Offsets now, pointers once the buffer stops moving (batch_keys). */
     memcpy(b->text + b->ntext, rec->source, rec->source_len);
     memcpy(b->text + b->ntext + rec->source_len, rec->id, rec->id_len);
-    b->keys[i] =
-        (rl_dredis_key_t){(const char *)(uintptr_t)b->ntext, NULL, rec->source_len, rec->id_len};
+    b->off[i] = b->ntext;
+    b->keys[i] = (rl_dredis_key_t){NULL, NULL, rec->source_len, rec->id_len};
     b->ntext += need;
     return 0;
 }
@@ -145,9 +146,8 @@ static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
 static void batch_keys(batch_t *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        size_t off = (size_t)(uintptr_t)b->keys[i].source;
-        b->keys[i].source = b->text + off;
-        b->keys[i].id = b->text + off + b->keys[i].source_len;
+        b->keys[i].source = b->text + b->off[i];
+        b->keys[i].id = b->text + b->off[i] + b->keys[i].source_len;
     }
 }
 
@@ -402,6 +402,9 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
                                (size_t)cfg->http.threads + 1};
         if (!(ds->redis = rl_dredis_new(&ro, errstr, errstr_size)))
             goto out;
+        rl_info("dedup: window shared through Redis (keys %s{source}:{id}, timeout %d ms, "
+                "pending claims expire after %lld s)",
+                cfg->dedup.redis_prefix, ro.timeout_ms, cfg->dedup.pending_ttl);
     }
     register_metrics(ds, metrics);
     if (ds->reader) {
