@@ -726,10 +726,20 @@ void rl_config_reference(FILE *out)
         char var[128], range[64] = "";
         int src = !strcmp(k->section, "source");
         env_name(var, sizeof(var), k->section, src ? "NAME" : NULL, k->name);
-        if (k->type == T_ENUM)
-            snprintf(range, sizeof(range), "%s", k->choices ? k->choices : "a codec name");
-        else if (k->type != T_STR && k->type != T_BOOL)
+        if (k->type == T_ENUM && k->choices) {
+            /* A bare '|' would end the Markdown table cell. */
+            size_t o = 0;
+            for (const char *c = k->choices; *c && o + 3 < sizeof(range); c++) {
+                if (*c == '|')
+                    range[o++] = '\\';
+                range[o++] = *c;
+            }
+            range[o] = '\0';
+        } else if (k->type == T_ENUM) {
+            snprintf(range, sizeof(range), "a codec name");
+        } else if (k->type != T_STR && k->type != T_BOOL) {
             snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
+        }
         fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section,
                 src ? " NAME" : "", k->name, tnames[k->type], k->def ? k->def : "(required)",
                 range, var, k->help, k->secret ? " **Secret.**" : "");
