@@ -469,8 +469,8 @@ static int claim_local(rl_dstore_t *ds, const rl_dedup_digest_t *dg, const int *
 }
 
 /* Asks Redis about the ids marked ask[i] (keys[i]), re-checking pending ones for a
- * while. Fills remote[i] (RL_DR_*); where Redis cannot answer, RL_DR_OWN with fell[i] set
- * (decided on the local window alone). */
+ * while. Fills remote[i] (RL_DR_*); where Redis cannot answer at the first look,
+ * RL_DR_OWN with fell[i] set (decided on the local window alone). */
 static void ask_redis(rl_dstore_t *ds, const rl_dredis_key_t *keys, const char *ask, size_t n,
                       int *remote, char *fell)
 {
@@ -504,8 +504,10 @@ static void ask_redis(rl_dstore_t *ds, const rl_dredis_key_t *keys, const char *
         }
         round++;
         if (rl_dredis_claim(ds->redis, sub, m, v) != 0) {
-            /* Degraded: the local window decides alone. */
-            for (size_t j = 0; j < m; j++)
+            /* Degraded: the local window decides alone what Redis never answered for.
+             * Ids another instance was seen holding stay pending (503): taking them too
+             * would publish them twice while that instance may be fine. */
+            for (size_t j = 0; round == 1 && j < m; j++)
                 remote[where[j]] = RL_DR_OWN, fell[where[j]] = 1;
             break;
         }
