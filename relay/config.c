@@ -64,7 +64,22 @@ static const key_t_ keys[] = {
      "How long a (source, id) is remembered to drop provider retries."},
     {"dedup", "max_entries", T_INT, "2000000", 1, 1000000000, NULL, 0, G(dedup.max_entries),
      "Most ids remembered; past it the oldest are forgotten first (metric)."},
-    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled), "Publish to Kafka."},
+    {"dedup", "store", T_ENUM, "local", 0, 0, "local|redis", 0, G(dedup.store),
+     "local: this instance's window, kept in wal.dir/dedup/ across restarts and crashes. "
+     "redis: shared by every instance through Redis, the local window in front as a cache."},
+    {"dedup", "redis_url", T_STR, "", 0, 0, NULL, 1, G(dedup.redis_url),
+     "Redis of store = redis, redis://[:password@]host:port[/db] or unix://; empty: redis.url."},
+    {"dedup", "redis_prefix", T_STR, "relay:dedup:", 0, 0, NULL, 0, G(dedup.redis_prefix),
+     "Prefix of the Redis key of each id, PREFIX{source}:{id}; the instances that share a "
+     "window use the same."},
+    {"dedup", "redis_timeout_ms", T_INT, "250", 10, 10000, NULL, 0, G(dedup.redis_timeout_ms),
+     "Longest a request waits for Redis (connect or reply) before deciding on the local "
+     "window alone (degraded)."},
+    {"dedup", "pending_ttl", T_DURATION, "10", 1, 3600, NULL, 0, G(dedup.pending_ttl),
+     "How long an unconfirmed claim in Redis holds an id: a retry of an event whose instance "
+     "died before making it durable is refused 503 for at most this long."},
+    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled),
+     "Publish to Kafka."},
     {"kafka", "brokers", T_STR, "127.0.0.1:9092", 0, 0, NULL, 0, G(kafka.brokers),
      "Bootstrap brokers (librdkafka bootstrap.servers)."},
     {"kafka", "topic", T_STR, "events.{family}", 0, 0, NULL, 0, G(kafka.topic),
@@ -605,6 +620,18 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
         snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://", where);
         goto out;
     }
+    if (!strcmp(cfg->dedup.store, "redis")) {
+        const char *url = *cfg->dedup.redis_url ? cfg->dedup.redis_url : cfg->redis.url;
+        key_where(cfg, key_line, "dedup", *cfg->dedup.redis_url ? "redis_url" : "store", where,
+                  sizeof(where));
+        if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "unix://", 7) != 0) {
+            snprintf(errstr, errstr_size,
+                     "%s: dedup.store = redis needs a redis:// or unix:// URL (dedup.redis_url "
+                     "or redis.url)",
+                     where);
+            goto out;
+        }
+    }
     rc = 0;
 out:
     return rc;
@@ -740,12 +767,22 @@ void rl_config_reference(FILE *out)
         char var[128], range[64] = "";
         int src = !strcmp(k->section, "source");
         env_name(var, sizeof(var), k->section, src ? "NAME" : NULL, k->name);
-        if (k->type == T_ENUM)
-            snprintf(range, sizeof(range), "%s", k->choices ? k->choices : "a codec name");
-        else if (k->type != T_STR && k->type != T_BOOL)
+        if (k->type == T_ENUM && k->choices) {
+            /* A bare '|' would end the Markdown table cell. */
+            size_t o = 0;
+            for (const char *c = k->choices; *c && o + 3 < sizeof(range); c++) {
+                if (*c == '|')
+                    range[o++] = '\\';
+                range[o++] = *c;
+            }
+            range[o] = '\0';
+        } else if (k->type == T_ENUM) {
+            snprintf(range, sizeof(range), "a codec name");
+        } else if (k->type != T_STR && k->type != T_BOOL) {
             snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
-        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section, src ? " NAME" : "",
-                k->name, tnames[k->type], k->def ? k->def : "(required)", range, var, k->help,
-                k->secret ? " **Secret.**" : "");
+        }
+        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section,
+                src ? " NAME" : "", k->name, tnames[k->type], k->def ? k->def : "(required)",
+                range, var, k->help, k->secret ? " **Secret.**" : "");
     }
 }

@@ -41,6 +41,10 @@ typedef struct rl_config {
     } wal;
     struct {
         long long window, max_entries;
+        char *store;        /* local | redis */
+        char *redis_url;    /* "" : redis.url */
+        char *redis_prefix; /* key prefix in Redis */
+        long long redis_timeout_ms, pending_ttl;
     } dedup;
     struct {
         long long enabled, outage_budget;

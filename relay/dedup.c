@@ -25,14 +25,19 @@
 
 #define DD_NIL UINT32_MAX  /* no node: end of a list, free list */
 #define DD_INITIAL_CAP 256 /* nodes allocated up front (12 KB with its index) */
-#define DD_KEY_LEN 16      /* random key mixed into every digest */
 
 typedef struct dd_node {
-    uint64_t k[2]; /* first 128 bits of SHA-256(key, source, '\0', id) */
+    uint64_t k[2]; /* the digest (rl_dedup_digest_t) */
     uint64_t t;    /* claim time; never less than the previous node's */
     uint32_t prev; /* older neighbour, DD_NIL at the head */
     uint32_t next; /* newer neighbour, DD_NIL at the tail; free list link when free */
 } dd_node;
+
+struct rl_dedup_hasher {
+    EVP_MD_CTX *ctx; /* reused: one allocation per hasher, not per digest */
+    EVP_MD *md;
+    unsigned char key[RL_DEDUP_KEY_LEN];
+};
 
 struct rl_dedup {
     uint64_t window;
@@ -47,26 +52,49 @@ struct rl_dedup {
     uint64_t *index;
     size_t mask; /* index size - 1 */
     uint64_t evicted, expired;
-    EVP_MD_CTX *ctx; /* reused: one allocation per handle, not per claim */
-    EVP_MD *md;
-    unsigned char key[DD_KEY_LEN];
+    rl_dedup_hasher_t *hasher;
 };
 
 /* ---------------------------------------------------------------- digest -- */
 
-static int dd_digest(rl_dedup_t *d, const char *source, const char *id, uint64_t k[2])
+rl_dedup_hasher_t *rl_dedup_hasher_new(const unsigned char *key, char *errstr, size_t errstr_size)
 {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int outlen = 0;
+    rl_dedup_hasher_t *h = calloc(1, sizeof(*h));
+
+    if (!h || !(h->md = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(h->ctx = EVP_MD_CTX_new())) {
+        if (errstr && errstr_size > 0)
+            snprintf(errstr, errstr_size, "cannot set up SHA-256");
+        rl_dedup_hasher_destroy(h);
+        return NULL;
+    }
+    memcpy(h->key, key, sizeof(h->key));
+    return h;
+}
+
+void rl_dedup_hasher_destroy(rl_dedup_hasher_t *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+    OPENSSL_cleanse(h->key, sizeof(h->key));
+    free(h);
+}
+
+int rl_dedup_hash(rl_dedup_hasher_t *h, const char *source, size_t source_len, const char *id,
+                  size_t id_len, rl_dedup_digest_t *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
 
     /* The '\0' after source keeps ("ab","c") apart from ("a","bc"). */
-    if (EVP_DigestInit_ex(d->ctx, d->md, NULL) != 1 ||
-        EVP_DigestUpdate(d->ctx, d->key, sizeof(d->key)) != 1 ||
-        EVP_DigestUpdate(d->ctx, source, strlen(source) + 1) != 1 ||
-        EVP_DigestUpdate(d->ctx, id, strlen(id)) != 1 ||
-        EVP_DigestFinal_ex(d->ctx, out, &outlen) != 1 || outlen < sizeof(uint64_t) * 2)
+    if (EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 ||
+        EVP_DigestUpdate(h->ctx, h->key, sizeof(h->key)) != 1 ||
+        EVP_DigestUpdate(h->ctx, source, source_len) != 1 || EVP_DigestUpdate(h->ctx, "", 1) != 1 ||
+        EVP_DigestUpdate(h->ctx, id, id_len) != 1 || EVP_DigestFinal_ex(h->ctx, md, &mdlen) != 1 ||
+        mdlen < sizeof(out->k))
         return -1;
-    memcpy(k, out, sizeof(uint64_t) * 2);
+    memcpy(out->k, md, sizeof(out->k));
     return 0;
 }
 
@@ -295,10 +323,12 @@ static void dd_expire(rl_dedup_t *d)
 
 /* ------------------------------------------------------------------- API -- */
 
-rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size)
+rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsigned char *key,
+                               char *errstr, size_t errstr_size)
 {
     rl_dedup_t *d = NULL;
     const char *err = NULL;
+    char herr[128];
 
     if (window_s == 0) {
         err = "dedup window must be > 0 seconds";
@@ -323,12 +353,8 @@ rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, si
         err = "out of memory";
         goto fail;
     }
-    if (!(d->md = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(d->ctx = EVP_MD_CTX_new())) {
-        err = "cannot set up SHA-256";
-        goto fail;
-    }
-    if (RAND_bytes(d->key, sizeof(d->key)) != 1) {
-        err = "cannot get random bytes for the dedup key";
+    if (!(d->hasher = rl_dedup_hasher_new(key, herr, sizeof(herr)))) {
+        err = herr;
         goto fail;
     }
     return d;
@@ -340,36 +366,65 @@ fail:
     return NULL;
 }
 
+rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size)
+{
+    unsigned char key[RL_DEDUP_KEY_LEN];
+    rl_dedup_t *d = NULL;
+
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        if (errstr && errstr_size > 0)
+            snprintf(errstr, errstr_size, "cannot get random bytes for the dedup key");
+    } else {
+        d = rl_dedup_new_keyed(window_s, max_entries, key, errstr, errstr_size);
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    return d;
+}
+
 void rl_dedup_destroy(rl_dedup_t *d)
 {
     if (!d)
         return;
-    EVP_MD_CTX_free(d->ctx);
-    EVP_MD_free(d->md);
+    rl_dedup_hasher_destroy(d->hasher);
     free(d->nodes);
     free(d->index);
     free(d);
 }
 
-int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t now)
+int rl_dedup_digest(rl_dedup_t *d, const char *source, size_t source_len, const char *id,
+                    size_t id_len, rl_dedup_digest_t *out)
 {
-    uint64_t k[2];
+    if (!d || !source || !id)
+        return -1;
+    return rl_dedup_hash(d->hasher, source, source_len, id, id_len, out);
+}
+
+/* rl_dedup_digest of NUL-terminated strings. */
+static int dd_digest_str(rl_dedup_t *d, const char *source, const char *id, rl_dedup_digest_t *out)
+{
+    if (!source || !id)
+        return -1;
+    return rl_dedup_digest(d, source, strlen(source), id, strlen(id), out);
+}
+
+int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
+{
     uint32_t pos;
     int found;
 
-    if (!d || !source || !id || dd_digest(d, source, id, k) != 0)
+    if (!d || !dg)
         return -1;
     if (now > d->now)
         d->now = now;
     dd_expire(d);
-    (void)dd_find(d, k, &found);
+    (void)dd_find(d, dg->k, &found);
     if (found)
         return 0;
 
     /* Allocation may evict or rebuild the index, so the slot is looked up again. */
     pos = dd_alloc(d);
-    d->nodes[pos].k[0] = k[0];
-    d->nodes[pos].k[1] = k[1];
+    d->nodes[pos].k[0] = dg->k[0];
+    d->nodes[pos].k[1] = dg->k[1];
     d->nodes[pos].t = d->now;
     dd_append(d, pos);
     dd_index_insert(d, pos);
@@ -377,17 +432,48 @@ int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t n
     return 1;
 }
 
-void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
+int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t now)
 {
-    uint64_t k[2];
+    rl_dedup_digest_t dg;
+
+    if (dd_digest_str(d, source, id, &dg) != 0)
+        return -1;
+    return rl_dedup_claim_digest(d, &dg, now);
+}
+
+void rl_dedup_release_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg)
+{
     size_t slot;
     int found;
 
-    if (!d || !source || !id || dd_digest(d, source, id, k) != 0)
+    if (!d || !dg)
         return;
-    slot = dd_find(d, k, &found);
+    slot = dd_find(d, dg->k, &found);
     if (found)
         dd_forget(d, dd_pos(d->index[slot]), slot);
+}
+
+void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
+{
+    rl_dedup_digest_t dg;
+
+    if (dd_digest_str(d, source, id, &dg) == 0)
+        rl_dedup_release_digest(d, &dg);
+}
+
+int rl_dedup_contains(const rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
+{
+    size_t slot;
+    int found;
+
+    if (!d || !dg)
+        return 0;
+    slot = dd_find(d, dg->k, &found);
+    if (!found)
+        return 0;
+    if (now < d->now)
+        now = d->now; /* as rl_dedup_claim would take it */
+    return now - d->nodes[dd_pos(d->index[slot])].t < d->window;
 }
 
 size_t rl_dedup_count(const rl_dedup_t *d)

@@ -6,10 +6,12 @@
  *
  * Each pair is kept as a 128-bit keyed digest of source + '\0' + id, never as text: a
  * 64-bit digest would be too short (a collision drops a real event as a duplicate), and
- * the per-process random key keeps senders from aiming ids at one hash bucket. Digests
- * are therefore not comparable across processes or restarts.
+ * the secret key keeps senders from aiming ids at one hash bucket. The key is random per
+ * handle unless the caller supplies one (dedup_file.c persists it, so that digests it
+ * wrote before a restart still match).
  *
- * Not thread-safe: the caller serializes every call on one handle under its own lock. */
+ * Not thread-safe: the caller serializes every call on one handle under its own lock.
+ * A hasher (rl_dedup_hasher_t) is the same: one per thread that computes digests. */
 #ifndef RL_DEDUP_H
 #define RL_DEDUP_H
 
@@ -19,13 +21,33 @@
 /* The largest max_entries accepted (positions are 32-bit, the index is twice as big). */
 #define RL_DEDUP_MAX_ENTRIES ((size_t)1 << 30)
 
+#define RL_DEDUP_KEY_LEN 16 /* bytes of the secret digest key */
+
 typedef struct rl_dedup rl_dedup_t;
+typedef struct rl_dedup_hasher rl_dedup_hasher_t;
+
+/* What the window remembers of one (source, id). */
+typedef struct rl_dedup_digest {
+    uint64_t k[2]; /* first 128 bits of SHA-256(key, source, '\0', id) */
+} rl_dedup_digest_t;
+
+/* A digest calculator for `key` (RL_DEDUP_KEY_LEN bytes, copied). NULL with errstr on
+ * failure. */
+rl_dedup_hasher_t *rl_dedup_hasher_new(const unsigned char *key, char *errstr, size_t errstr_size);
+void rl_dedup_hasher_destroy(rl_dedup_hasher_t *h); /* NULL-safe */
+/* The digest of (source, id), given with their lengths (neither needs a NUL). 0, or -1
+ * when hashing failed. */
+int rl_dedup_hash(rl_dedup_hasher_t *h, const char *source, size_t source_len, const char *id,
+                  size_t id_len, rl_dedup_digest_t *out);
 
 /* window_s: how long an id is remembered, > 0. An id claimed at time t is a duplicate
  * while now < t + window_s. max_entries: hard bound on remembered ids, 1 to
  * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to 64 bytes * max_entries.
  * Returns NULL with a reason in errstr (when errstr_size > 0) on failure. */
 rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size);
+/* The same with a given digest key (RL_DEDUP_KEY_LEN bytes, copied) instead of a random one. */
+rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsigned char *key,
+                               char *errstr, size_t errstr_size);
 void rl_dedup_destroy(rl_dedup_t *d); /* NULL-safe */
 
 /* Claims (source, id) at time `now` (unix seconds, passed in for testability).
@@ -41,6 +63,18 @@ int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t n
 /* Forgets a claim made by rl_dedup_claim (used when the event could not be made
  * durable, so the provider's retry must be taken). No-op when unknown or NULL. */
 void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id);
+
+/* The digest of (source, id), given with their lengths, under this window's key; 0, or -1
+ * when an argument is NULL or hashing failed. */
+int rl_dedup_digest(rl_dedup_t *d, const char *source, size_t source_len, const char *id,
+                    size_t id_len, rl_dedup_digest_t *out);
+/* rl_dedup_claim and rl_dedup_release for a digest already computed (start-up reload
+ * from a file of digests; callers that look an id up more than once). */
+int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now);
+void rl_dedup_release_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg);
+/* 1 when the digest is remembered and its window has not passed at `now`, else 0. Changes
+ * nothing (no claim, no expiry, the clock does not move). */
+int rl_dedup_contains(const rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now);
 
 size_t rl_dedup_count(const rl_dedup_t *d);     /* ids remembered now (expired ones count
                                                  * until the next claim drops them) */

@@ -1,8 +1,9 @@
 /* ingest.c -- the request pipeline.
  *
- * Dedup claims and the WAL append happen under one lock. That makes "claimed"
- * imply "appended": a retry that finds the id claimed can wait for a WAL barrier
- * and know the original is durable before it answers 200 itself.
+ * Dedup claims and the WAL append happen in one step under the dedup store's lock
+ * (append_new is its commit callback). That makes "claimed" imply "appended": a
+ * retry that finds the id claimed can wait for a WAL barrier and know the original
+ * is durable before it answers 200 itself.
  *
  * ack = publish adds a second wait after the WAL's: for every sink's cursor to
  * pass the request's last record (a retry waits for everything appended before
@@ -12,7 +13,7 @@
 #include "ingest.h"
 
 #include "codec.h"
-#include "dedup.h"
+#include "dedup_store.h"
 #include "log.h"
 #include "record.h"
 
@@ -26,6 +27,7 @@
 
 #define WAL_FULL_RETRY_AFTER 5
 #define PUBLISH_RETRY_AFTER 5
+#define HELD_RETRY_AFTER 2 /* another instance's claim is confirmed or expires by then */
 
 typedef struct source_rt {
     const rl_source_conf_t *conf;
@@ -38,12 +40,9 @@ typedef struct source_rt {
 
 struct rl_ingest {
     rl_wal_t *wal;
-    rl_dedup_t *dedup;
-    pthread_mutex_t lock; /* dedup + WAL append */
+    rl_dstore_t *dedup;
     source_rt_t *src;
     size_t nsrc;
-    rl_metric_t *m_dedup_size, *m_dedup_evicted, *m_dedup_memory;
-    uint64_t window; /* dedup window, seconds */
 };
 
 /* A request waiting for the WAL. */
@@ -52,10 +51,11 @@ typedef struct pending {
     source_rt_t *src;
     rl_ingest_done_cb cb;
     void *opaque;
-    char *ok_body;  /* the 200 body, ready */
+    char *ok_body; /* the 200 body, ready */
     char **claimed; /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
+    size_t held; /* events another instance claimed and has not made durable yet */
     uint64_t last_seq;   /* ack = publish: what every sink must have passed */
     int64_t deadline_ms; /* ack = publish: when to give up (rl_wal_now_ms clock) */
 } pending_t;
@@ -74,16 +74,6 @@ void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char 
     json_decref(o);
 }
 
-static void dedup_metrics(void *arg)
-{
-    rl_ingest_t *ig = arg;
-    pthread_mutex_lock(&ig->lock);
-    rl_metric_set(ig->m_dedup_size, (int64_t)rl_dedup_count(ig->dedup));
-    rl_metric_set(ig->m_dedup_evicted, (int64_t)rl_dedup_evicted(ig->dedup));
-    rl_metric_set(ig->m_dedup_memory, (int64_t)rl_dedup_memory(ig->dedup));
-    pthread_mutex_unlock(&ig->lock);
-}
-
 static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
 {
     char l[256];
@@ -100,17 +90,17 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
                            "ack = publish requests answered 503 because a sink had not "
                            "acknowledged their events within ack_timeout.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"missing_token\"", n);
-    s->m_missing_token =
-        rl_metrics_counter(m, "relay_auth_failures_total", l, "Requests refused 401, by reason.");
+    s->m_missing_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
+                                            "Requests refused 401, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"bad_token\"", n);
-    s->m_bad_token =
-        rl_metrics_counter(m, "relay_auth_failures_total", l, "Requests refused 401, by reason.");
+    s->m_bad_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
+                                        "Requests refused 401, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_json\"", n);
-    s->m_bad_json =
-        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
+    s->m_bad_json = rl_metrics_counter(m, "relay_decode_errors_total", l,
+                                       "Requests refused 400, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_payload\"", n);
-    s->m_bad_shape =
-        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
+    s->m_bad_shape = rl_metrics_counter(m, "relay_decode_errors_total", l,
+                                        "Requests refused 400, by reason.");
 }
 
 rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
@@ -123,11 +113,8 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    pthread_mutex_init(&ig->lock, NULL);
     ig->wal = wal;
-    ig->window = (uint64_t)cfg->dedup.window;
-    ig->dedup = rl_dedup_new((uint32_t)cfg->dedup.window, (size_t)cfg->dedup.max_entries, errstr,
-                             errstr_size);
+    ig->dedup = rl_dstore_new(cfg, wal, metrics, errstr, errstr_size);
     ig->src = calloc(cfg->nsources, sizeof(*ig->src));
     if (!ig->dedup || !ig->src)
         goto out;
@@ -144,16 +131,6 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         if (metrics)
             register_source_metrics(&ig->src[i], metrics);
     }
-    if (metrics) {
-        ig->m_dedup_size = rl_metrics_gauge(metrics, "relay_dedup_entries", "",
-                                            "(source, id) pairs remembered for deduplication.");
-        ig->m_dedup_evicted =
-            rl_metrics_gauge(metrics, "relay_dedup_evicted_total", "",
-                             "Ids forgotten before their window ended (dedup.max_entries).");
-        ig->m_dedup_memory = rl_metrics_gauge(metrics, "relay_dedup_memory_bytes", "",
-                                              "Bytes allocated by the dedup window.");
-        rl_metrics_on_render(metrics, dedup_metrics, ig);
-    }
     ok = 1;
 out:
     if (!ok) {
@@ -167,9 +144,8 @@ void rl_ingest_destroy(rl_ingest_t *ig)
 {
     if (!ig)
         return;
-    rl_dedup_destroy(ig->dedup);
+    rl_dstore_destroy(ig->dedup);
     free(ig->src);
-    pthread_mutex_destroy(&ig->lock);
     free(ig);
 }
 
@@ -230,61 +206,46 @@ static void on_durable(void *opaque, int status)
     pending_t *p = opaque;
     rl_reply_t reply = {0};
 
-    if (status == 0) {
-        rl_metric_add(p->src->m_accepted, p->accepted);
-        rl_metric_add(p->src->m_dup, p->duplicates);
-        if (p->src->ack_publish) {
-            if (rl_wal_await_published(p->ig->wal, p->last_seq, p->deadline_ms, on_published, p) ==
-                RL_WAL_OK)
-                return; /* p is on_published's now */
-            on_published(p, RL_WAL_ERR);
-            return;
-        }
-        answer_ok(p);
+    if (status != 0) {
+        /* Not durable: forget the claims so that the provider's retry is taken. */
+        rl_dstore_release(p->ig->dedup, p->src->conf->name, (const char *const *)p->claimed,
+                          p->nclaimed);
+        rl_reply_error(&reply, 503, "wal_unavailable",
+                       "the events could not be written to the WAL; retry later");
+        reply.retry_after = WAL_FULL_RETRY_AFTER;
+        answer(p, &reply);
         return;
     }
-    /* Not durable: forget the claims so that the provider's retry is taken. */
-    pthread_mutex_lock(&p->ig->lock);
-    for (size_t i = 0; i < p->nclaimed; i++)
-        rl_dedup_release(p->ig->dedup, p->src->conf->name, p->claimed[i]);
-    pthread_mutex_unlock(&p->ig->lock);
-    rl_reply_error(&reply, 503, "wal_unavailable",
-                   "the events could not be written to the WAL; retry later");
-    reply.retry_after = WAL_FULL_RETRY_AFTER;
-    answer(p, &reply);
-}
-
-typedef struct rebuild {
-    rl_ingest_t *ig;
-    uint64_t now;
-    long n;
-} rebuild_t;
-
-static void rebuild_one(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
-{
-    rebuild_t *rb = arg;
-    rl_record_t rec;
-    char source[256], id[1024];
-    (void)seq;
-    if (rl_record_decode(payload, len, &rec) != 0 || rec.source_len >= sizeof(source) ||
-        rec.id_len >= sizeof(id))
+    rl_metric_add(p->src->m_accepted, p->accepted);
+    rl_metric_add(p->src->m_dup, p->duplicates);
+    if (p->held) {
+        /* Neither 200 (that event may still be lost) nor a second copy: the provider's
+         * retry finds it confirmed, or taken over once the claim expired. */
+        rl_reply_error(&reply, 503, "claimed_elsewhere",
+                       "%zu event(s) are being taken by another relay instance; retry later",
+                       p->held);
+        reply.retry_after = HELD_RETRY_AFTER;
+        answer(p, &reply);
         return;
-    uint64_t at = rec.received_ms / 1000;
-    if (at + rb->ig->window <= rb->now)
-        return; /* its window has passed */
-    snprintf(source, sizeof(source), "%.*s", (int)rec.source_len, rec.source);
-    snprintf(id, sizeof(id), "%.*s", (int)rec.id_len, rec.id);
-    if (rl_dedup_claim(rb->ig->dedup, source, id, at) == 1)
-        rb->n++;
+    }
+    if (p->src->ack_publish) {
+        if (rl_wal_await_published(p->ig->wal, p->last_seq, p->deadline_ms, on_published, p) ==
+            RL_WAL_OK)
+            return; /* p is on_published's now */
+        on_published(p, RL_WAL_ERR);
+        return;
+    }
+    answer_ok(p);
 }
 
 long rl_ingest_rebuild(rl_ingest_t *ig, char *errstr, size_t errstr_size)
 {
-    rebuild_t rb = {ig, (uint64_t)time(NULL), 0};
-    pthread_mutex_lock(&ig->lock);
-    int rc = rl_wal_scan(ig->wal, rebuild_one, &rb, errstr, errstr_size);
-    pthread_mutex_unlock(&ig->lock);
-    return rc == 0 ? rb.n : -1;
+    return rl_dstore_rebuild(ig->dedup, errstr, errstr_size);
+}
+
+const char *rl_ingest_dedup_state(const rl_ingest_t *ig)
+{
+    return rl_dstore_state(ig->dedup);
 }
 
 static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
@@ -307,37 +268,68 @@ static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
     return s;
 }
 
-/* Claims and appends under the lock. Returns 1 answered now, 0 pending. */
-static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
-                            struct iovec *iov, rl_reply_t *reply)
-{
-    uint64_t now = (uint64_t)time(NULL), first_seq;
-    size_t nnew = 0;
-    int rc;
+/* What append_new needs; the dedup store calls it with the verdicts, under its lock. */
+typedef struct append_ctx {
+    rl_ingest_t *ig;
+    pending_t *p;
+    const rl_event_list_t *evs;
+    struct iovec *iov;
+    size_t nnew;
+    int rc; /* RL_WAL_*: RL_WAL_ERR until the WAL was asked */
+} append_ctx_t;
 
-    pthread_mutex_lock(&ig->lock);
-    for (size_t i = 0; i < evs->n; i++) {
-        if (rl_dedup_claim(ig->dedup, p->src->conf->name, evs->v[i].id, now) == 0) {
+/* Appends the new events, compacting iov to them; with none, sets a barrier so that the
+ * answer waits until what the retries repeat is durable. */
+static int append_new(void *arg, const int *verdict, size_t n)
+{
+    append_ctx_t *a = arg;
+    pending_t *p = a->p;
+    uint64_t first_seq;
+
+    for (size_t i = 0; i < n; i++) {
+        if (verdict[i] == RL_DS_DUP) {
             p->duplicates++;
             continue;
         }
-        p->claimed[p->nclaimed++] = strdup(evs->v[i].id);
-        iov[nnew++] = iov[i];
+        if (verdict[i] == RL_DS_PENDING) {
+            p->held++;
+            continue;
+        }
+        p->claimed[p->nclaimed++] = strdup(a->evs->v[i].id);
+        a->iov[a->nnew++] = a->iov[i];
     }
-    p->accepted = nnew;
-    p->ok_body = ok_body(evs, p->accepted, p->duplicates);
-    if (nnew) {
-        rc = rl_wal_append(ig->wal, iov, nnew, &first_seq, on_durable, p);
-        p->last_seq = first_seq + nnew - 1;
+    p->accepted = a->nnew;
+    p->ok_body = ok_body(a->evs, p->accepted, p->duplicates);
+    if (a->nnew) {
+        a->rc = rl_wal_append(a->ig->wal, a->iov, a->nnew, &first_seq, on_durable, p);
+        p->last_seq = first_seq + a->nnew - 1;
     } else { /* all retries: answer once what they repeat is durable (and published) */
-        p->last_seq = rl_wal_last_seq(ig->wal);
-        rc = rl_wal_barrier(ig->wal, on_durable, p);
+        p->last_seq = rl_wal_last_seq(a->ig->wal);
+        a->rc = rl_wal_barrier(a->ig->wal, on_durable, p);
     }
-    if (rc != RL_WAL_OK) {
-        for (size_t i = 0; i < p->nclaimed; i++)
-            rl_dedup_release(ig->dedup, p->src->conf->name, p->claimed[i]);
+    return a->rc != RL_WAL_OK;
+}
+
+/* Claims and appends. Returns 1 answered now, 0 pending. */
+static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
+                            struct iovec *iov, rl_reply_t *reply)
+{
+    append_ctx_t a = {ig, p, evs, iov, 0, RL_WAL_ERR};
+    const char **ids = malloc(evs->n * sizeof(*ids));
+    int *verdict = malloc(evs->n * sizeof(*verdict));
+    size_t nnew;
+    int rc;
+
+    if (ids && verdict) {
+        for (size_t i = 0; i < evs->n; i++)
+            ids[i] = evs->v[i].id;
+        rl_dstore_claim(ig->dedup, p->src->conf->name, ids, evs->n, (uint64_t)time(NULL), verdict,
+                        append_new, &a);
     }
-    pthread_mutex_unlock(&ig->lock);
+    free(ids);
+    free(verdict);
+    rc = a.rc;
+    nnew = a.nnew;
 
     if (rc == RL_WAL_FULL) {
         rl_metric_add(p->src->m_full, nnew);
@@ -416,9 +408,8 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     for (size_t i = 0; i < evs.n; i++) {
         char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
         uint8_t *buf = NULL;
-        int rc =
-            ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf, &iov[i].iov_len)
-               : -1;
+        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf,
+                                           &iov[i].iov_len) : -1;
         free(ce);
         if (rc != 0)
             goto oom;

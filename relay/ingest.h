@@ -35,16 +35,22 @@ typedef struct rl_reply {
  * the WAL's flusher thread: it must not block. */
 typedef void (*rl_ingest_done_cb)(void *opaque, rl_reply_t *reply);
 
-/* cfg and wal are borrowed and must outlive the ingest; metrics may be NULL. */
+/* cfg and wal are borrowed and must outlive the ingest; metrics may be NULL. The
+ * dedup window persists itself through the WAL reader named "dedup" when the WAL
+ * has one (dedup_store.h). */
 rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
                            char *errstr, size_t errstr_size);
 void rl_ingest_destroy(rl_ingest_t *ig); /* NULL-safe */
 
-/* Remembers the (source, id) of every event still kept in the WAL, at the time
- * it was received, so provider retries are recognized across a restart for as
- * long as the WAL keeps the original. Call before serving requests. Returns the
- * number of ids remembered, or -1 on an I/O error (errstr set). */
+/* Remembers the (source, id) of every event kept in the WAL that the dedup file
+ * (loaded by rl_ingest_new) does not hold yet, at the time it was received, so that
+ * provider retries are recognized across a restart or a crash. Call before serving
+ * requests. Returns the number of ids remembered, or -1 on an I/O error (errstr set). */
 long rl_ingest_rebuild(rl_ingest_t *ig, char *errstr, size_t errstr_size);
+
+/* The dedup store's state for /readyz: "local", "redis", or "degraded" (store = redis
+ * and Redis unreachable: deciding on the local window alone, still ready). */
+const char *rl_ingest_dedup_state(const rl_ingest_t *ig);
 
 /* Returns 1 when the request is answered now (*reply filled, the caller owns its
  * body), or 0 when cb(opaque, reply) will be called exactly once later. */

@@ -111,12 +111,17 @@ static char *ready(void *arg, int *ok)
             o += (size_t)snprintf(detail + o, sizeof(detail) - o, " %s:%s", name,
                                   st.connected ? "up" : "down(buffering)");
     }
+    /* A degraded dedup store (Redis down with store = redis) still takes
+     * events, from its local window: ready, and said. */
+    const char *dedup = rl_ingest_dedup_state(a->ingest);
+    if (o < sizeof(detail))
+        snprintf(detail + o, sizeof(detail) - o, " dedup:%s", dedup);
     json_t *body = json_pack(
-        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I},s:o}", "status", *ok ? "ready" : "not_ready",
+        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I},s:o,s:s}", "status", *ok ? "ready" : "not_ready",
         "reasons", reasons, "detail", detail, "wal", "writable", ws.writable, "full", ws.full,
         "bytes", (json_int_t)ws.bytes, "max_bytes", (json_int_t)ws.max_bytes, "fill_ratio",
         ws.max_bytes ? (double)ws.bytes / (double)ws.max_bytes : 0.0, "segments",
-        (json_int_t)ws.segments, "sinks", sinks);
+        (json_int_t)ws.segments, "sinks", sinks, "dedup", dedup);
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return s;
@@ -189,8 +194,8 @@ static void app_stop(app_t *a)
 static int app_start(app_t *a, char *errstr, size_t errstr_size)
 {
     const rl_config_t *cfg = a->cfg;
-    const char *readers[2];
-    size_t nreaders = 0;
+    const char *readers[3] = {"dedup"}; /* the dedup window's persister (dedup_store.h) */
+    size_t nreaders = 1;
 
     if (cfg->kafka.enabled)
         readers[nreaders++] = "kafka";

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "record.h"
+#include "redis_conn.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -24,57 +25,11 @@ typedef struct batch {
 typedef struct redis_sink {
     rl_sink_t base;
     redisContext *c;
-    char host[512], password[512], unix_path[512];
-    int port, db;
+    rl_redis_target_t target;
     batch_t b[2]; /* b[cur] is in flight (sent, replies pending), the other fills */
     int cur;
     char maxlen[24];
 } redis_sink_t;
-
-/* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N] */
-static int parse_url(redis_sink_t *r, const char *url, char *errstr, size_t errstr_size)
-{
-    char buf[512];
-    r->port = 6379;
-    if (!strncmp(url, "unix://", 7)) {
-        snprintf(r->unix_path, sizeof(r->unix_path), "%s", url + 7);
-        char *q = strchr(r->unix_path, '?');
-        if (q) {
-            if (!strncmp(q, "?db=", 4))
-                r->db = atoi(q + 4);
-            *q = '\0';
-        }
-        return 0;
-    }
-    snprintf(buf, sizeof(buf), "%s", url + 8);
-    char *hostpart = buf, *at = strrchr(buf, '@');
-    if (at) {
-        *at = '\0';
-        char *colon = strchr(buf, ':');
-        snprintf(r->password, sizeof(r->password), "%s", colon ? colon + 1 : buf);
-        hostpart = at + 1;
-    }
-    char *slash = strchr(hostpart, '/');
-    if (slash) {
-        r->db = atoi(slash + 1);
-        *slash = '\0';
-    }
-    char *colon = strrchr(hostpart, ':');
-    if (colon && !strchr(colon, ']')) {
-        r->port = atoi(colon + 1);
-        *colon = '\0';
-    }
-    if (hostpart[0] == '[') {
-        hostpart++;
-        hostpart[strcspn(hostpart, "]")] = '\0';
-    }
-    snprintf(r->host, sizeof(r->host), "%s", *hostpart ? hostpart : "127.0.0.1");
-    if (r->port <= 0 || r->port > 65535) {
-        snprintf(errstr, errstr_size, "redis.url: bad port");
-        return -1;
-    }
-    return 0;
-}
 
 static int command_ok(redisContext *c, const char *what, redisReply *rep)
 {
@@ -87,30 +42,24 @@ static int command_ok(redisContext *c, const char *what, redisReply *rep)
 
 static int connect_redis(redis_sink_t *r)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = r->unix_path[0] ? redisConnectUnixWithTimeout(r->unix_path, tv)
-                                      : redisConnectWithTimeout(r->host, r->port, tv);
-    if (!c || c->err) {
-        rl_debug("redis: connect: %s", c ? c->errstr : "out of memory");
-        goto fail;
+    char errstr[256];
+
+    r->c = rl_redis_connect(&r->target, (struct timeval){2, 0}, (struct timeval){5, 0}, errstr,
+                            sizeof(errstr));
+    if (!r->c) {
+        rl_debug("redis: %s", errstr);
+        return -1;
     }
-    redisSetTimeout(c, (struct timeval){5, 0});
-    if (r->password[0] && !command_ok(c, "AUTH", redisCommand(c, "AUTH %s", r->password)))
-        goto fail;
-    if (r->db && !command_ok(c, "SELECT", redisCommand(c, "SELECT %d", r->db)))
-        goto fail;
     /* A Redis still loading its data set answers -LOADING to the first
      * commands and may take later ones of the same pipeline: a re-send from the
      * cursor would then put the refused ones after those. Start only once it
      * answers PING. */
-    if (!command_ok(c, "PING", redisCommand(c, "PING")))
-        goto fail;
-    r->c = c;
+    if (!command_ok(r->c, "PING", redisCommand(r->c, "PING"))) {
+        redisFree(r->c);
+        r->c = NULL;
+        return -1;
+    }
     return 0;
-fail:
-    if (c)
-        redisFree(c);
-    return -1;
 }
 
 static void disconnect(redis_sink_t *r)
@@ -290,7 +239,8 @@ rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
     snprintf(r->maxlen, sizeof(r->maxlen), "%lld", cfg->redis.maxlen);
     for (int i = 0; i < 2; i++)
         r->b[i].seqs = calloc((size_t)cfg->redis.batch, sizeof(uint64_t));
-    if (!r->b[0].seqs || !r->b[1].seqs || parse_url(r, cfg->redis.url, errstr, errstr_size) != 0)
+    if (!r->b[0].seqs || !r->b[1].seqs ||
+        rl_redis_target_parse(&r->target, cfg->redis.url, errstr, errstr_size) != 0)
         goto fail;
     if (pthread_create(&r->base.thread, NULL, redis_main, r) != 0) {
         snprintf(errstr, errstr_size, "cannot start the redis thread");

@@ -11,6 +11,7 @@
  * that must not collide with another test's (dedup may one day be shared through
  * Redis) carry the instance prefix in their ids. */
 #include "harness.h"
+#include "events.h"
 
 #define FIXTURES "tests/system/fixtures"
 #define WAIT_MS 15000 /* the longest a test waits for something that should come */
@@ -47,42 +48,11 @@ static const char *dump(const json_t *j, char *buf, size_t size)
     return buf;
 }
 
-static const char *jstr(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
 static void expect_str(const json_t *obj, const char *key, const char *want, const char *where)
 {
     const char *got = jstr(obj, key);
     cr_expect(got && strcmp(got, want) == 0, "%s: \"%s\" is %s%s%s, want \"%s\"", where, key,
               got ? "\"" : "", got ? got : "missing or not a string", got ? "\"" : "", want);
-}
-
-/* Checks a 200 answer {"accepted":A,"duplicates":D,"ids":[N strings]} and returns ids
- * (borrowed from resp->json). */
-static json_t *expect_ok(const th_resp_t *resp, int accepted, int duplicates, size_t nids,
-                         const char *what)
-{
-    cr_assert(resp->status == 200, "%s: HTTP %ld, want 200; body: %s %s", what, resp->status,
-              resp->body ? resp->body : "", resp->error);
-    cr_assert(json_is_object(resp->json), "%s: 200 body is not a JSON object: %s", what,
-              resp->body);
-    json_t *acc = json_object_get(resp->json, "accepted");
-    json_t *dup = json_object_get(resp->json, "duplicates");
-    json_t *ids = json_object_get(resp->json, "ids");
-    cr_assert(json_is_integer(acc) && json_is_integer(dup) && json_is_array(ids),
-              "%s: 200 body lacks accepted/duplicates/ids: %s", what, resp->body);
-    cr_expect(json_integer_value(acc) == accepted && json_integer_value(dup) == duplicates,
-              "%s: accepted %lld duplicates %lld, want %d and %d: %s", what,
-              json_integer_value(acc), json_integer_value(dup), accepted, duplicates, resp->body);
-    cr_assert(json_array_size(ids) == nids, "%s: %zu ids, want %zu: %s", what, json_array_size(ids),
-              nids, resp->body);
-    for (size_t i = 0; i < nids; i++)
-        cr_assert(json_string_value(json_array_get(ids, i)) &&
-                      *json_string_value(json_array_get(ids, i)),
-                  "%s: ids[%zu] is not a non-empty string: %s", what, i, resp->body);
-    return ids;
 }
 
 /* Checks the JSON error body every error answer must carry. */
@@ -97,17 +67,6 @@ static void expect_error(const th_resp_t *resp, long status, const char *what)
               resp->body ? resp->body : "");
     cr_expect(strncasecmp(resp->content_type, "application/json", 16) == 0,
               "%s: error Content-Type is \"%s\", want application/json", what, resp->content_type);
-}
-
-/* POSTs and expects one new event with id `id`. */
-static void post_one(const th_relay_t *r, const char *source, const char *body, const char *id)
-{
-    th_resp_t resp;
-    th_post(r, source, body, NULL, &resp);
-    json_t *ids = expect_ok(&resp, 1, 0, 1, id);
-    cr_expect(strcmp(json_string_value(json_array_get(ids, 0)), id) == 0, "answer id %s, want %s",
-              json_string_value(json_array_get(ids, 0)), id);
-    th_resp_free(&resp);
 }
 
 /* What one published event must look like. */
@@ -207,38 +166,6 @@ static void check_redis(const th_xentry_t *e, const want_ev_t *w)
     cr_expect(e->event, "%s: field event is not JSON", where);
     if (e->event)
         check_cloudevent(e->event, w, where);
-}
-
-/* The CloudEvent id of a Kafka message / stream entry ("" when unreadable). */
-static const char *kid(const th_kmsg_t *m)
-{
-    const char *s = m->json ? jstr(m->json, "id") : NULL;
-    return s ? s : "";
-}
-
-static const char *xid(const th_xentry_t *e)
-{
-    const char *s = th_xfield(e, "id");
-    return s ? s : "";
-}
-
-/* How many messages carry id; *first gets the first of them. */
-static int kcount(const th_kmsgs_t *l, const char *id, const th_kmsg_t **first)
-{
-    int n = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(kid(&l->v[i]), id) == 0 && n++ == 0 && first)
-            *first = &l->v[i];
-    return n;
-}
-
-static int xcount(const th_xentries_t *l, const char *id, const th_xentry_t **first)
-{
-    int n = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(xid(&l->v[i]), id) == 0 && n++ == 0 && first)
-            *first = &l->v[i];
-    return n;
 }
 
 /* Expects exactly one copy of the event on Kafka (in `msgs`) and on Redis (in `xs`),

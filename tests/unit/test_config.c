@@ -612,6 +612,11 @@ Test(config, reference_lists_every_key)
         "wal.fsync",
         "dedup.window",
         "dedup.max_entries",
+        "dedup.store",
+        "dedup.redis_url",
+        "dedup.redis_prefix",
+        "dedup.redis_timeout_ms",
+        "dedup.pending_ttl",
         "kafka.enabled",
         "kafka.brokers",
         "kafka.topic",
@@ -648,4 +653,50 @@ Test(config, reference_lists_every_key)
         cr_expect_not_null(strstr(buf, want), "reference lacks %s", want);
     }
     free(buf);
+}
+
+/* ---- dedup store ------------------------------------------------------------------- */
+
+Test(config, dedup_store_keys)
+{
+    rl_config_t *c = load_ok(SRC);
+    cr_expect_str_eq(c->dedup.store, "local");
+    cr_expect_str_eq(c->dedup.redis_url, "");
+    cr_expect_str_eq(c->dedup.redis_prefix, "relay:dedup:");
+    cr_expect_eq(c->dedup.redis_timeout_ms, 250);
+    cr_expect_eq(c->dedup.pending_ttl, 10);
+    rl_config_destroy(c);
+
+    c = load_ok("[dedup]\nstore = redis\nredis_url = redis://:dd-s3cret@h:1/2\n"
+                "redis_prefix = p:\nredis_timeout_ms = 50\npending_ttl = 1m\n" SRC);
+    cr_expect_str_eq(c->dedup.store, "redis");
+    cr_expect_str_eq(c->dedup.redis_url, "redis://:dd-s3cret@h:1/2");
+    cr_expect_str_eq(c->dedup.redis_prefix, "p:");
+    cr_expect_eq(c->dedup.redis_timeout_ms, 50);
+    cr_expect_eq(c->dedup.pending_ttl, 60);
+    char *dump = capture_dump(c);
+    cr_expect_null(strstr(dump, "dd-s3cret"), "dedup.redis_url is a secret:\n%s", dump);
+    free(dump);
+    rl_config_destroy(c);
+
+    /* Without a URL of its own, store = redis uses redis.url, even with the sink off. */
+    c = load_ok("[redis]\nenabled = false\n[dedup]\nstore = redis\n" SRC);
+    rl_config_destroy(c);
+
+    expect_error_at("[dedup]\nstore = memcached\n" SRC, 2, "not one of local|redis");
+    expect_error_at("[dedup]\nstore = redis\nredis_url = http://x\n" SRC, 3, "redis:// or unix://");
+    expect_error_at("[redis]\nenabled = false\nurl = tcp://x\n[dedup]\nstore = redis\n" SRC, 5,
+                    "redis:// or unix://");
+    expect_error_at("[dedup]\nredis_timeout_ms = 5\n" SRC, 2, "out of range");
+    expect_error_at("[dedup]\npending_ttl = 0\n" SRC, 2, "out of range");
+
+    char err[1024];
+    setenv("RELAY_DEDUP_STORE", "redis", 1);
+    setenv("RELAY_DEDUP_REDIS_URL", "tcp://x", 1);
+    c = load_text(SRC, err, sizeof(err));
+    unsetenv("RELAY_DEDUP_STORE");
+    unsetenv("RELAY_DEDUP_REDIS_URL");
+    cr_expect_null(c);
+    rl_config_destroy(c);
+    cr_expect_not_null(strstr(err, "environment: RELAY_DEDUP_REDIS_URL: "), "'%s'", err);
 }
