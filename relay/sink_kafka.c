@@ -164,8 +164,11 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
 {
     rl_record_t rec;
     char topic[250]; /* Kafka's limit on topic names is 249 characters */
+    const rl_config_t *cfg = k->base.cfg;
     if (rl_record_decode(wr->data, wr->len, &rec) != 0 ||
-        rl_record_render(k->base.cfg->kafka.topic, &rec, 1, topic, sizeof(topic)) < 0) {
+        rl_record_render(rec.kind == RL_RECORD_DEADLETTER ? cfg->kafka.deadletter_topic
+                                                          : cfg->kafka.topic,
+                         &rec, 1, topic, sizeof(topic)) < 0) {
         /* Retrying cannot help; stalling would hold every later event back. */
         rl_error("kafka: WAL record %llu is malformed or its topic name is over 249 "
                  "characters; not published (relay_sink_dropped_total)",
