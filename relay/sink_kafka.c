@@ -176,10 +176,14 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
         rl_metric_add(k->base.m_dropped, 1);
         return 1; /* acknowledged as nothing can ever publish it */
     }
+    /* Dead letters have no channel: keyed by source, one source's stay in order. */
+    int dead = rec.kind == RL_RECORD_DEADLETTER;
+    const char *key = dead ? rec.source : rec.channel_id;
+    size_t key_len = dead ? rec.source_len : rec.channel_id_len;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(rec.channel_id, rec.channel_id_len),
+            RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE((void *)rec.event, rec.event_len),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json; charset=UTF-8", -1),
             RD_KAFKA_V_HEADER("ce_specversion", "1.0", 3),

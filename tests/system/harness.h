@@ -293,6 +293,7 @@ static struct {
     int nrelays;
     int curl_ready;
     int redis_stopped; /* this test stopped the shared Redis: teardown restarts it */
+    char cainfo[PATH_MAX]; /* CA file th_http trusts for https:// (th_relay_use_tls) */
 } th_state;
 
 /* Where a test's files go: $RELAY_TEST_TMP/<suite>.<test>. The report hook below
@@ -516,6 +517,8 @@ TH_API int th_http(const char *method, const char *url, const char *body, size_t
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, th_curl_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->error);
+    if (th_state.cainfo[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, th_state.cainfo);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -575,13 +578,16 @@ TH_API th_relay_t *th_relay_new(void)
     return r;
 }
 
-/* Adds "NAME=value" to relay's environment for the following starts. */
+/* Sets "NAME=value" in relay's environment for the following starts (replacing
+ * an earlier value of NAME). */
 TH_API void th_relay_setenv(th_relay_t *r, const char *name, const char *value)
 {
     int i = 0;
-    while (r->env[i])
+    size_t nl = strlen(name);
+    while (r->env[i] && !(strncmp(r->env[i], name, nl) == 0 && r->env[i][nl] == '='))
         i++;
     cr_assert(i < TH_MAX_ENV, "too many environment overrides");
+    free(r->env[i]);
     r->env[i] = th_strf("%s=%s", name, value);
 }
 
@@ -622,6 +628,7 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "enabled = true\n"
                    "brokers = %s\n"
                    "topic = %s.events.{family}\n"
+                   "deadletter_topic = %s.events.deadletter\n"
                    "linger.ms = 5\n"
                    "%s"
                    "\n"
@@ -629,6 +636,7 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "enabled = true\n"
                    "url = %s\n"
                    "stream = %s:events:{channel_id}\n"
+                   "deadletter_stream = %s:events:deadletter\n"
                    "maxlen = 100000\n"
                    "\n"
                    "[log]\n"
@@ -654,7 +662,19 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "token_header = X-Relay-Token\n"
                    "%s",
                    r->conf_port ? r->conf_port : r->port, r->max_body, r->wal_dir, r->wal_extra,
-                   r->kafka_brokers, r->prefix, r->kafka_extra, r->redis_url, r->prefix, r->extra);
+                   r->kafka_brokers, r->prefix, r->prefix, r->kafka_extra, r->redis_url, r->prefix,
+                   r->prefix, r->extra);
+}
+
+/* Makes relay listen with TLS (http.tls_cert / tls_key through the environment)
+ * and this test's HTTP client reach it by https:// trusting `cert` (self-signed,
+ * for 127.0.0.1). Call before th_relay_start. */
+TH_API void th_relay_use_tls(th_relay_t *r, const char *cert, const char *key)
+{
+    th_relay_setenv(r, "RELAY_HTTP_TLS_CERT", cert);
+    th_relay_setenv(r, "RELAY_HTTP_TLS_KEY", key);
+    snprintf(r->base, sizeof r->base, "https://127.0.0.1:%d", r->port);
+    snprintf(th_state.cainfo, sizeof th_state.cainfo, "%s", cert);
 }
 
 /* Relay's environment: ours without any RELAY_* variable (the runner's RELAY_TEST_*
