@@ -169,16 +169,15 @@ static int closed_by_server(int fd, int timeout_ms)
     int64_t deadline = th_now_ms() + timeout_ms;
     for (;;) {
         int left = (int)(deadline - th_now_ms());
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, left > 0 ? left : 0) > 0) {
+            ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                return 1;
+            continue; /* an answer before the close: read on */
+        }
         if (left <= 0)
             return 0;
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return 1;
-        if (n < 0 && errno != EINTR && errno != EAGAIN)
-            return 1;
     }
 }
 
@@ -900,33 +899,43 @@ typedef struct hostile {
     int port;
     _Atomic int stop;
     _Atomic long rounds; /* hostile actions done, summed over kinds */
+    _Atomic long cut;    /* slowloris connections relay closed after holding them a while */
 } hostile_t;
 
-/* slowloris from 127.0.0.2: ten connections trickling headers. */
+#define SLOWLORIS 20 /* connections a slowloris tries to hold: more than relay lets it */
+
+/* slowloris from 127.0.0.2: tries to hold SLOWLORIS connections, each sending
+ * a header line every 200 ms and never finishing its request. */
 static void *slowloris(void *arg)
 {
     hostile_t *h = arg;
-    int fds[10];
-    for (int i = 0; i < 10; i++)
+    int fds[SLOWLORIS];
+    int64_t since[SLOWLORIS];
+    for (int i = 0; i < SLOWLORIS; i++)
         fds[i] = -1;
     while (!atomic_load(&h->stop)) {
-        for (int i = 0; i < 10; i++) {
+        for (int i = 0; i < SLOWLORIS; i++) {
             if (fds[i] < 0) {
                 fds[i] = tcp_connect(h->port, "127.0.0.2");
+                since[i] = th_now_ms();
                 if (fds[i] >= 0 &&
                     send_all(fds[i], "POST /v1/webhooks/tsig HTTP/1.1\r\n", 33) != 0) {
                     close(fds[i]);
                     fds[i] = -1;
                 }
-            } else if (send_all(fds[i], "X-a: b\r\n", 8) != 0) {
-                close(fds[i]); /* cut off by relay: come back */
+            } else if (send_all(fds[i], "X-a: b\r\n", 8) != 0 || closed_by_server(fds[i], 0)) {
+                /* Closed by relay: refused at once (a limit), or cut off after
+                 * holding a place (the deadline). Come back either way. */
+                if (th_now_ms() - since[i] >= 1000)
+                    atomic_fetch_add(&h->cut, 1);
+                close(fds[i]);
                 fds[i] = -1;
                 atomic_fetch_add(&h->rounds, 1);
             }
         }
         th_sleep_ms(200);
     }
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < SLOWLORIS; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     return NULL;
@@ -1011,13 +1020,18 @@ static void *bad_signatures(void *arg)
     return NULL;
 }
 
+/* Without its limits relay would be starved here: the slowloris alone tries to
+ * hold more connections than max_connections. With them, its places are
+ * capped per address and taken back at the deadline, the oversized bodies and
+ * garbage are refused, and the good client's every request gets 200. */
 Test(hostile, hostile_clients_beside_a_good_one, .timeout = 600)
 {
     th_relay_t *r = th_relay_new();
     add_signed_sources(r);
     snprintf(r->max_body, sizeof r->max_body, "64k");
     th_relay_setenv(r, "RELAY_HTTP_REQUEST_TIMEOUT", "3");
-    th_relay_setenv(r, "RELAY_HTTP_MAX_CONNECTIONS_PER_IP", "8");
+    th_relay_setenv(r, "RELAY_HTTP_MAX_CONNECTIONS", "16");
+    th_relay_setenv(r, "RELAY_HTTP_MAX_CONNECTIONS_PER_IP", "6");
     TH_START(r);
     hostile_t h = {.port = r->port};
     pthread_t t[3];
@@ -1025,52 +1039,53 @@ Test(hostile, hostile_clients_beside_a_good_one, .timeout = 600)
     cr_assert(pthread_create(&t[1], NULL, oversized_and_garbage, &h) == 0);
     cr_assert(pthread_create(&t[2], NULL, bad_signatures, &h) == 0);
 
-    /* The good client: signed events, one after another, for as long as it takes
-     * the slowloris to be cut off a few times. */
-    enum { N = 60 };
-    char *ids[N];
-    int ok = 0;
-    for (int i = 0; i < N; i++) {
-        ids[i] = th_strf("evt_%s_good_%d", r->prefix, i);
-        char *body = timely_body(ids[i], "chan_good"), sig[65], hdr[128];
-        hmac_hex(i % 2 ? "tm-new-secret" : "tm-old-secret", body, sig);
+    /* The good client: signed events, one after another, for as long as it
+     * takes the slowloris to be cut off a few times. */
+    enum { MIN_GOOD = 60, MAX_GOOD = 1000 };
+    char *ids[MAX_GOOD];
+    int n = 0, ok = 0;
+    int64_t deadline = th_now_ms() + 120000;
+    while (n < MAX_GOOD && (n < MIN_GOOD || (atomic_load(&h.cut) < 3 && th_now_ms() < deadline))) {
+        ids[n] = th_strf("evt_%s_good_%d", r->prefix, n);
+        char *body = timely_body(ids[n], "chan_good"), sig[65], hdr[128];
+        hmac_hex(n % 2 ? "tm-new-secret" : "tm-old-secret", body, sig);
         snprintf(hdr, sizeof hdr, "X-Timely-Signature: sha256=%s", sig);
         const char *hh[] = {hdr, NULL};
         th_resp_t resp;
         long st = post(r, "tsig", body, hh, &resp);
-        cr_expect(st == 200, "good request %d: HTTP %ld %s %s", i, st, resp.body, resp.error);
+        cr_expect(st == 200, "good request %d: HTTP %ld %s %s", n, st, resp.body, resp.error);
         ok += st == 200;
         th_resp_free(&resp);
         free(body);
+        n++;
         th_sleep_ms(100);
     }
-    /* Keep going until the slowloris was cut off at least twice. */
-    int64_t deadline = th_now_ms() + 60000;
-    while (th_relay_metric(r, "relay_limit_hits_total", "limit=request_timeout") < 2 &&
-           th_now_ms() < deadline)
-        th_sleep_ms(200);
     atomic_store(&h.stop, 1);
     for (int i = 0; i < 3; i++)
         pthread_join(t[i], NULL);
-    cr_expect(ok == N, "%d of %d good requests got 200", ok, N);
+    cr_expect(ok == n, "%d of %d good requests got 200", ok, n);
+    cr_expect(atomic_load(&h.cut) >= 3, "the slowloris was cut off %ld times, want 3",
+              atomic_load(&h.cut));
     cr_expect(atomic_load(&h.rounds) > 0, "the hostile clients did nothing");
 
     /* Every good event is published exactly once. */
     char topic[256];
     th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), N, WAIT_MS * 2, SETTLE_MS, &msgs);
-    for (int i = 0; i < N; i++) {
+    th_kafka_read(th_topic(r, "message", topic, sizeof topic), (size_t)n, WAIT_MS * 2, SETTLE_MS,
+                  &msgs);
+    for (int i = 0; i < n; i++) {
         cr_expect(count_id(&msgs, ids[i]) == 1, "%s published %zu times", ids[i],
                   count_id(&msgs, ids[i]));
         free(ids[i]);
     }
-    cr_expect(msgs.n == N, "%zu events on %s, want %d", msgs.n, topic, N);
+    cr_expect(msgs.n == (size_t)n, "%zu events on %s, want %d", msgs.n, topic, n);
     th_kmsgs_free(&msgs);
     /* And the attacks were seen for what they are. */
     static const struct {
         const char *name, *labels;
     } seen[] = {
         {"relay_limit_hits_total", "limit=request_timeout"},
+        {"relay_limit_hits_total", "limit=max_connections_per_ip"},
         {"relay_limit_hits_total", "limit=max_body,source=tsig"},
         {"relay_auth_failures_total", "source=tsig,reason=bad_signature"},
         {"relay_dead_letters_total", "source=tsig"},
