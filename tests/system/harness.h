@@ -886,39 +886,52 @@ TH_API int th_post(const th_relay_t *r, const char *source, const char *body,
  * not send, such as headers that announce a body that never comes. Returns the HTTP
  * status of the answer, or 0 when none came in time. *reply (may be NULL) gets what
  * was read, malloc'd. */
+TH_API long th_read_answer(int fd, int timeout_ms, char **reply);
+
 TH_API long th_raw_http(int port, const char *request, int timeout_ms, char **reply)
 {
-    char buf[8192];
-    size_t n = 0;
+    long status = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert(fd >= 0, "socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request)) {
-        int64_t deadline = th_now_ms() + timeout_ms;
-        for (;;) {
-            int left = (int)(deadline - th_now_ms());
-            struct pollfd pfd = {fd, POLLIN, 0};
-            if (left <= 0 || poll(&pfd, 1, left) <= 0 || n + 1 >= sizeof buf)
+        send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request))
+        status = th_read_answer(fd, timeout_ms, reply);
+    else if (reply)
+        *reply = th_memdup("", 0);
+    close(fd);
+    return status;
+}
+
+/* Reads one HTTP answer from a connected socket until the server closes, the
+ * answer is complete, or timeout_ms passes. Returns its status, 0 when none came
+ * in time; *reply (may be NULL) gets what was read, malloc'd. */
+TH_API long th_read_answer(int fd, int timeout_ms, char **reply)
+{
+    char buf[8192];
+    size_t n = 0;
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(deadline - th_now_ms());
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0 || n + 1 >= sizeof buf)
+            break;
+        ssize_t got = recv(fd, buf + n, sizeof buf - n - 1, 0);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        /* One answer is enough: stop at the end of its headers plus any body
+         * announced, rather than waiting for a close that keep-alive delays. */
+        buf[n] = '\0';
+        const char *eoh = strstr(buf, "\r\n\r\n");
+        if (eoh) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t want = cl && cl < eoh ? strtoul(cl + 17, NULL, 10) : 0;
+            if (n >= (size_t)(eoh + 4 - buf) + want)
                 break;
-            ssize_t got = recv(fd, buf + n, sizeof buf - n - 1, 0);
-            if (got <= 0)
-                break;
-            n += (size_t)got;
-            /* One answer is enough: stop at the end of its headers plus any body
-             * announced, rather than waiting for a close that keep-alive delays. */
-            buf[n] = '\0';
-            const char *eoh = strstr(buf, "\r\n\r\n");
-            if (eoh) {
-                const char *cl = strcasestr(buf, "\r\nContent-Length:");
-                size_t want = cl && cl < eoh ? strtoul(cl + 17, NULL, 10) : 0;
-                if (n >= (size_t)(eoh + 4 - buf) + want)
-                    break;
-            }
         }
     }
-    close(fd);
     buf[n] = '\0';
     long status = 0;
     if (n > 12 && memcmp(buf, "HTTP/1.", 7) == 0)

@@ -116,13 +116,37 @@ static long post(const th_relay_t *r, const char *source, const char *body,
     return resp->status;
 }
 
-static void expect_status(const th_relay_t *r, const char *source, const char *body,
-                          const char *const *headers, long want, const char *what)
+/* POSTs and expects HTTP `want` and, when `code` is not NULL, that error code. */
+static void expect_answer(const th_relay_t *r, const char *source, const char *body,
+                          const char *const *headers, long want, const char *code, const char *what)
 {
     th_resp_t resp;
     long got = post(r, source, body, headers, &resp);
-    cr_expect(got == want, "%s: HTTP %ld, want %ld: %s %s", what, got, want, resp.body, resp.error);
+    const char *err = json_string_value(json_object_get(resp.json, "error"));
+    cr_expect(got == want && (!code || (err && !strcmp(err, code))),
+              "%s: HTTP %ld %s, want %ld %s: %s %s", what, got, err ? err : "", want,
+              code ? code : "", resp.body, resp.error);
     th_resp_free(&resp);
+}
+
+static void expect_status(const th_relay_t *r, const char *source, const char *body,
+                          const char *const *headers, long want, const char *what)
+{
+    expect_answer(r, source, body, headers, want, NULL, what);
+}
+
+/* The message topic ends up with exactly `n` events (and returns them in *msgs
+ * when msgs is not NULL). */
+static void expect_published(const th_relay_t *r, size_t n, th_kmsgs_t *msgs)
+{
+    char topic[256];
+    th_kmsgs_t got = {0};
+    th_kafka_read(th_topic(r, "message", topic, sizeof topic), n, WAIT_MS * 2, 1000, &got);
+    cr_expect(got.n == n, "%s holds %zu events, want %zu", topic, got.n, n);
+    if (msgs)
+        *msgs = got;
+    else
+        th_kmsgs_free(&got);
 }
 
 /* The metric, or -1; polled until it reaches `want` or WAIT_MS passes (counters
@@ -194,27 +218,9 @@ static int send_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-/* Reads an HTTP answer from fd and returns its status (0: none within timeout_ms). */
 static long read_status(int fd, int timeout_ms)
 {
-    char buf[8192];
-    size_t n = 0;
-    int64_t deadline = th_now_ms() + timeout_ms;
-    while (n + 1 < sizeof buf) {
-        int left = (int)(deadline - th_now_ms());
-        struct pollfd p = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, buf + n, sizeof buf - n - 1, 0);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-        buf[n] = '\0';
-        if (strstr(buf, "\r\n\r\n"))
-            break;
-    }
-    buf[n] = '\0';
-    return n > 12 && !strncmp(buf, "HTTP/1.", 7) ? strtol(buf + 9, NULL, 10) : 0;
+    return th_read_answer(fd, timeout_ms, NULL);
 }
 
 static size_t count_id(const th_kmsgs_t *l, const char *id)
@@ -343,13 +349,7 @@ Test(hostile, signature_schemes_good_bad_missing_expired_rotated)
         cr_expect(v == m[i].want, "relay_auth_failures_total{%s} = %g, want %g", m[i].labels, v,
                   m[i].want);
     }
-    char topic[256];
-    th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), (size_t)accepted, WAIT_MS, 1000,
-                  &msgs);
-    cr_expect(msgs.n == (size_t)accepted, "%s holds %zu events, want the %d accepted", topic,
-              msgs.n, accepted);
-    th_kmsgs_free(&msgs);
+    expect_published(r, (size_t)accepted, NULL);
 }
 
 /* Secrets appear neither in --check-config's output nor in relay's log. */
@@ -430,10 +430,9 @@ Test(hostile, standard_webhooks_id_becomes_the_event_id)
         th_resp_free(&resp);
         free(body);
     }
-    char topic[256], want[96];
+    char want[96];
     th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), 4, WAIT_MS, SETTLE_MS, &msgs);
-    cr_expect(msgs.n == 4, "%zu events on %s, want 4", msgs.n, topic);
+    expect_published(r, 4, &msgs);
     cr_expect(count_id(&msgs, id1) == 1, "%s not published once", id1);
     for (int i = 0; i < 3; i++) {
         snprintf(want, sizeof want, "%s#%d", id3, i);
@@ -465,6 +464,13 @@ static void check_dead_letter(const json_t *ce, const char *reason, const char *
     free(raw);
 }
 
+/* 1 when the CloudEvent `ce` is the dead letter of a body refused for `reason`. */
+static int letter_for(const json_t *ce, const char *reason)
+{
+    const char *why = json_string_value(json_object_get(json_object_get(ce, "data"), "reason"));
+    return why && !strcmp(why, reason);
+}
+
 /* The 400 of a body that authenticated is sent once its dead letter is durable;
  * the letter reaches the dead-letter topic and stream, raw, even when Redis was
  * down at the time; a provider's retries of it make one letter. */
@@ -481,34 +487,19 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     char *bad_json = th_strf("{\"event\": \"message.received\", \"id\": \"%s\" ", r->prefix);
     char *bad_shape = th_strf("{\"event\":{\"type\":\"messages\"},\"nothing\":\"%s\"}", r->prefix);
     char *too_deep = th_strf("{\"a\":[[[[[[[[[[\"%s\"]]]]]]]]]]}", r->prefix);
-    th_resp_t resp;
-    post(r, "timely", bad_json, NULL, &resp);
-    cr_expect(resp.status == 400 &&
-                  !strcmp(json_string_value(json_object_get(resp.json, "error")), "invalid_json"),
-              "invalid JSON: %ld %s", resp.status, resp.body);
-    th_resp_free(&resp);
-    post(r, "timely", bad_json, NULL, &resp); /* the provider retries */
-    cr_expect(resp.status == 400, "the retry: %ld", resp.status);
-    th_resp_free(&resp);
+    expect_answer(r, "timely", bad_json, NULL, 400, "invalid_json", "invalid JSON");
+    expect_answer(r, "timely", bad_json, NULL, 400, "invalid_json", "the provider's retry");
     /* Signed: authenticated, then refused by the codec. */
     hmac_hex("meta-second-secret", bad_shape, sig);
     snprintf(hdr, sizeof hdr, "X-Hub-Signature-256: sha256=%s", sig);
     const char *hh[] = {hdr, NULL};
-    post(r, "hub", bad_shape, hh, &resp);
-    cr_expect(resp.status == 400 && !strcmp(json_string_value(json_object_get(resp.json, "error")),
-                                            "invalid_payload"),
-              "bad shape: %ld %s", resp.status, resp.body);
-    th_resp_free(&resp);
+    expect_answer(r, "hub", bad_shape, hh, 400, "invalid_payload", "bad shape");
     /* Not authenticated: 401 and no letter. */
     expect_status(r, "hub", "{\"unsigned\": true}", NULL, 401, "unsigned garbage");
 
     /* Redis down: the letter waits in the WAL; the 400 does not wait for Redis. */
     cr_assert(th_redis_service("stop") == 0, "cannot stop the test Redis");
-    post(r, "timely", too_deep, NULL, &resp);
-    cr_expect(resp.status == 400 &&
-                  !strcmp(json_string_value(json_object_get(resp.json, "error")), "json_too_deep"),
-              "too deep: %ld %s", resp.status, resp.body);
-    th_resp_free(&resp);
+    expect_answer(r, "timely", too_deep, NULL, 400, "json_too_deep", "too deep");
     cr_assert(th_redis_service("start") == 0, "cannot start the test Redis");
 
     th_kmsgs_t msgs = {0};
@@ -525,9 +516,7 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     for (size_t i = 0; i < 3; i++) {
         int nk = 0, nx = 0;
         for (size_t j = 0; j < msgs.n; j++) {
-            const json_t *d = json_object_get(msgs.v[j].json, "data");
-            const char *why = json_string_value(json_object_get(d, "reason"));
-            if (why && !strcmp(why, reasons[i])) {
+            if (letter_for(msgs.v[j].json, reasons[i])) {
                 nk++;
                 check_dead_letter(msgs.v[j].json, reasons[i], bodies[i], "kafka");
                 cr_expect(msgs.v[j].key && !strcmp(msgs.v[j].key, keys[i]),
@@ -536,9 +525,7 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
             }
         }
         for (size_t j = 0; j < xs.n; j++) {
-            const json_t *d = json_object_get(xs.v[j].event, "data");
-            const char *why = json_string_value(json_object_get(d, "reason"));
-            if (why && !strcmp(why, reasons[i])) {
+            if (letter_for(xs.v[j].event, reasons[i])) {
                 nx++;
                 check_dead_letter(xs.v[j].event, reasons[i], bodies[i], "redis");
             }
@@ -617,19 +604,10 @@ Test(hostile, item_limit)
     char *ten = whapi_batch(id, 10);
     snprintf(id, sizeof id, "%s-eleven", r->prefix);
     char *eleven = whapi_batch(id, 11);
-    th_resp_t resp;
-    post(r, "whapi", eleven, NULL, &resp);
-    cr_expect(resp.status == 413 &&
-                  !strcmp(json_string_value(json_object_get(resp.json, "error")), "too_many_items"),
-              "11 items with max_items 10: %ld %s", resp.status, resp.body);
-    th_resp_free(&resp);
+    expect_answer(r, "whapi", eleven, NULL, 413, "too_many_items", "11 items, max_items 10");
     expect_status(r, "whapi", ten, NULL, 200, "10 items with max_items 10");
     cr_expect(th_relay_metric(r, "relay_limit_hits_total", "limit=max_items,source=whapi") == 1);
-    char topic[256];
-    th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), 10, WAIT_MS, 1000, &msgs);
-    cr_expect(msgs.n == 10, "%zu events published, want the 10 of the accepted body", msgs.n);
-    th_kmsgs_free(&msgs);
+    expect_published(r, 10, NULL); /* the accepted body's, none of the refused one's */
     free(ten);
     free(eleven);
 }
@@ -884,9 +862,8 @@ Test(hostile, tls_listener)
     /* Plain HTTP on the TLS port gets no HTTP answer. */
     long st = th_raw_http(r->port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 5000, NULL);
     cr_expect(st == 0, "plain HTTP on the TLS listener answered %ld", st);
-    char topic[256];
     th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), 1, WAIT_MS, 0, &msgs);
+    expect_published(r, 1, &msgs);
     cr_expect(count_id(&msgs, "evt_tls_1") == 1, "the event posted over TLS is not on Kafka");
     th_kmsgs_free(&msgs);
     free(cert);
@@ -1069,16 +1046,13 @@ Test(hostile, hostile_clients_beside_a_good_one, .timeout = 600)
     cr_expect(atomic_load(&h.rounds) > 0, "the hostile clients did nothing");
 
     /* Every good event is published exactly once. */
-    char topic[256];
     th_kmsgs_t msgs = {0};
-    th_kafka_read(th_topic(r, "message", topic, sizeof topic), (size_t)n, WAIT_MS * 2, SETTLE_MS,
-                  &msgs);
+    expect_published(r, (size_t)n, &msgs);
     for (int i = 0; i < n; i++) {
         cr_expect(count_id(&msgs, ids[i]) == 1, "%s published %zu times", ids[i],
                   count_id(&msgs, ids[i]));
         free(ids[i]);
     }
-    cr_expect(msgs.n == (size_t)n, "%zu events on %s, want %d", msgs.n, topic, n);
     th_kmsgs_free(&msgs);
     /* And the attacks were seen for what they are. */
     static const struct {
