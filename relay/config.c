@@ -107,8 +107,8 @@ static const key_t_ keys[] = {
      "Least severe level written to stderr."},
     {"source", "codec", T_ENUM, NULL, 0, 0, NULL, 0, S(codec),
      "Provider codec decoding this source's bodies (required): see relay --help."},
-    {"source", "auth", T_ENUM, "none", 0, 0, "none|token|timely|standard-webhooks|hub-signature-256",
-     0, S(auth),
+    {"source", "auth", T_ENUM, "none", 0, 0,
+     "none|token|timely|standard-webhooks|hub-signature-256", 0, S(auth),
      "How requests are authenticated: a static token header, or an HMAC-SHA256 signature of "
      "the raw body (README: Authentication)."},
     {"source", "secret", T_STR, "", 0, 0, NULL, 1, S(secret),

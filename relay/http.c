@@ -459,8 +459,7 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     }
     h->m_header =
         rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_header\"", RL_LIMIT_HITS_HELP);
-    h->m_idle =
-        rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
+    h->m_idle = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
     rl_connguard_opts_t go = {(size_t)cfg->http.max_connections,
                               (size_t)cfg->http.max_connections_per_ip,
                               (int)(cfg->http.request_timeout * 1000), 0};
@@ -498,17 +497,16 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     /* libmicrohttpd's own connection limit is split among its threads; ours
      * (connguard, through on_accept) is the real one, so its own is set where
      * no thread can reach it first. */
-    h->d = MHD_start_daemon(
-        flags, port, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http.threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http.timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(cfg->http.max_connections * cfg->http.threads),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http.max_header,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 3, MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, port, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http.threads,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http.timeout,
+                            MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned int)(cfg->http.max_connections * cfg->http.threads),
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http.max_header,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 3, MHD_OPTION_END);
     if (!h->d) {
         snprintf(errstr, errstr_size, "cannot listen on %s (address in use or not permitted)",
                  cfg->http.listen);
