@@ -34,7 +34,7 @@ typedef struct source_rt {
     const rl_codec_t *codec;
     rl_auth_t *auth;
     rl_ratelimit_t *rate; /* NULL: no rate limit */
-    rl_metric_t *m_accepted, *m_dup, *m_bad_json, *m_bad_shape, *m_full, *m_dead;
+    rl_metric_t *m_accepted, *m_dup, *m_bad_json, *m_bad_shape, *m_too_deep, *m_full, *m_dead;
     rl_metric_t *m_auth[NAUTH_REASONS];      /* by index in rl_auth_reasons */
     rl_metric_t *m_rate, *m_depth, *m_items; /* relay_limit_hits_total */
 } source_rt_t;
@@ -119,6 +119,9 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_payload\"", n);
     s->m_bad_shape = rl_metrics_counter(m, "relay_decode_errors_total", l,
                                         "Requests refused 400, by reason.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"json_too_deep\"", n);
+    s->m_too_deep =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
 }
 
 rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
@@ -472,7 +475,8 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         goto out;
     }
     if (rl_json_too_deep(req->body, req->len, ig->max_depth)) {
-        rl_metric_add(src->m_depth, 1);
+        rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
+        rl_metric_add(src->m_too_deep, 1);
         snprintf(msg, sizeof(msg),
                  "body nests arrays and objects deeper than %d (http.max_json_depth)",
                  ig->max_depth);

@@ -538,6 +538,11 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     cr_expect(th_relay_metric(r, "relay_dead_letters_total", "source=hub") == 1);
     cr_expect(th_relay_metric(r, "relay_limit_hits_total", "limit=max_json_depth,source=timely") ==
               1);
+    cr_expect(
+        th_relay_metric(r, "relay_decode_errors_total", "source=timely,reason=json_too_deep") == 1);
+    cr_expect(
+        th_relay_metric(r, "relay_decode_errors_total", "source=timely,reason=invalid_json") == 2,
+        "both posts of the bad JSON count, though one letter is kept");
     th_kmsgs_free(&msgs);
     th_xentries_free(&xs);
     free(bad_json);
