@@ -380,6 +380,7 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
                           req->body,
                           req->len};
     struct iovec iov = {NULL, 0};
+    uint8_t *buf = NULL;
     rl_reply_t answer;
     char *id = NULL;
     pending_t *p = pending_new(ig, src, 1, cb, opaque);
@@ -387,11 +388,12 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
 
     rl_reply_error(&answer, 400, reason, "%s", msg);
     if (!p || !answer.body ||
-        rl_record_deadletter(&dl, now_ms, (uint8_t **)&iov.iov_base, &iov.iov_len, &id) != 0) {
+        rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
         free(answer.body);
         rl_reply_error(reply, 500, "internal", "out of memory");
         goto out;
     }
+    iov.iov_base = buf;
     p->status = 400;
     p->body = answer.body;
     p->deadletter = 1;
@@ -400,7 +402,7 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
         p = NULL; /* owned by the WAL callback now */
 out:
     pending_free(p);
-    free(iov.iov_base);
+    free(buf);
     free(id);
     return done;
 }
