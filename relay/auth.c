@@ -6,9 +6,10 @@
  * bytes with the HMAC we compute, never as text: "ABCD" and "abcd" are the same
  * signature, and no encoding detail can make two different MACs compare equal.
  *
- * Order of the checks: presence and shape of the headers first, then the
- * timestamp (cheap, and an old signed request must be refused even when its
- * signature is right), then the HMACs. */
+ * Order of the checks: presence and shape of the headers first, then (for
+ * standard-webhooks) the timestamp, cheap and refused when old even with a right
+ * signature, then the HMACs. Timely's timestamp is judged only once the form that
+ * signs it has matched: the other form signs no time. */
 #include "auth.h"
 
 #include "sig.h"
