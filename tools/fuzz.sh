@@ -84,7 +84,8 @@ run() {
     esac
     [[ -n $secs ]] && limits+=(-max_total_time="$secs")
     mkdir -p "$build/corpus/$t"
-    nice -n "$nice_level" "$bin" "${limits[@]}" "${dict[@]}" -print_final_stats=1 \
+    # exec: the background job is the fuzzer itself, so stopping fuzz.sh stops it.
+    exec nice -n "$nice_level" "$bin" "${limits[@]}" "${dict[@]}" -print_final_stats=1 \
         -max_len=65536 -timeout=30 -rss_limit_mb=4096 \
         -artifact_prefix="$build/artifacts/$t-" "$build/corpus/$t" "$build/seeds/$t" \
         >"$build/logs/$t.log" 2>&1
@@ -109,6 +110,8 @@ done
 
 failed=0
 declare -A pids=()
+# Interrupted: the fuzzers go too.
+trap 'kill "${pids[@]}" 2>/dev/null; exit 130' INT TERM
 for t in "$@"; do
     while ((${#pids[@]} >= jobs)); do
         wait -n -p done_pid || true
