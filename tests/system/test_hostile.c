@@ -715,8 +715,9 @@ Test(hostile, connection_limits_total_and_per_ip)
 Test(hostile, slow_and_idle_clients_are_cut_off)
 {
     th_relay_t *r = th_relay_new();
+    /* The idle timeout out of the way: only request_timeout may cut it. */
     th_relay_setenv(r, "RELAY_HTTP_REQUEST_TIMEOUT", "2");
-    th_relay_setenv(r, "RELAY_HTTP_TIMEOUT", "3");
+    th_relay_setenv(r, "RELAY_HTTP_TIMEOUT", "120");
     TH_START(r);
     int slow = tcp_connect(r->port, "127.0.0.2");
     cr_assert(slow >= 0);
@@ -739,6 +740,7 @@ Test(hostile, slow_and_idle_clients_are_cut_off)
     /* Quiet mid-request, with request_timeout raised out of the way. */
     th_relay_stop(r, 15000);
     th_relay_setenv(r, "RELAY_HTTP_REQUEST_TIMEOUT", "600");
+    th_relay_setenv(r, "RELAY_HTTP_TIMEOUT", "3");
     TH_START(r);
     int idle = tcp_connect(r->port, "127.0.0.3");
     cr_assert(idle >= 0);
@@ -1011,7 +1013,7 @@ Test(hostile, hostile_clients_beside_a_good_one, .timeout = 600)
     th_relay_t *r = th_relay_new();
     add_signed_sources(r);
     snprintf(r->max_body, sizeof r->max_body, "64k");
-    th_relay_setenv(r, "RELAY_HTTP_REQUEST_TIMEOUT", "3");
+    th_relay_setenv(r, "RELAY_HTTP_REQUEST_TIMEOUT", "5");
     th_relay_setenv(r, "RELAY_HTTP_MAX_CONNECTIONS", "16");
     th_relay_setenv(r, "RELAY_HTTP_MAX_CONNECTIONS_PER_IP", "6");
     TH_START(r);
