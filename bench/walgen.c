@@ -46,7 +46,7 @@ int main(int argc, char **argv)
                 "inbound", "content_type", "text", "content",
                 "Oi, gostaria de saber sobre os planos", "occurred_at", "2026-04-19T14:30:00Z",
                 "channel_id", ch, "sent_by_type", "contact", "media_url", "raw");
-            rl_event_t ev = {id, "message.received", ch, "ws_abc123", "2026-04-19T14:30:00Z", data};
+            rl_event_t ev = {id, "message.received", ch, "ws_abc123", "2026-04-19T14:30:00Z", data, 0};
             char *ce = rl_record_cloudevent(&ev, "timely", "timely");
             uint8_t *buf;
             size_t len;

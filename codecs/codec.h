@@ -18,6 +18,8 @@ typedef struct rl_event {
     char *workspace_id; /* NULL when the provider has no workspace */
     char *time;         /* RFC 3339 UTC, e.g. "2026-04-19T10:00:00Z" */
     json_t *data;       /* normalized fields plus "raw" (one reference, owned) */
+    int id_derived;     /* 1 when `id` was derived by relay, not given by the provider: a
+                         * signed message id (standard-webhooks webhook-id) replaces it */
 } rl_event_t;
 
 /* A growable array of events. */

@@ -55,14 +55,16 @@ static const char *one_of(const char *s, const char *const *allowed, const char 
 
 /* The event id: Timely's event_id, or, when the quick-start style body has none,
  * "timely_" + hash(event, message_id or channel_id, timestamp as sent) so that a
- * retry of the same body keeps its id. Returns a malloc'd string or NULL. */
-static char *timely_id(json_t *root, json_t *data, const char *event)
+ * retry of the same body keeps its id (*derived = 1). Returns a malloc'd string
+ * or NULL. */
+static char *timely_id(json_t *root, json_t *data, const char *event, int *derived)
 {
     json_t *given = json_object_get(root, "event_id");
     const char *ref = cu_str(data, "message_id");
     const char *parts[3];
     char ts[32];
 
+    *derived = 0;
     if (json_is_string(given) && json_string_length(given) > 0)
         return strdup(json_string_value(given));
     if (json_is_integer(given)) /* not documented, but an id all the same */
@@ -72,6 +74,7 @@ static char *timely_id(json_t *root, json_t *data, const char *event)
     parts[0] = event;
     parts[1] = ref;
     parts[2] = cu_text(json_object_get(root, "timestamp"), ts, sizeof(ts));
+    *derived = 1;
     return cu_derive_id("timely_", parts, 3);
 }
 
@@ -120,7 +123,7 @@ static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_
     char occurred[CU_TIME_SIZE] = "";
     char *id = NULL, *type = NULL;
     json_t *data, *payload = NULL; /* payload: owned until cu_emit steals it */
-    int rc = -1;
+    int rc = -1, derived = 0;
 
     if (!json_is_object(root)) {
         cu_error(errstr, errsize, "timely: body is not a JSON object");
@@ -146,7 +149,7 @@ static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_
         occurred[0] = '\0';
 
     channel_id = cu_str(data, "channel_id");
-    id = timely_id(root, data, event);
+    id = timely_id(root, data, event, &derived);
     if (tt)
         type = strdup(event);
     else if (asprintf(&type, "timely.%s", event) < 0)
@@ -161,6 +164,8 @@ static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_
     payload = NULL;
     if (rc)
         cu_error(errstr, errsize, "timely: out of memory");
+    else
+        out->v[out->n - 1].id_derived = derived;
 done:
     free(id);
     free(type);

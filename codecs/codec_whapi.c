@@ -107,6 +107,7 @@ static int emit(whapi_ctx_t *c, char *id, const char *type, const char *occurred
 {
     if (cu_emit(c->out, id, type, c->channel_id, NULL, occurred, data))
         return oom(c);
+    c->out->v[c->out->n - 1].id_derived = 1; /* Whapi sends no event ids */
     return 0;
 }
 

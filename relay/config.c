@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_INT, T_SIZE, T_DURATION, T_BOOL, T_ENUM } key_type_t;
+/* T_RATE: "N", "N/s", "N/m" or "N/h", stored as requests per hour so that slow
+ * rates stay integers. */
+typedef enum { T_STR, T_INT, T_SIZE, T_DURATION, T_BOOL, T_ENUM, T_RATE } key_type_t;
 
 typedef struct key {
     const char *section; /* "source" for per-source keys */
@@ -47,11 +49,30 @@ static const key_t_ keys[] = {
     {"http", "timeout", T_DURATION, "30", 1, 3600, NULL, 0, G(http.timeout),
      "Idle connection timeout in seconds."},
     {"http", "max_connections", T_INT, "1024", 1, 100000, NULL, 0, G(http.max_connections),
-     "Most concurrent client connections."},
+     "Most concurrent client connections; more are closed at once (metric)."},
     {"http", "shutdown_grace", T_DURATION, "5", 0, 3600, NULL, 0, G(http.shutdown_grace),
      "On SIGTERM/SIGINT: longest wait for in-flight requests to be answered and for the sinks "
      "to publish what the WAL holds. relay then exits 0; the rest is replayed at the next "
      "start."},
+    {"http", "max_connections_per_ip", T_INT, "256", 1, 100000, NULL, 0,
+     G(http.max_connections_per_ip),
+     "Most concurrent connections from one client address (behind a proxy every client has "
+     "the proxy's: raise it to max_connections)."},
+    {"http", "max_header", T_SIZE, "32k", 8192, 1024 * 1024, NULL, 0, G(http.max_header),
+     "Memory for one request's line and headers; a request that does not fit is answered 431 "
+     "(414 for the line)."},
+    {"http", "request_timeout", T_DURATION, "30", 1, 3600, NULL, 0, G(http.request_timeout),
+     "Seconds a client may take to send a whole request, counted from its connection or its "
+     "previous answer; slower clients (slowloris) are cut off."},
+    {"http", "max_json_depth", T_INT, "64", 1, 2048, NULL, 0, G(http.max_json_depth),
+     "Deepest nesting of arrays and objects accepted in a body; deeper is answered 400."},
+    {"http", "max_items", T_INT, "1000", 1, 1000000, NULL, 0, G(http.max_items),
+     "Most events one request may carry; more is answered 413."},
+    {"http", "tls_cert", T_STR, "", 0, 0, NULL, 0, G(http.tls_cert),
+     "PEM certificate (chain) file: with tls_key, the listener speaks HTTPS (TLS 1.2 and 1.3 "
+     "only)."},
+    {"http", "tls_key", T_STR, "", 0, 0, NULL, 0, G(http.tls_key),
+     "PEM private key file of tls_cert."},
     {"wal", "dir", T_STR, "./data/wal", 0, 0, NULL, 0, G(wal.dir),
      "Directory of the write-ahead log (segments and sink cursors)."},
     {"wal", "segment_size", T_SIZE, "64m", 64 * 1024, 4 * GiB, NULL, 0, G(wal.segment_size),
@@ -86,12 +107,18 @@ static const key_t_ keys[] = {
      "Topic template; {family} {type} {source} {channel_id} are replaced."},
     {"kafka", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(kafka.outage_budget),
      "/readyz fails once Kafka has been unreachable this long (0: never; the WAL buffers)."},
+    {"kafka", "deadletter_topic", T_STR, "events.deadletter", 0, 0, NULL, 0,
+     G(kafka.deadletter_topic),
+     "Topic (template) of dead letters: authenticated bodies answered 400, kept raw."},
     {"redis", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(redis.enabled),
      "Publish to Redis streams."},
     {"redis", "url", T_STR, "redis://127.0.0.1:6379/0", 0, 0, NULL, 1, G(redis.url),
      "redis://[:password@]host:port[/db] (secret: may hold a password)."},
     {"redis", "stream", T_STR, "events:{channel_id}", 0, 0, NULL, 0, G(redis.stream),
      "Stream key template; {family} {type} {source} {channel_id} are replaced."},
+    {"redis", "deadletter_stream", T_STR, "events:deadletter", 0, 0, NULL, 0,
+     G(redis.deadletter_stream),
+     "Stream key (template) of dead letters: authenticated bodies answered 400, kept raw."},
     {"redis", "maxlen", T_INT, "1000000", 1, 1LL << 40, NULL, 0, G(redis.maxlen),
      "XADD MAXLEN ~ N: approximate cap on each stream's length."},
     {"redis", "batch", T_INT, "256", 1, 100000, NULL, 0, G(redis.batch),
@@ -102,10 +129,13 @@ static const key_t_ keys[] = {
      "Least severe level written to stderr."},
     {"source", "codec", T_ENUM, NULL, 0, 0, NULL, 0, S(codec),
      "Provider codec decoding this source's bodies (required): see relay --help."},
-    {"source", "auth", T_ENUM, "none", 0, 0, "none|token", 0, S(auth),
-     "How requests are authenticated. token: a static header must carry the secret."},
+    {"source", "auth", T_ENUM, "none", 0, 0,
+     "none|token|timely|standard-webhooks|hub-signature-256", 0, S(auth),
+     "How requests are authenticated: a static token header, or an HMAC-SHA256 signature of "
+     "the raw body (README: Authentication)."},
     {"source", "secret", T_STR, "", 0, 0, NULL, 1, S(secret),
-     "Shared secret of the auth scheme. Never logged."},
+     "Secret(s) of the auth scheme, separated by commas (rotation: any one matches). Never "
+     "logged."},
     {"source", "token_header", T_STR, "Authorization", 0, 0, NULL, 0, S(token_header),
      "auth = token: header carrying the token ('Bearer <secret>' for Authorization)."},
     {"source", "ack", T_ENUM, "wal", 0, 0, "wal|publish", 0, S(ack),
@@ -114,6 +144,14 @@ static const key_t_ keys[] = {
     {"source", "ack_timeout", T_DURATION, "10", 1, 3600, NULL, 0, S(ack_timeout),
      "ack = publish: longest wait for the sinks; past it 503 + Retry-After (the events stay "
      "in the WAL and a retry is answered once they are published)."},
+    {"source", "timestamp_tolerance", T_DURATION, "5m", 1, 86400, NULL, 0,
+     S(timestamp_tolerance),
+     "Signature schemes with a signed timestamp: how far it may be from relay's clock."},
+    {"source", "rate_limit", T_RATE, "0", 0, 3600000000LL, NULL, 0, S(rate_limit),
+     "Authenticated requests allowed (N/s, N/m or N/h; 0: no limit); past it 429 with "
+     "Retry-After."},
+    {"source", "rate_burst", T_INT, "0", 0, 1000000, NULL, 0, S(rate_burst),
+     "Requests rate_limit lets through at once (0: one second's worth, at least 1)."},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -232,6 +270,16 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
             end++;
         if (tolower((unsigned char)*end) == 'b')
             end++;
+    } else if (k->type == T_RATE) {
+        mult = 3600; /* a bare number is per second */
+        if (*end == '/') {
+            switch (end[1]) {
+            case 's': mult = 3600, end += 2; break;
+            case 'm': mult = 60, end += 2; break;
+            case 'h': mult = 1, end += 2; break;
+            default: break;
+            }
+        }
     } else if (k->type == T_DURATION) {
         switch (*end) {
         case 's':
@@ -591,11 +639,17 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
                      s->line, s->name);
             goto out;
         }
-        if (!strcmp(s->auth, "token") && !*s->secret) {
-            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = token needs a secret",
-                     cfg->path, s->line, s->name);
+        if (strcmp(s->auth, "none") != 0 && !s->secret[strspn(s->secret, ", \t")]) {
+            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret",
+                     cfg->path, s->line, s->name, s->auth);
             goto out;
         }
+    }
+    if (!*cfg->http.tls_cert != !*cfg->http.tls_key) {
+        key_where(cfg, key_line, "http", *cfg->http.tls_cert ? "tls_cert" : "tls_key", where,
+                  sizeof(where));
+        snprintf(errstr, errstr_size, "%s: http.tls_cert and http.tls_key go together", where);
+        goto out;
     }
     const char *colon = strrchr(cfg->http.listen, ':');
     char *pend = NULL;
@@ -725,6 +779,8 @@ static void dump_value(const key_t_ *k, const void *base, FILE *out)
             fprintf(out, "%s = %s\n", k->name, s ? s : "");
     } else if (k->type == T_BOOL) {
         fprintf(out, "%s = %s\n", k->name, *(const long long *)p ? "true" : "false");
+    } else if (k->type == T_RATE) {
+        fprintf(out, "%s = %lld/h\n", k->name, *(const long long *)p);
     } else {
         fprintf(out, "%s = %lld\n", k->name, *(const long long *)p);
     }
@@ -759,7 +815,8 @@ void rl_config_dump(const rl_config_t *cfg, FILE *out)
 
 void rl_config_reference(FILE *out)
 {
-    static const char *const tnames[] = {"string", "integer", "size", "seconds", "bool", "enum"};
+    static const char *const tnames[] = {"string", "integer", "size", "seconds",
+                                         "bool",   "enum",    "rate"};
     fprintf(out, "| key | type | default | range / values | env | description |\n");
     fprintf(out, "| --- | --- | --- | --- | --- | --- |\n");
     for (size_t i = 0; i < NKEYS; i++) {
@@ -778,6 +835,8 @@ void rl_config_reference(FILE *out)
             range[o] = '\0';
         } else if (k->type == T_ENUM) {
             snprintf(range, sizeof(range), "a codec name");
+        } else if (k->type == T_RATE) {
+            snprintf(range, sizeof(range), "0, or up to 1000000/s");
         } else if (k->type != T_STR && k->type != T_BOOL) {
             snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
         }

@@ -13,13 +13,16 @@
 
 typedef struct rl_source_conf {
     char *name;
-    char *codec;           /* a name from codecs.c's table */
-    char *auth;            /* none | token */
-    char *secret;          /* secret: never logged */
-    char *token_header;    /* header carrying the token (auth = token) */
-    char *ack;             /* wal | publish */
-    long long ack_timeout; /* seconds (ack = publish) */
-    int line;              /* line of the [source NAME] header, for messages */
+    char *codec;        /* a name from codecs.c's table */
+    char *auth;         /* none | token | timely | standard-webhooks | hub-signature-256 */
+    char *secret;       /* one or more secrets (rotation), split by auth.c: never logged */
+    char *token_header; /* header carrying the token (auth = token) */
+    char *ack;          /* wal | publish */
+    long long ack_timeout;         /* seconds (ack = publish) */
+    long long timestamp_tolerance; /* seconds a signed timestamp may be off (signature schemes) */
+    long long rate_limit;          /* requests per hour allowed (token bucket); 0: unlimited */
+    long long rate_burst;          /* bucket size; 0: one second's worth, at least 1 */
+    int line;                      /* line of the [source NAME] header, for messages */
 } rl_source_conf_t;
 
 /* A librdkafka property passed through from [kafka]. */
@@ -34,6 +37,9 @@ typedef struct rl_config {
     struct {
         char *listen;
         long long threads, max_body, timeout, max_connections, shutdown_grace;
+        /* Limits against hostile clients (see the key table for their meaning). */
+        long long max_connections_per_ip, max_header, request_timeout, max_json_depth, max_items;
+        char *tls_cert, *tls_key; /* PEM files; both empty: plain HTTP */
     } http;
     struct {
         char *dir;
@@ -49,12 +55,14 @@ typedef struct rl_config {
     struct {
         long long enabled, outage_budget;
         char *brokers, *topic;
+        char *deadletter_topic; /* template of the dead-letter topic */
         rl_conf_prop_t *props;
         size_t nprops;
     } kafka;
     struct {
         long long enabled, maxlen, batch, outage_budget;
         char *url, *stream;
+        char *deadletter_stream; /* template of the dead-letter stream */
     } redis;
     struct {
         char *level;

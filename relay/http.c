@@ -2,12 +2,21 @@
  *
  * The race to close: the WAL may call back before the handler has suspended the
  * connection. Each request has a small lock; the handler suspends only if no
- * reply has arrived, and the callback resumes only a suspended connection. */
+ * reply has arrived, and the callback resumes only a suspended connection.
+ *
+ * Hostile clients: connection counts (in all and per address) and the deadline
+ * to send a request are connguard's; the memory for a request's headers is
+ * libmicrohttpd's per-connection pool (http.max_header). A request's state is
+ * allocated when its request line is in (the URI log callback), so that a
+ * request libmicrohttpd refuses before our handler runs (431, a timeout) is
+ * still seen, and counted, when it completes. */
 #include "http.h"
 
+#include "connguard.h"
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -20,12 +29,17 @@
 #include <unistd.h>
 
 #define WEBHOOK_PREFIX "/v1/webhooks/"
+/* TLS 1.2 and 1.3 only, GnuTLS's NORMAL choice of ciphers within them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define PEM_MAX (1024 * 1024)
 
 static const int codes[] = {200, 400, 401, 404, 405, 413, 415, 429, 500, 503};
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 struct rl_http {
     struct MHD_Daemon *d;
+    rl_connguard_t *guard;
+    char *tls_cert, *tls_key; /* PEM text, kept while the daemon runs */
     const rl_config_t *cfg;
     rl_ingest_t *ingest;
     rl_metrics_t *metrics;
@@ -33,19 +47,24 @@ struct rl_http {
     void *ready_arg;
     _Atomic int inflight;
     _Atomic int closing; /* quiesced: every answer closes its connection */
+    _Atomic int serving; /* the daemon has started */
     /* requests[source][code]; the last row is for unknown sources */
     rl_metric_t *(*req_metric)[NCODES];
     rl_metric_t *m_inflight;
+    rl_metric_t **m_body;           /* relay_limit_hits_total max_body, per source */
+    rl_metric_t *m_header, *m_idle; /* max_header, timeout */
 };
 
 typedef struct req {
     rl_http_t *h;
     struct MHD_Connection *conn;
+    int began;   /* the handler has seen the request */
     int src_idx; /* -1 unknown */
     int webhook;
     char *source;
     char *body;
     size_t len, cap;
+    size_t discarded; /* body bytes read and dropped once past max_body */
     int too_large;
     pthread_mutex_t lock;
     int submitted, suspended, have_reply;
@@ -60,9 +79,18 @@ static void count(rl_http_t *h, int src_idx, int status)
             rl_metric_add(h->req_metric[row][i], 1);
 }
 
-static enum MHD_Result send_buf(rl_http_t *h, struct MHD_Connection *c, int status,
-                                const char *ctype, char *body, size_t len, int retry_after)
+/* The connguard record of a connection (NULL when it could not be tracked). */
+static rl_conn_t *conn_of(struct MHD_Connection *c)
 {
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static enum MHD_Result send_buf(req_t *rq, int status, const char *ctype, char *body, size_t len,
+                                int retry_after)
+{
+    struct MHD_Connection *c = rq->conn;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body ? body : (char *)"", MHD_RESPMEM_MUST_FREE);
     enum MHD_Result ret;
@@ -78,8 +106,10 @@ static enum MHD_Result send_buf(rl_http_t *h, struct MHD_Connection *c, int stat
     }
     if (status == 405)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
-    if (atomic_load(&h->closing))
+    if (atomic_load(&rq->h->closing))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    /* Answering: the request is in, however slowly the client now reads. */
+    rl_connguard_received(rq->h->guard, conn_of(c));
     ret = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -93,8 +123,8 @@ static enum MHD_Result send_reply(req_t *rq, rl_reply_t *reply)
         count(rq->h, rq->src_idx, reply->status);
     if (!body)
         body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
-    return send_buf(rq->h, rq->conn, reply->status, "application/json", body,
-                    body ? strlen(body) : 0, reply->retry_after);
+    return send_buf(rq, reply->status, "application/json", body, body ? strlen(body) : 0,
+                    reply->retry_after);
 }
 
 static enum MHD_Result send_error(req_t *rq, int status, const char *code, const char *msg)
@@ -137,18 +167,18 @@ static enum MHD_Result handle_get(req_t *rq, const char *url)
 {
     rl_http_t *h = rq->h;
     if (!strcmp(url, "/healthz"))
-        return send_buf(h, rq->conn, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15, 0);
+        return send_buf(rq, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15, 0);
     if (!strcmp(url, "/readyz")) {
         int ok = 1;
         char *s = h->ready ? h->ready(h->ready_arg, &ok) : strdup("{\"status\":\"ready\"}");
         if (!s)
             return send_error(rq, 500, "internal", "out of memory");
-        return send_buf(h, rq->conn, ok ? 200 : 503, "application/json", s, strlen(s), ok ? 0 : 5);
+        return send_buf(rq, ok ? 200 : 503, "application/json", s, strlen(s), ok ? 0 : 5);
     }
     if (!strcmp(url, "/metrics")) {
         size_t len = 0;
         char *s = rl_metrics_render(h->metrics, &len);
-        return send_buf(h, rq->conn, s ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", s,
+        return send_buf(rq, s ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", s,
                         s ? len : 0, 0);
     }
     return send_error(rq, 404, "not_found", "no such route");
@@ -182,9 +212,30 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     if (ct && !json_content_type(ct))
         return send_error(rq, 415, "unsupported_media_type", "the body must be application/json");
     cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg->http.max_body)
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg->http.max_body) {
+        rl_metric_add(h->m_body[rq->src_idx], 1);
         return send_error(rq, 413, "payload_too_large", "the body is larger than http.max_body");
+    }
     return MHD_YES;
+}
+
+static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
+{
+    req_t *rq = calloc(1, sizeof(*rq));
+    if (!rq)
+        return NULL;
+    rq->h = h;
+    rq->conn = conn;
+    rq->src_idx = -1;
+    pthread_mutex_init(&rq->lock, NULL);
+    return rq;
+}
+
+/* The request line is in: the request's state, before the headers. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)uri;
+    return req_new(cls, conn);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -193,24 +244,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     rl_http_t *h = cls;
     req_t *rq = *con_cls;
+    size_t max_body = (size_t)h->cfg->http.max_body;
     (void)version;
 
-    if (!rq) {
-        if (!(rq = calloc(1, sizeof(*rq))))
+    if (!rq || !rq->began) {
+        if (!rq && !(rq = req_new(h, conn)))
             return MHD_NO;
-        rq->h = h;
-        rq->conn = conn;
-        rq->src_idx = -1;
-        pthread_mutex_init(&rq->lock, NULL);
+        rq->began = 1;
         *con_cls = rq;
         return begin(rq, url, method);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_large || rq->len + n > (size_t)h->cfg->http.max_body) {
-            rq->too_large = 1; /* chunked bodies have no Content-Length to check early */
-            return MHD_YES;
+        if (rq->too_large || rq->len + n > max_body) {
+            /* A chunked body has no Content-Length to refuse early, and
+             * libmicrohttpd 0.9.75 cannot answer before the body is in: what
+             * comes is dropped and 413 answered at its end. A client that sends
+             * more than twice max_body is cut off without an answer. */
+            if (!rq->too_large)
+                rl_metric_add(h->m_body[rq->src_idx], 1);
+            rq->too_large = 1;
+            rq->discarded += n;
+            return rq->len + rq->discarded > 2 * max_body ? MHD_NO : MHD_YES;
         }
         if (rq->len + n > rq->cap) {
             size_t cap = rq->cap ? rq->cap : 4096;
@@ -238,6 +294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     rl_ingest_req_t ir = {rq->source, (const uint8_t *)rq->body, rq->len, header_of, conn};
     rl_reply_t reply = {0};
+    rl_connguard_received(h->guard, conn_of(conn)); /* no deadline while the WAL decides */
     rq->submitted = 1;
     atomic_fetch_add(&h->inflight, 1);
     pthread_mutex_lock(&rq->lock);
@@ -258,10 +315,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     rl_http_t *h = cls;
     req_t *rq = *con_cls;
-    (void)conn;
-    (void)toe;
+
+    rl_connguard_done(h->guard, conn_of(conn));
+    if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+        rl_metric_add(h->m_idle, 1);
     if (!rq)
         return;
+    if (!rq->began) { /* refused by libmicrohttpd itself */
+        const union MHD_ConnectionInfo *st =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (st && st->http_status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
+            rl_metric_add(h->m_header, 1);
+    }
     if (rq->submitted && rq->have_reply)
         atomic_fetch_sub(&h->inflight, 1);
     free(rq->reply.body);
@@ -272,13 +337,71 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* Connections: connguard counts them, limits them and times their requests. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    rl_http_t *h = cls;
+    return rl_connguard_admit(h->guard, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    rl_http_t *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *a = ai ? ai->client_addr : NULL;
+        socklen_t alen = a && a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                       : sizeof(struct sockaddr_in);
+        *socket_context = rl_connguard_open(h->guard, fd ? fd->connect_fd : -1, a, alen);
+    } else {
+        rl_connguard_close(h->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static void mhd_log(void *arg, const char *fmt, va_list ap)
 {
+    rl_http_t *h = arg;
     char msg[512];
-    (void)arg;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    rl_warn("http: %s", msg);
+    /* A request line longer than http.max_header is refused (414) before any
+     * callback of ours sees the request; this message is the only trace. */
+    if (h && strstr(msg, "response code is 414"))
+        rl_metric_add(h->m_header, 1);
+    /* Once serving, what libmicrohttpd reports is what clients did wrong, which
+     * the metrics count: at warn level a hostile client could flood the log. */
+    rl_log(h && atomic_load(&h->serving) ? RL_LOG_DEBUG : RL_LOG_WARN, "http: %s", msg);
+}
+
+/* The whole of a PEM file, NUL-terminated (libmicrohttpd takes them in memory). */
+static char *read_pem(const char *path, const char *what, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t n = 0;
+
+    if (!f) {
+        snprintf(errstr, errstr_size, "http.%s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(PEM_MAX + 1)))
+        n = fread(buf, 1, PEM_MAX + 1, f);
+    fclose(f);
+    if (!buf || n == 0 || n > PEM_MAX) {
+        snprintf(errstr, errstr_size, "http.%s %s: %s", what, path,
+                 !buf ? "out of memory"
+                 : n  ? "larger than 1 MiB"
+                      : "empty");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
 }
 
 static int resolve(const char *listen, struct sockaddr_storage *ss, char *errstr,
@@ -334,7 +457,25 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     h->ready = ready;
     h->ready_arg = ready_arg;
     h->req_metric = calloc(cfg->nsources + 1, sizeof(*h->req_metric));
-    if (!h->req_metric)
+    h->m_body = calloc(cfg->nsources + 1, sizeof(*h->m_body));
+    if (!h->req_metric || !h->m_body)
+        goto out;
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        char l[256];
+        snprintf(l, sizeof(l), "limit=\"max_body\",source=\"%s\"", cfg->sources[s].name);
+        h->m_body[s] = rl_metrics_counter(metrics, RL_LIMIT_HITS, l, RL_LIMIT_HITS_HELP);
+    }
+    h->m_header =
+        rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_header\"", RL_LIMIT_HITS_HELP);
+    h->m_idle = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
+    rl_connguard_opts_t go = {(size_t)cfg->http.max_connections,
+                              (size_t)cfg->http.max_connections_per_ip,
+                              (int)(cfg->http.request_timeout * 1000), 0};
+    if (!(h->guard = rl_connguard_new(&go, metrics, errstr, errstr_size)))
+        goto out;
+    int tls = *cfg->http.tls_cert != '\0';
+    if (tls && (!(h->tls_cert = read_pem(cfg->http.tls_cert, "tls_cert", errstr, errstr_size)) ||
+                !(h->tls_key = read_pem(cfg->http.tls_key, "tls_key", errstr, errstr_size))))
         goto out;
     for (size_t s = 0; s <= cfg->nsources; s++) {
         for (size_t i = 0; i < NCODES; i++) {
@@ -352,23 +493,40 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     if (resolve(cfg->http.listen, &ss, errstr, errstr_size) != 0)
         goto out;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+                         (tls ? MHD_USE_TLS : 0);
+    /* Single-pointer options go in ptr_value (libmicrohttpd's MHD_OPTION_ARRAY). */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
-    h->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-                            mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+    /* libmicrohttpd's own connection limit is split among its threads; ours
+     * (connguard, through on_accept) is the real one, so its own is set where
+     * no thread can reach it first. */
+    h->d = MHD_start_daemon(flags, port, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http.threads,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http.timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http.max_connections,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned int)(cfg->http.max_connections * cfg->http.threads),
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http.max_header,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 3, MHD_OPTION_END);
     if (!h->d) {
         snprintf(errstr, errstr_size, "cannot listen on %s (address in use or not permitted)",
                  cfg->http.listen);
         goto out;
     }
-    rl_info("http: listening on %s (%lld threads)", cfg->http.listen, cfg->http.threads);
+    atomic_store(&h->serving, 1);
+    rl_info("http: listening on %s (%lld threads%s)", cfg->http.listen, cfg->http.threads,
+            tls ? ", TLS" : "");
     ok = 1;
 out:
     if (!ok) {
@@ -401,6 +559,12 @@ void rl_http_destroy(rl_http_t *h)
         return;
     if (h->d)
         MHD_stop_daemon(h->d);
+    rl_connguard_destroy(h->guard); /* after the daemon: it closed every connection */
     free(h->req_metric);
+    free(h->m_body);
+    if (h->tls_key)
+        explicit_bzero(h->tls_key, strlen(h->tls_key));
+    free(h->tls_key);
+    free(h->tls_cert);
     free(h);
 }

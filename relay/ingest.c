@@ -9,12 +9,19 @@
  * pass the request's last record (a retry waits for everything appended before
  * it, which includes its original). The claims stay when that wait times out:
  * the events are durable and will be published, and the provider's retry must
- * be recognised as one. */
+ * be recognised as one.
+ *
+ * A body that authenticates but cannot be decoded becomes a dead letter: one
+ * record that goes through the same claim-and-append path as events, so its 400
+ * is sent only once it is durable, and a provider's retries of it are recorded
+ * once. */
 #include "ingest.h"
 
 #include "codec.h"
 #include "dedup_store.h"
+#include "jsonlimit.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "record.h"
 
 #include <jansson.h>
@@ -29,13 +36,19 @@
 #define PUBLISH_RETRY_AFTER 5
 #define HELD_RETRY_AFTER 2 /* another instance's claim is confirmed or expires by then */
 
+#define NAUTH_REASONS 16 /* room for rl_auth_reasons */
+
 typedef struct source_rt {
     const rl_source_conf_t *conf;
     const rl_codec_t *codec;
     int ack_publish;        /* ack = publish */
     int64_t ack_timeout_ms; /* ack_timeout */
-    rl_metric_t *m_accepted, *m_dup, *m_missing_token, *m_bad_token, *m_bad_json, *m_bad_shape,
-        *m_full, *m_pub_timeout;
+    rl_auth_t *auth;
+    rl_ratelimit_t *rate; /* NULL: no rate limit */
+    rl_metric_t *m_accepted, *m_dup, *m_bad_json, *m_bad_shape, *m_too_deep, *m_full, *m_dead,
+        *m_pub_timeout;
+    rl_metric_t *m_auth[NAUTH_REASONS];      /* by index in rl_auth_reasons */
+    rl_metric_t *m_rate, *m_depth, *m_items; /* relay_limit_hits_total */
 } source_rt_t;
 
 struct rl_ingest {
@@ -43,6 +56,8 @@ struct rl_ingest {
     rl_dstore_t *dedup;
     source_rt_t *src;
     size_t nsrc;
+    int max_depth;    /* http.max_json_depth */
+    size_t max_items; /* http.max_items */
 };
 
 /* A request waiting for the WAL. */
@@ -51,7 +66,9 @@ typedef struct pending {
     source_rt_t *src;
     rl_ingest_done_cb cb;
     void *opaque;
-    char *ok_body; /* the 200 body, ready */
+    int status;     /* the answer once durable: 200, or 400 for a dead letter */
+    char *body;     /* its body, ready before the append (the WAL may call back at once) */
+    int deadletter; /* the records are a dead letter, not events */
     char **claimed; /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
@@ -78,7 +95,21 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
 {
     char l[256];
     const char *n = s->conf->name;
+    for (size_t i = 0; rl_auth_reasons[i] && i < NAUTH_REASONS; i++) {
+        snprintf(l, sizeof(l), "source=\"%s\",reason=\"%s\"", n, rl_auth_reasons[i]);
+        s->m_auth[i] = rl_metrics_counter(m, "relay_auth_failures_total", l,
+                                          "Requests refused 401, by reason.");
+    }
+    snprintf(l, sizeof(l), "limit=\"rate_limit\",source=\"%s\"", n);
+    s->m_rate = rl_metrics_counter(m, RL_LIMIT_HITS, l, RL_LIMIT_HITS_HELP);
+    snprintf(l, sizeof(l), "limit=\"max_json_depth\",source=\"%s\"", n);
+    s->m_depth = rl_metrics_counter(m, RL_LIMIT_HITS, l, RL_LIMIT_HITS_HELP);
+    snprintf(l, sizeof(l), "limit=\"max_items\",source=\"%s\"", n);
+    s->m_items = rl_metrics_counter(m, RL_LIMIT_HITS, l, RL_LIMIT_HITS_HELP);
     snprintf(l, sizeof(l), "source=\"%s\"", n);
+    s->m_dead = rl_metrics_counter(m, "relay_dead_letters_total", l,
+                                   "Bodies answered 400 and kept raw on the dead-letter topic and "
+                                   "stream (durable in the WAL).");
     s->m_accepted = rl_metrics_counter(m, "relay_events_accepted_total", l,
                                        "New events made durable in the WAL.");
     s->m_dup = rl_metrics_counter(m, "relay_events_duplicate_total", l,
@@ -89,18 +120,15 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
         rl_metrics_counter(m, "relay_ack_publish_timeouts_total", l,
                            "ack = publish requests answered 503 because a sink had not "
                            "acknowledged their events within ack_timeout.");
-    snprintf(l, sizeof(l), "source=\"%s\",reason=\"missing_token\"", n);
-    s->m_missing_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
-                                            "Requests refused 401, by reason.");
-    snprintf(l, sizeof(l), "source=\"%s\",reason=\"bad_token\"", n);
-    s->m_bad_token = rl_metrics_counter(m, "relay_auth_failures_total", l,
-                                        "Requests refused 401, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_json\"", n);
-    s->m_bad_json = rl_metrics_counter(m, "relay_decode_errors_total", l,
-                                       "Requests refused 400, by reason.");
+    s->m_bad_json =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
     snprintf(l, sizeof(l), "source=\"%s\",reason=\"invalid_payload\"", n);
-    s->m_bad_shape = rl_metrics_counter(m, "relay_decode_errors_total", l,
-                                        "Requests refused 400, by reason.");
+    s->m_bad_shape =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
+    snprintf(l, sizeof(l), "source=\"%s\",reason=\"json_too_deep\"", n);
+    s->m_too_deep =
+        rl_metrics_counter(m, "relay_decode_errors_total", l, "Requests refused 400, by reason.");
 }
 
 rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *metrics,
@@ -119,14 +147,30 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     if (!ig->dedup || !ig->src)
         goto out;
     ig->nsrc = cfg->nsources;
+    ig->max_depth = (int)cfg->http.max_json_depth;
+    ig->max_items = (size_t)cfg->http.max_items;
     for (size_t i = 0; i < cfg->nsources; i++) {
-        ig->src[i].conf = &cfg->sources[i];
-        ig->src[i].codec = rl_codec_find(cfg->sources[i].codec);
-        ig->src[i].ack_publish = !strcmp(cfg->sources[i].ack, "publish");
-        ig->src[i].ack_timeout_ms = cfg->sources[i].ack_timeout * 1000;
+        const rl_source_conf_t *sc = &cfg->sources[i];
+        char why[200];
+        ig->src[i].conf = sc;
+        ig->src[i].codec = rl_codec_find(sc->codec);
+        ig->src[i].ack_publish = !strcmp(sc->ack, "publish");
+        ig->src[i].ack_timeout_ms = sc->ack_timeout * 1000;
         if (!ig->src[i].codec) {
-            snprintf(errstr, errstr_size, "source %s: unknown codec", cfg->sources[i].name);
+            snprintf(errstr, errstr_size, "source %s: unknown codec", sc->name);
             goto out;
+        }
+        if (!(ig->src[i].auth = rl_auth_new(sc, why, sizeof(why)))) {
+            snprintf(errstr, errstr_size, "source %s: %s", sc->name, why);
+            goto out;
+        }
+        if (sc->rate_limit > 0) {
+            /* Default burst: one second's worth, at least one request. */
+            long long burst = sc->rate_burst ? sc->rate_burst : (sc->rate_limit + 3599) / 3600;
+            if (!(ig->src[i].rate = rl_ratelimit_new(sc->rate_limit, burst, why, sizeof(why)))) {
+                snprintf(errstr, errstr_size, "source %s: %s", sc->name, why);
+                goto out;
+            }
         }
         if (metrics)
             register_source_metrics(&ig->src[i], metrics);
@@ -145,6 +189,10 @@ void rl_ingest_destroy(rl_ingest_t *ig)
     if (!ig)
         return;
     rl_dstore_destroy(ig->dedup);
+    for (size_t i = 0; ig->src && i < ig->nsrc; i++) {
+        rl_auth_destroy(ig->src[i].auth);
+        rl_ratelimit_destroy(ig->src[i].rate);
+    }
     free(ig->src);
     free(ig);
 }
@@ -156,7 +204,7 @@ static void pending_free(pending_t *p)
     for (size_t i = 0; i < p->nclaimed; i++)
         free(p->claimed[i]);
     free(p->claimed);
-    free(p->ok_body);
+    free(p->body);
     free(p);
 }
 
@@ -167,12 +215,13 @@ static void answer(pending_t *p, rl_reply_t *reply)
     pending_free(p);
 }
 
+/* The answer prepared for durable records: 200, or 400 for a dead letter. */
 static void answer_ok(pending_t *p)
 {
     rl_reply_t reply = {0};
-    reply.status = 200;
-    reply.body = p->ok_body;
-    p->ok_body = NULL;
+    reply.status = p->status;
+    reply.body = p->body;
+    p->body = NULL;
     answer(p, &reply);
 }
 
@@ -216,8 +265,12 @@ static void on_durable(void *opaque, int status)
         answer(p, &reply);
         return;
     }
-    rl_metric_add(p->src->m_accepted, p->accepted);
-    rl_metric_add(p->src->m_dup, p->duplicates);
+    if (p->deadletter) {
+        rl_metric_add(p->src->m_dead, p->accepted);
+    } else {
+        rl_metric_add(p->src->m_accepted, p->accepted);
+        rl_metric_add(p->src->m_dup, p->duplicates);
+    }
     if (p->held) {
         /* Neither 200 (that event may still be lost) nor a second copy: the provider's
          * retry finds it confirmed, or taken over once the claim expired. */
@@ -272,13 +325,15 @@ static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
 typedef struct append_ctx {
     rl_ingest_t *ig;
     pending_t *p;
-    const rl_event_list_t *evs;
+    const char *const *ids;
+    const rl_event_list_t *evs; /* events: the 200 body is built from the counts; NULL for a
+                                 * dead letter, whose body is in p already */
     struct iovec *iov;
     size_t nnew;
     int rc; /* RL_WAL_*: RL_WAL_ERR until the WAL was asked */
 } append_ctx_t;
 
-/* Appends the new events, compacting iov to them; with none, sets a barrier so that the
+/* Appends the new records, compacting iov to them; with none, sets a barrier so that the
  * answer waits until what the retries repeat is durable. */
 static int append_new(void *arg, const int *verdict, size_t n)
 {
@@ -295,11 +350,12 @@ static int append_new(void *arg, const int *verdict, size_t n)
             p->held++;
             continue;
         }
-        p->claimed[p->nclaimed++] = strdup(a->evs->v[i].id);
+        p->claimed[p->nclaimed++] = strdup(a->ids[i]);
         a->iov[a->nnew++] = a->iov[i];
     }
     p->accepted = a->nnew;
-    p->ok_body = ok_body(a->evs, p->accepted, p->duplicates);
+    if (a->evs)
+        p->body = ok_body(a->evs, p->accepted, p->duplicates);
     if (a->nnew) {
         a->rc = rl_wal_append(a->ig->wal, a->iov, a->nnew, &first_seq, on_durable, p);
         p->last_seq = first_seq + a->nnew - 1;
@@ -310,29 +366,25 @@ static int append_new(void *arg, const int *verdict, size_t n)
     return a->rc != RL_WAL_OK;
 }
 
-/* Claims and appends. Returns 1 answered now, 0 pending. */
-static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t *evs,
-                            struct iovec *iov, rl_reply_t *reply)
+/* Claims ids[i] for iov[i] and appends the new ones. Returns 1 answered now, 0 pending. */
+static int claim_and_append(rl_ingest_t *ig, pending_t *p, const char *const *ids, size_t n,
+                            const rl_event_list_t *evs, struct iovec *iov, rl_reply_t *reply)
 {
-    append_ctx_t a = {ig, p, evs, iov, 0, RL_WAL_ERR};
-    const char **ids = malloc(evs->n * sizeof(*ids));
-    int *verdict = malloc(evs->n * sizeof(*verdict));
+    append_ctx_t a = {ig, p, ids, evs, iov, 0, RL_WAL_ERR};
+    int *verdict = malloc(n * sizeof(*verdict));
     size_t nnew;
     int rc;
 
-    if (ids && verdict) {
-        for (size_t i = 0; i < evs->n; i++)
-            ids[i] = evs->v[i].id;
-        rl_dstore_claim(ig->dedup, p->src->conf->name, ids, evs->n, (uint64_t)time(NULL), verdict,
-                        append_new, &a);
-    }
-    free(ids);
+    if (verdict)
+        rl_dstore_claim(ig->dedup, p->src->conf->name, (const char **)ids, n,
+                        (uint64_t)time(NULL), verdict, append_new, &a);
     free(verdict);
     rc = a.rc;
     nnew = a.nnew;
 
     if (rc == RL_WAL_FULL) {
-        rl_metric_add(p->src->m_full, nnew);
+        if (!p->deadletter)
+            rl_metric_add(p->src->m_full, nnew);
         rl_reply_error(reply, 503, "wal_full", "the write-ahead log is full; retry later");
         reply->retry_after = WAL_FULL_RETRY_AFTER;
         return 1;
@@ -345,50 +397,179 @@ static int claim_and_append(rl_ingest_t *ig, pending_t *p, const rl_event_list_t
     return 0;
 }
 
+static pending_t *pending_new(rl_ingest_t *ig, source_rt_t *src, size_t n, rl_ingest_done_cb cb,
+                              void *opaque)
+{
+    pending_t *p = calloc(1, sizeof(*p));
+    if (!p || !(p->claimed = calloc(n, sizeof(char *)))) {
+        free(p);
+        return NULL;
+    }
+    p->ig = ig;
+    p->src = src;
+    p->cb = cb;
+    p->opaque = opaque;
+    p->status = 200;
+    p->deadline_ms = rl_wal_now_ms() + src->ack_timeout_ms;
+    return p;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Records the body as a dead letter and answers 400 once it is durable (or 503
+ * when it cannot be written: the provider's retry will be recorded then). The
+ * reply's error code is `reason`, its message `msg`. Returns as claim_and_append. */
+static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
+                       const char *msg_id, uint64_t now_ms, const char *reason, const char *msg,
+                       rl_ingest_done_cb cb, void *opaque, rl_reply_t *reply)
+{
+    rl_deadletter_t dl = {src->conf->name,
+                          src->codec->name,
+                          reason,
+                          msg,
+                          req->header(req->header_ctx, "Content-Type"),
+                          msg_id,
+                          req->body,
+                          req->len};
+    struct iovec iov = {NULL, 0};
+    uint8_t *buf = NULL;
+    rl_reply_t answer;
+    char *id = NULL;
+    pending_t *p = pending_new(ig, src, 1, cb, opaque);
+    int done = 1;
+
+    rl_reply_error(&answer, 400, reason, "%s", msg);
+    if (!p || !answer.body ||
+        rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
+        free(answer.body);
+        rl_reply_error(reply, 500, "internal", "out of memory");
+        goto out;
+    }
+    iov.iov_base = buf;
+    p->status = 400;
+    p->body = answer.body;
+    p->deadletter = 1;
+    done = claim_and_append(ig, p, (const char *const *)&id, 1, NULL, &iov, reply);
+    if (!done)
+        p = NULL; /* owned by the WAL callback now */
+out:
+    pending_free(p);
+    free(buf);
+    free(id);
+    return done;
+}
+
+/* Where the codec had no id of its own, the signed message id is the better
+ * one: it is what the provider retries with. A body of several events numbers
+ * them: "{webhook-id}#{position}". Returns 0, -1 on out-of-memory. */
+static int adopt_msg_id(rl_event_list_t *evs, const char *msg_id)
+{
+    for (size_t i = 0; msg_id && i < evs->n; i++) {
+        char *id = NULL;
+        if (!evs->v[i].id_derived)
+            continue;
+        if (evs->n == 1)
+            id = strdup(msg_id);
+        else if (asprintf(&id, "%s#%zu", msg_id, i) < 0)
+            id = NULL;
+        if (!id)
+            return -1;
+        free(evs->v[i].id);
+        evs->v[i].id = id;
+        evs->v[i].id_derived = 0;
+    }
+    return 0;
+}
+
+static size_t reason_index(const char *why)
+{
+    size_t i = 0;
+    while (rl_auth_reasons[i] && strcmp(rl_auth_reasons[i], why) != 0)
+        i++;
+    return i < NAUTH_REASONS ? i : 0;
+}
+
 int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
                      void *opaque, rl_reply_t *reply)
 {
     rl_event_list_t evs;
     struct iovec *iov = NULL;
+    char **ids = NULL;
     pending_t *p = NULL;
     json_t *root = NULL;
     json_error_t jerr;
-    const char *why = NULL;
-    char err[256];
-    int done = 1;
+    const char *why = NULL, *msg_id = NULL;
+    char err[256], msg[512];
+    int done = 1, retry_after = 0;
+    struct timespec ts;
 
     rl_event_list_init(&evs);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     source_rt_t *src = find_source(ig, req->source);
     if (!src) {
         rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
                        req->source);
         goto out;
     }
-    if (rl_auth_check(src->conf, req->header, req->header_ctx, &why) != 0) {
-        rl_metric_add(strcmp(why, "missing_token") ? src->m_bad_token : src->m_missing_token, 1);
+    rl_auth_req_t areq = {req->header, req->header_ctx, req->body, req->len, (int64_t)ts.tv_sec};
+    if (rl_auth_check(src->auth, &areq, &why, &msg_id) != 0) {
+        rl_metric_add(src->m_auth[reason_index(why)], 1);
         rl_reply_error(reply, 401, "unauthorized", "authentication failed: %s", why);
+        goto out;
+    }
+    /* After authentication: requests that cannot prove who sent them must not
+     * use up the provider's allowance. */
+    if (src->rate && !rl_ratelimit_take(src->rate, mono_ms(), &retry_after)) {
+        rl_metric_add(src->m_rate, 1);
+        rl_reply_error(reply, 429, "rate_limited",
+                       "more requests than this source's rate_limit; retry after %d s",
+                       retry_after);
+        reply->retry_after = retry_after;
+        goto out;
+    }
+    if (rl_json_too_deep(req->body, req->len, ig->max_depth)) {
+        rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
+        rl_metric_add(src->m_too_deep, 1);
+        snprintf(msg, sizeof(msg),
+                 "body nests arrays and objects deeper than %d (http.max_json_depth)",
+                 ig->max_depth);
+        done = dead_letter(ig, src, req, msg_id, now_ms, "json_too_deep", msg, cb, opaque, reply);
         goto out;
     }
     if (!(root = json_loadb((const char *)req->body, req->len, 0, &jerr))) {
         rl_metric_add(src->m_bad_json, 1);
-        rl_reply_error(reply, 400, "invalid_json", "body is not JSON: %s (line %d, column %d)",
-                       jerr.text, jerr.line, jerr.column);
+        snprintf(msg, sizeof(msg), "body is not JSON: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
+        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_json", msg, cb, opaque, reply);
         goto out;
     }
     err[0] = '\0';
     if (src->codec->decode(root, &evs, err, sizeof(err)) != 0 || evs.n == 0) {
         rl_metric_add(src->m_bad_shape, 1);
-        rl_reply_error(reply, 400, "invalid_payload", "not a %s webhook: %s", src->codec->name,
-                       err[0] ? err : "no events in body");
+        snprintf(msg, sizeof(msg), "not a %s webhook: %s", src->codec->name,
+                 err[0] ? err : "no events in body");
+        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_payload", msg, cb, opaque, reply);
         goto out;
     }
+    if (evs.n > ig->max_items) {
+        rl_metric_add(src->m_items, 1);
+        rl_reply_error(reply, 413, "too_many_items",
+                       "the body carries %zu events, more than http.max_items (%zu)", evs.n,
+                       ig->max_items);
+        goto out;
+    }
+    if (adopt_msg_id(&evs, msg_id) != 0)
+        goto oom;
 
     /* Every CloudEvent carries a time: where the provider gave none (Whapi users,
      * presences), it is when relay received the event. */
     char now_rfc[32];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     strftime(now_rfc, sizeof(now_rfc), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -396,15 +577,11 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         if (!evs.v[i].time && !(evs.v[i].time = strdup(now_rfc)))
             goto oom;
 
-    p = calloc(1, sizeof(*p));
+    p = pending_new(ig, src, evs.n, cb, opaque);
     iov = calloc(evs.n, sizeof(*iov));
-    if (!p || !iov || !(p->claimed = calloc(evs.n, sizeof(char *))))
+    ids = calloc(evs.n, sizeof(*ids));
+    if (!p || !iov || !ids)
         goto oom;
-    p->ig = ig;
-    p->src = src;
-    p->cb = cb;
-    p->opaque = opaque;
-    p->deadline_ms = rl_wal_now_ms() + src->ack_timeout_ms;
     for (size_t i = 0; i < evs.n; i++) {
         char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
         uint8_t *buf = NULL;
@@ -414,13 +591,14 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         if (rc != 0)
             goto oom;
         iov[i].iov_base = buf;
+        ids[i] = evs.v[i].id;
     }
     /* claim_and_append compacts iov to the new events; keep the originals to free. */
     struct iovec *all = malloc(evs.n * sizeof(*all));
     if (!all)
         goto oom;
     memcpy(all, iov, evs.n * sizeof(*all));
-    done = claim_and_append(ig, p, &evs, iov, reply);
+    done = claim_and_append(ig, p, (const char *const *)ids, evs.n, &evs, iov, reply);
     for (size_t i = 0; i < evs.n; i++)
         free(all[i].iov_base);
     free(all);
@@ -436,6 +614,7 @@ out:
         for (size_t i = 0; i < evs.n; i++)
             free(iov[i].iov_base);
     free(iov);
+    free(ids);
     pending_free(p);
     json_decref(root);
     rl_event_list_clear(&evs);

@@ -5,6 +5,7 @@
  * in-flight requests get their answer, let the sinks publish what the WAL
  * holds, then close the WAL (cursors persisted, fsynced) and exit 0. What was
  * not published is replayed at the next start. */
+#include "auth.h"
 #include "codec.h"
 #include "config.h"
 #include "http.h"
@@ -16,6 +17,7 @@
 #include "version.h"
 #include "wal.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct app {
     rl_config_t *cfg;
@@ -64,6 +67,35 @@ static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
     if (cfg->redis.enabled && rl_record_template_check(cfg->redis.stream, why, sizeof(why))) {
         snprintf(errstr, errstr_size, "%s: redis.stream: %s", cfg->path, why);
         return -1;
+    }
+    if (cfg->kafka.enabled &&
+        rl_record_template_check(cfg->kafka.deadletter_topic, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "%s: kafka.deadletter_topic: %s", cfg->path, why);
+        return -1;
+    }
+    if (cfg->redis.enabled &&
+        rl_record_template_check(cfg->redis.deadletter_stream, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "%s: redis.deadletter_stream: %s", cfg->path, why);
+        return -1;
+    }
+    /* Secrets the scheme cannot use (a whsec_ secret that is not Base64) stop
+     * start-up here, so that --check-config finds them too. */
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        rl_auth_t *a = rl_auth_new(&cfg->sources[i], why, sizeof(why));
+        if (!a) {
+            snprintf(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, cfg->sources[i].line,
+                     cfg->sources[i].name, why);
+            return -1;
+        }
+        rl_auth_destroy(a);
+    }
+    for (int i = 0; i < 2 && *cfg->http.tls_cert; i++) {
+        const char *path = i ? cfg->http.tls_key : cfg->http.tls_cert;
+        if (access(path, R_OK) != 0) {
+            snprintf(errstr, errstr_size, "%s: http.%s %s: %s", cfg->path,
+                     i ? "tls_key" : "tls_cert", path, strerror(errno));
+            return -1;
+        }
     }
     return 0;
 }

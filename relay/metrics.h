@@ -8,6 +8,11 @@
 #include <stdint.h>
 
 typedef struct rl_metrics rl_metrics_t;
+
+/* The counter every limit on hostile input counts its hits in, labelled
+ * limit="<the config key of the limit>" (plus source="..." where one is known). */
+#define RL_LIMIT_HITS "relay_limit_hits_total"
+#define RL_LIMIT_HITS_HELP "Requests or connections refused by a limit, by its config key."
 typedef struct rl_metric rl_metric_t;
 
 rl_metrics_t *rl_metrics_new(char *errstr, size_t errstr_size);

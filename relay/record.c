@@ -1,6 +1,9 @@
 /* record.c -- event payload encoding, CloudEvent building, destination names. */
 #include "record.h"
 
+#include "codec_util.h"
+#include "sig.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +60,8 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t len)
     return p + 2 + len;
 }
 
-int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
-                     uint64_t received_ms, uint8_t **out, size_t *out_len)
+static int encode_kind(int kind, const char *source, const rl_event_t *ev, const char *event_json,
+                       uint64_t received_ms, uint8_t **out, size_t *out_len)
 {
     char *src = ce_source(ev, source);
     if (!src)
@@ -79,7 +82,7 @@ int rl_record_encode(const char *source, const rl_event_t *ev, const char *event
         free(src);
         return -1;
     }
-    *p++ = 1;
+    *p++ = (uint8_t)kind;
     for (int i = 0; i < 8; i++)
         *p++ = (uint8_t)(received_ms >> (8 * i));
     for (int i = 0; i < 5; i++)
@@ -93,6 +96,73 @@ int rl_record_encode(const char *source, const rl_event_t *ev, const char *event
     return 0;
 }
 
+int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
+                     uint64_t received_ms, uint8_t **out, size_t *out_len)
+{
+    return encode_kind(RL_RECORD_EVENT, source, ev, event_json, received_ms, out, out_len);
+}
+
+/* The `data` of a dead letter: what an operator needs to see what came and why
+ * it was refused, with the body as the provider sent it (Base64: it may not even
+ * be text). */
+static json_t *deadletter_data(const rl_deadletter_t *dl, const char *received_at)
+{
+    size_t keep = dl->len > RL_DEADLETTER_MAX_BODY ? RL_DEADLETTER_MAX_BODY : dl->len;
+    char *b64 = rl_b64_encode(dl->body, keep);
+    json_t *d = b64 ? json_object() : NULL;
+
+    if (d &&
+        (json_object_set_new(d, "reason", json_string(dl->reason)) ||
+         json_object_set_new(d, "message", json_string(dl->message)) ||
+         json_object_set_new(d, "source", json_string(dl->source)) ||
+         json_object_set_new(d, "received_at", json_string(received_at)) ||
+         json_object_set_new(d, "content_type",
+                             dl->content_type ? json_string(dl->content_type) : json_null()) ||
+         json_object_set_new(d, "webhook_id", dl->msg_id ? json_string(dl->msg_id) : json_null()) ||
+         json_object_set_new(d, "body_size", json_integer((json_int_t)dl->len)) ||
+         json_object_set_new(d, "body_truncated", json_boolean(keep < dl->len)) ||
+         json_object_set_new(d, "body_base64", json_string(b64)))) {
+        json_decref(d);
+        d = NULL;
+    }
+    free(b64);
+    return d;
+}
+
+int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
+                         size_t *out_len, char **id)
+{
+    char at[CU_TIME_SIZE], digest[2 * RL_SHA256_LEN + 1], *ce = NULL;
+    rl_event_t ev = {0};
+    int rc = -1;
+
+    *id = NULL;
+    if (cu_time_epoch((long long)received_ms, at, sizeof(at)) != 0)
+        goto out;
+    /* cu_derive_id takes C strings and a body may hold NULs: it hashes the body's
+     * digest instead (the whole body, even when the letter keeps only a part). */
+    const char *parts[] = {dl->source, digest};
+    if (rl_sha256_hex(dl->body, dl->len, digest) != 0)
+        goto out;
+    ev.id = cu_derive_id("dl_", parts, 2);
+    ev.type = RL_DEADLETTER_TYPE;
+    ev.channel_id = "";
+    ev.time = at;
+    ev.data = ev.id ? deadletter_data(dl, at) : NULL;
+    if (!ev.data || !(ce = rl_record_cloudevent(&ev, dl->source, dl->provider)))
+        goto out;
+    if (encode_kind(RL_RECORD_DEADLETTER, dl->source, &ev, ce, received_ms, out, out_len) != 0)
+        goto out;
+    *id = ev.id;
+    ev.id = NULL;
+    rc = 0;
+out:
+    free(ev.id);
+    json_decref(ev.data);
+    free(ce);
+    return rc;
+}
+
 int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)
 {
     const uint8_t *end = p + len;
@@ -100,8 +170,9 @@ int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)
     size_t *fl[5] = {&rec->source_len, &rec->id_len, &rec->type_len, &rec->channel_id_len,
                      &rec->ce_source_len};
 
-    if (len < 9 || *p++ != 1)
+    if (len < 9 || (*p != RL_RECORD_EVENT && *p != RL_RECORD_DEADLETTER))
         return -1;
+    rec->kind = *p++;
     rec->received_ms = 0;
     for (int i = 0; i < 8; i++)
         rec->received_ms |= (uint64_t)*p++ << (8 * i);
@@ -185,7 +256,8 @@ int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, ch
 
 int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
 {
-    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1, 1, 9, 1, 2, 2, 0};
+    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1,
+                       1,   9,   1,           2,   2,    0,    RL_RECORD_EVENT};
     char out[1024];
     if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
         snprintf(errstr, errstr_size,

@@ -1,9 +1,15 @@
 /* record.h -- what relay stores in one WAL record for one event, and how the
  * sinks name its destination.
  *
- * Payload: u8 version | u64 received_ms | u16 len + source | u16 len + id | u16 len + type |
+ * Payload: u8 kind | u64 received_ms | u16 len + source | u16 len + id | u16 len + type |
  *          u16 len + channel_id | u16 len + CloudEvent source | u32 len + CloudEvent JSON
- * The routing fields sit beside the JSON so that sinks never parse it. */
+ * The routing fields sit beside the JSON so that sinks never parse it. The first
+ * byte says what the record is (it was a version byte, 1, when every record was
+ * an event, so WALs written before dead letters existed read as events):
+ *   1  an event: published to kafka.topic / redis.stream
+ *   2  a dead letter: a body that authenticated but could not be decoded, kept
+ *      raw (Base64) in a CloudEvent of type relay.deadletter, published to
+ *      kafka.deadletter_topic / redis.deadletter_stream */
 #ifndef RL_RECORD_H
 #define RL_RECORD_H
 
@@ -12,12 +18,32 @@
 
 #include "codec.h"
 
+enum { RL_RECORD_EVENT = 1, RL_RECORD_DEADLETTER = 2 };
+
+#define RL_DEADLETTER_TYPE "relay.deadletter"
+/* The most body bytes a dead letter keeps (a WAL record holds at most 64 MiB,
+ * and Base64 adds a third); the rest is cut and the cut is said in the letter. */
+#define RL_DEADLETTER_MAX_BODY (16u * 1024 * 1024)
+
 /* A view into a payload: no field is NUL-terminated and none is owned. */
 typedef struct rl_record {
     const char *source, *id, *type, *channel_id, *ce_source, *event;
     size_t source_len, id_len, type_len, channel_id_len, ce_source_len, event_len;
     uint64_t received_ms; /* when relay received the event (unix ms) */
+    int kind;             /* RL_RECORD_EVENT or RL_RECORD_DEADLETTER */
 } rl_record_t;
+
+/* What a dead letter records about a request; everything is borrowed. */
+typedef struct rl_deadletter {
+    const char *source;       /* source name */
+    const char *provider;     /* the source's codec */
+    const char *reason;       /* machine-readable: invalid_json, invalid_payload, json_too_deep */
+    const char *message;      /* what the 400 answer said */
+    const char *content_type; /* the request's, NULL when it had none */
+    const char *msg_id;       /* the signed webhook-id (standard-webhooks), or NULL */
+    const uint8_t *body;      /* the raw body */
+    size_t len;
+} rl_deadletter_t;
 
 /* Builds the structured CloudEvent of `ev` received on source `source` by codec
  * `provider`. Returns a malloc'd compact JSON string (caller frees), NULL on
@@ -29,6 +55,14 @@ char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char 
  * end-to-end latency. */
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
                      uint64_t received_ms, uint8_t **out, size_t *out_len);
+/* Encodes the dead letter of a request received at received_ms: *out as for
+ * rl_record_encode, and its CloudEvent id in *id (malloc'd, caller frees). The id
+ * is derived from the source and the body, so a provider's retries of one bad
+ * body make one dead letter (deduplicated like events). 0, or -1 on
+ * out-of-memory. */
+int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
+                         size_t *out_len, char **id);
+
 /* Decodes a payload into views; -1 when it is malformed. */
 int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec);
 

@@ -25,8 +25,9 @@ void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal
     atomic_store(&s->down_since_ms, rl_wal_now_ms()); /* down until it first connects */
     snprintf(l, sizeof(l), "sink=\"%s\"", name);
     if (metrics) {
-        s->m_published = rl_metrics_counter(metrics, "relay_sink_published_total", l,
-                                            "Events acknowledged by the sink.");
+        s->m_published =
+            rl_metrics_counter(metrics, "relay_sink_published_total", l,
+                               "Records (events and dead letters) acknowledged by the sink.");
         s->m_errors = rl_metrics_counter(metrics, "relay_sink_errors_total", l,
                                          "Failed publications or connections (retried).");
         s->m_dropped = rl_metrics_counter(

@@ -171,8 +171,11 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
 {
     rl_record_t rec;
     char topic[250]; /* Kafka's limit on topic names is 249 characters */
+    const rl_config_t *cfg = k->base.cfg;
     if (rl_record_decode(wr->data, wr->len, &rec) != 0 ||
-        rl_record_render(k->base.cfg->kafka.topic, &rec, 1, topic, sizeof(topic)) < 0) {
+        rl_record_render(rec.kind == RL_RECORD_DEADLETTER ? cfg->kafka.deadletter_topic
+                                                          : cfg->kafka.topic,
+                         &rec, 1, topic, sizeof(topic)) < 0) {
         /* Retrying cannot help; stalling would hold every later event back. */
         rl_error("kafka: WAL record %llu is malformed or its topic name is over 249 "
                  "characters; not published (relay_sink_dropped_total)",
@@ -180,10 +183,14 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
         rl_metric_add(k->base.m_dropped, 1);
         return 1; /* acknowledged as nothing can ever publish it */
     }
+    /* Dead letters have no channel: keyed by source, one source's stay in order. */
+    int dead = rec.kind == RL_RECORD_DEADLETTER;
+    const char *key = dead ? rec.source : rec.channel_id;
+    size_t key_len = dead ? rec.source_len : rec.channel_id_len;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(rec.channel_id, rec.channel_id_len),
+            RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE((void *)rec.event, rec.event_len),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json; charset=UTF-8", -1),
             RD_KAFKA_V_HEADER("ce_specversion", "1.0", 3),

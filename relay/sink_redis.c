@@ -92,7 +92,9 @@ static void fill(redis_sink_t *r, batch_t *b, int timeout_ms)
             break;
         b->seqs[b->n++] = wr.seq;
         if (rl_record_decode(wr.data, wr.len, &rec) != 0 ||
-            rl_record_render(cfg->redis.stream, &rec, 0, key, sizeof(key)) < 0) {
+            rl_record_render(rec.kind == RL_RECORD_DEADLETTER ? cfg->redis.deadletter_stream
+                                                              : cfg->redis.stream,
+                             &rec, 0, key, sizeof(key)) < 0) {
             rl_error("redis: WAL record %llu is malformed or its key is over %zu bytes; not "
                      "published (relay_sink_dropped_total)",
                      (unsigned long long)wr.seq, sizeof(key) - 1);

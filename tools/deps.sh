@@ -12,8 +12,11 @@ PACKAGES=(
     build-essential pkg-config
     libmicrohttpd-dev librdkafka-dev libhiredis-dev libjansson-dev libssl-dev libjemalloc-dev
     libinih-dev libsystemd-dev zlib1g-dev
-    # tests (Criterion; libcurl for the system tests' HTTP client)
-    libcriterion-dev libcurl4-openssl-dev
+    # tests (Criterion; libcurl for the system tests' HTTP client; the openssl
+    # CLI makes the TLS test's self-signed certificate)
+    libcriterion-dev libcurl4-openssl-dev openssl
+    # fuzzing (make fuzz): clang with libFuzzer's runtime
+    clang libclang-rt-14-dev
     # the services the system tests and `make run` start, and their clients
     redis-server redis-tools kcat
     # load generator for bench/

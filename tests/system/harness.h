@@ -298,6 +298,7 @@ static struct {
     int curl_ready;
     int redis_stopped; /* this test stopped the shared Redis: teardown restarts it */
     int kafka_stopped; /* the same for Kafka */
+    char cainfo[PATH_MAX]; /* CA file th_http trusts for https:// (th_relay_use_tls) */
 } th_state;
 
 /* Where a test's files go: $RELAY_TEST_TMP/<suite>.<test>. The report hook below
@@ -533,6 +534,8 @@ TH_API int th_http(const char *method, const char *url, const char *body, size_t
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, th_curl_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->error);
+    if (th_state.cainfo[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, th_state.cainfo);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -606,13 +609,16 @@ TH_API void th_relay_sinks_reachable(th_relay_t *r)
     snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_redis_port());
 }
 
-/* Adds "NAME=value" to relay's environment for the following starts. */
+/* Sets "NAME=value" in relay's environment for the following starts (replacing
+ * an earlier value of NAME). */
 TH_API void th_relay_setenv(th_relay_t *r, const char *name, const char *value)
 {
     int i = 0;
-    while (r->env[i])
+    size_t nl = strlen(name);
+    while (r->env[i] && !(strncmp(r->env[i], name, nl) == 0 && r->env[i][nl] == '='))
         i++;
     cr_assert(i < TH_MAX_ENV, "too many environment overrides");
+    free(r->env[i]);
     r->env[i] = th_strf("%s=%s", name, value);
 }
 
@@ -653,6 +659,7 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "enabled = true\n"
                    "brokers = %s\n"
                    "topic = %s.events.{family}\n"
+                   "deadletter_topic = %s.events.deadletter\n"
                    "linger.ms = 5\n"
                    "%s"
                    "\n"
@@ -660,6 +667,7 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "enabled = true\n"
                    "url = %s\n"
                    "stream = %s:events:{channel_id}\n"
+                   "deadletter_stream = %s:events:deadletter\n"
                    "maxlen = 100000\n"
                    "\n"
                    "[log]\n"
@@ -685,7 +693,19 @@ TH_API char *th_relay_config_text(const th_relay_t *r)
                    "token_header = X-Relay-Token\n"
                    "%s",
                    r->conf_port ? r->conf_port : r->port, r->max_body, r->wal_dir, r->wal_extra,
-                   r->kafka_brokers, r->prefix, r->kafka_extra, r->redis_url, r->prefix, r->extra);
+                   r->kafka_brokers, r->prefix, r->prefix, r->kafka_extra, r->redis_url, r->prefix,
+                   r->prefix, r->extra);
+}
+
+/* Makes relay listen with TLS (http.tls_cert / tls_key through the environment)
+ * and this test's HTTP client reach it by https:// trusting `cert` (self-signed,
+ * for 127.0.0.1). Call before th_relay_start. */
+TH_API void th_relay_use_tls(th_relay_t *r, const char *cert, const char *key)
+{
+    th_relay_setenv(r, "RELAY_HTTP_TLS_CERT", cert);
+    th_relay_setenv(r, "RELAY_HTTP_TLS_KEY", key);
+    snprintf(r->base, sizeof r->base, "https://127.0.0.1:%d", r->port);
+    snprintf(th_state.cainfo, sizeof th_state.cainfo, "%s", cert);
 }
 
 /* Relay's environment: ours without any RELAY_* variable (the runner's RELAY_TEST_*
@@ -912,39 +932,52 @@ TH_API char *th_timely_message(const char *event_id, const char *channel, int se
  * not send, such as headers that announce a body that never comes. Returns the HTTP
  * status of the answer, or 0 when none came in time. *reply (may be NULL) gets what
  * was read, malloc'd. */
+TH_API long th_read_answer(int fd, int timeout_ms, char **reply);
+
 TH_API long th_raw_http(int port, const char *request, int timeout_ms, char **reply)
 {
-    char buf[8192];
-    size_t n = 0;
+    long status = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert(fd >= 0, "socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request)) {
-        int64_t deadline = th_now_ms() + timeout_ms;
-        for (;;) {
-            int left = (int)(deadline - th_now_ms());
-            struct pollfd pfd = {fd, POLLIN, 0};
-            if (left <= 0 || poll(&pfd, 1, left) <= 0 || n + 1 >= sizeof buf)
+        send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request))
+        status = th_read_answer(fd, timeout_ms, reply);
+    else if (reply)
+        *reply = th_memdup("", 0);
+    close(fd);
+    return status;
+}
+
+/* Reads one HTTP answer from a connected socket until the server closes, the
+ * answer is complete, or timeout_ms passes. Returns its status, 0 when none came
+ * in time; *reply (may be NULL) gets what was read, malloc'd. */
+TH_API long th_read_answer(int fd, int timeout_ms, char **reply)
+{
+    char buf[8192];
+    size_t n = 0;
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(deadline - th_now_ms());
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0 || n + 1 >= sizeof buf)
+            break;
+        ssize_t got = recv(fd, buf + n, sizeof buf - n - 1, 0);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        /* One answer is enough: stop at the end of its headers plus any body
+         * announced, rather than waiting for a close that keep-alive delays. */
+        buf[n] = '\0';
+        const char *eoh = strstr(buf, "\r\n\r\n");
+        if (eoh) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t want = cl && cl < eoh ? strtoul(cl + 17, NULL, 10) : 0;
+            if (n >= (size_t)(eoh + 4 - buf) + want)
                 break;
-            ssize_t got = recv(fd, buf + n, sizeof buf - n - 1, 0);
-            if (got <= 0)
-                break;
-            n += (size_t)got;
-            /* One answer is enough: stop at the end of its headers plus any body
-             * announced, rather than waiting for a close that keep-alive delays. */
-            buf[n] = '\0';
-            const char *eoh = strstr(buf, "\r\n\r\n");
-            if (eoh) {
-                const char *cl = strcasestr(buf, "\r\nContent-Length:");
-                size_t want = cl && cl < eoh ? strtoul(cl + 17, NULL, 10) : 0;
-                if (n >= (size_t)(eoh + 4 - buf) + want)
-                    break;
-            }
         }
     }
-    close(fd);
     buf[n] = '\0';
     long status = 0;
     if (n > 12 && memcmp(buf, "HTTP/1.", 7) == 0)

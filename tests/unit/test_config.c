@@ -700,3 +700,157 @@ Test(config, dedup_store_keys)
     rl_config_destroy(c);
     cr_expect_not_null(strstr(err, "environment: RELAY_DEDUP_REDIS_URL: "), "'%s'", err);
 }
+
+/* ---- authentication and limits (issue 5) ---------------------------------------------- */
+
+Test(config, auth_and_limit_keys)
+{
+    rl_config_t *c = load_ok(SRC);
+    cr_expect_eq(c->http.max_connections_per_ip, 256);
+    cr_expect_eq(c->http.max_header, 32 * 1024);
+    cr_expect_eq(c->http.request_timeout, 30);
+    cr_expect_eq(c->http.max_json_depth, 64);
+    cr_expect_eq(c->http.max_items, 1000);
+    cr_expect_str_eq(c->http.tls_cert, "");
+    cr_expect_str_eq(c->http.tls_key, "");
+    cr_expect_str_eq(c->kafka.deadletter_topic, "events.deadletter");
+    cr_expect_str_eq(c->redis.deadletter_stream, "events:deadletter");
+    const rl_source_conf_t *s = rl_config_source(c, "timely");
+    cr_expect_eq(s->timestamp_tolerance, 300);
+    cr_expect_eq(s->rate_limit, 0);
+    cr_expect_eq(s->rate_burst, 0);
+    rl_config_destroy(c);
+
+    c = load_ok("[http]\nmax_connections_per_ip = 3\nmax_header = 8k\nrequest_timeout = 2m\n"
+                "max_json_depth = 5\nmax_items = 7\ntls_cert = /c.pem\ntls_key = /k.pem\n"
+                "[kafka]\ndeadletter_topic = dl.{source}\n"
+                "[redis]\ndeadletter_stream = dl:{source}\n"
+                "[source a]\ncodec = whapi\nauth = standard-webhooks\n"
+                "secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\ntimestamp_tolerance = 1m\n"
+                "rate_limit = 5/m\nrate_burst = 9\n"
+                "[source b]\ncodec = whapi\nauth = hub-signature-256\nsecret = x, y\n"
+                "[source c]\ncodec = timely\nauth = timely\nsecret = t\n");
+    cr_expect_eq(c->http.max_connections_per_ip, 3);
+    cr_expect_eq(c->http.max_header, 8192);
+    cr_expect_eq(c->http.request_timeout, 120);
+    cr_expect_eq(c->http.max_json_depth, 5);
+    cr_expect_eq(c->http.max_items, 7);
+    cr_expect_str_eq(c->http.tls_cert, "/c.pem");
+    cr_expect_str_eq(c->http.tls_key, "/k.pem");
+    cr_expect_str_eq(c->kafka.deadletter_topic, "dl.{source}");
+    cr_expect_str_eq(c->redis.deadletter_stream, "dl:{source}");
+    s = rl_config_source(c, "a");
+    cr_expect_str_eq(s->auth, "standard-webhooks");
+    cr_expect_eq(s->timestamp_tolerance, 60);
+    cr_expect_eq(s->rate_limit, 300, "5/m is 300 an hour");
+    cr_expect_eq(s->rate_burst, 9);
+    cr_expect_str_eq(rl_config_source(c, "b")->auth, "hub-signature-256");
+    cr_expect_str_eq(rl_config_source(c, "c")->auth, "timely");
+    rl_config_destroy(c);
+}
+
+Test(config, rates)
+{
+    static const unit_case_t rates[] = {
+        {"0", 0},
+        {"1", 3600},
+        {"7", 25200},
+        {"100/s", 360000},
+        {"5/m", 300},
+        {"1/h", 1},
+        {"1000000/s", 3600000000LL},
+    };
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), SRC "rate_limit = %s\n", rates[i].v);
+        rl_config_t *c = load_ok(text);
+        cr_expect_eq(c->sources[0].rate_limit, rates[i].want, "'%s' -> %lld, expected %lld",
+                     rates[i].v, c->sources[0].rate_limit, rates[i].want);
+        rl_config_destroy(c);
+    }
+    static const struct {
+        const char *text;
+        int line;
+        const char *why;
+    } bad[] = {
+        {SRC "rate_limit = 1/d\n", 3, "trailing garbage"},
+        {SRC "rate_limit = 1000001/s\n", 3, "out of range"},
+        {SRC "rate_limit = -1\n", 3, "out of range"},
+        {SRC "rate_limit = /s\n", 3, "not a number"},
+        {SRC "rate_burst = -1\n", 3, "out of range"},
+        {SRC "timestamp_tolerance = 2d\n", 3, "out of range"},
+        {"[http]\nmax_header = 4k\n" SRC, 2, "out of range"},
+        {"[http]\nmax_json_depth = 0\n" SRC, 2, "out of range"},
+        {"[http]\nmax_items = 0\n" SRC, 2, "out of range"},
+        {"[http]\nmax_connections_per_ip = 0\n" SRC, 2, "out of range"},
+        {"[http]\nrequest_timeout = 0\n" SRC, 2, "out of range"},
+        {"[source a]\ncodec = timely\nauth = hmac-sha256\n", 3, "'hmac-sha256' is not one of"},
+        {"[source a]\ncodec = timely\nauth = timely\n", 1, "auth = timely needs a secret"},
+        {"[source a]\ncodec = whapi\nauth = standard-webhooks\nsecret = , ,\n", 1,
+         "auth = standard-webhooks needs a secret"},
+        {"[source a]\ncodec = whapi\nauth = hub-signature-256\n", 1,
+         "auth = hub-signature-256 needs a secret"},
+        {"[http]\ntls_cert = /c.pem\n" SRC, 2, "http.tls_cert and http.tls_key go together"},
+        {"[http]\n\ntls_key = /k.pem\n" SRC, 3, "http.tls_cert and http.tls_key go together"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error_at(bad[i].text, bad[i].line, bad[i].why);
+}
+
+/* RELAY_SOURCE_<NAME>_AUTH and _SECRET: how a container sets a source's scheme. */
+Test(config, auth_from_the_environment)
+{
+    setenv("RELAY_SOURCE_TIMELY_AUTH", "timely", 1);
+    setenv("RELAY_SOURCE_TIMELY_SECRET", "env-one,env-two", 1);
+    setenv("RELAY_SOURCE_TIMELY_RATE_LIMIT", "10/s", 1);
+    rl_config_t *c = load_ok(SRC);
+    cr_expect_str_eq(c->sources[0].auth, "timely");
+    cr_expect_str_eq(c->sources[0].secret, "env-one,env-two");
+    cr_expect_eq(c->sources[0].rate_limit, 36000);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    rl_config_dump(c, f);
+    fclose(f);
+    cr_expect_null(strstr(out, "env-one"), "the dump shows a secret:\n%s", out);
+    cr_expect_not_null(strstr(out, "secret = (set)"), "%s", out);
+    cr_expect_not_null(strstr(out, "rate_limit = 36000/h"), "%s", out);
+    free(out);
+    rl_config_destroy(c);
+    setenv("RELAY_SOURCE_TIMELY_AUTH", "hmac", 1);
+    char err[512];
+    cr_expect_null(load_text(SRC, err, sizeof(err)));
+    cr_expect_not_null(strstr(err, "RELAY_SOURCE_TIMELY_AUTH"), "%s", err);
+    unsetenv("RELAY_SOURCE_TIMELY_AUTH");
+    unsetenv("RELAY_SOURCE_TIMELY_SECRET");
+    unsetenv("RELAY_SOURCE_TIMELY_RATE_LIMIT");
+}
+
+Test(config, reference_lists_the_auth_and_limit_keys)
+{
+    static const char *const keys[] = {
+        "http.max_connections_per_ip",
+        "http.max_header",
+        "http.request_timeout",
+        "http.max_json_depth",
+        "http.max_items",
+        "http.tls_cert",
+        "http.tls_key",
+        "kafka.deadletter_topic",
+        "redis.deadletter_stream",
+        "source NAME.timestamp_tolerance",
+        "source NAME.rate_limit",
+        "source NAME.rate_burst",
+        "none\\|token\\|timely\\|standard-webhooks\\|hub-signature-256", /* | escaped in Markdown */
+    };
+    char *buf = NULL, want[128];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    rl_config_reference(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        snprintf(want, sizeof(want), "%s", keys[i]);
+        cr_expect_not_null(strstr(buf, want), "reference lacks %s", want);
+    }
+    free(buf);
+}

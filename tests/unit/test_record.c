@@ -6,6 +6,7 @@
  * ASan (make SANITIZE=1) any read past the end is reported. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,8 @@
 static rl_event_t event(const char *id, const char *type, const char *channel,
                         const char *workspace, const char *time, json_t *data)
 {
-    rl_event_t ev = {(char *)id,        (char *)type, (char *)channel,
-                     (char *)workspace, (char *)time, data};
+    rl_event_t ev = {
+        (char *)id, (char *)type, (char *)channel, (char *)workspace, (char *)time, data, 0};
     return ev;
 }
 
@@ -241,9 +242,12 @@ Test(record, decode_rejects_every_truncation)
     cr_expect_eq(rl_record_decode(q, len + 1, &rec), -1, "trailing byte accepted");
     free(q);
 
-    /* An unknown version. */
-    p[0] = 2;
-    cr_expect_eq(rl_record_decode(p, len, &rec), -1, "version 2 accepted");
+    /* An unknown kind (1 is an event, 2 a dead letter). */
+    static const uint8_t kinds[] = {0, 3, 0x81, 0xff};
+    for (size_t i = 0; i < sizeof(kinds); i++) {
+        p[0] = kinds[i];
+        cr_expect_eq(rl_record_decode(p, len, &rec), -1, "kind %d accepted", kinds[i]);
+    }
     free(p);
 }
 
@@ -407,4 +411,132 @@ Test(record, template_check)
         cr_expect_eq(rl_record_template_check(bad[i], err, sizeof(err)), -1, "'%s'", bad[i]);
         cr_expect_neq(err[0], '\0', "'%s': no message", bad[i]);
     }
+}
+
+/* ---- dead letters --------------------------------------------------------------------- */
+
+static json_t *deadletter_event(const rl_deadletter_t *dl, uint64_t ms, rl_record_t *rec,
+                                uint8_t **buf, char **id)
+{
+    size_t len;
+    cr_assert_eq(rl_record_deadletter(dl, ms, buf, &len, id), 0);
+    uint8_t *exact = malloc(len); /* exact size: ASan sees any read past it */
+    cr_assert_not_null(exact);
+    memcpy(exact, *buf, len);
+    free(*buf);
+    *buf = exact;
+    cr_assert_eq(rl_record_decode(exact, len, rec), 0);
+    return json_loadb(rec->event, rec->event_len, JSON_REJECT_DUPLICATES, NULL);
+}
+
+/* The raw body comes back byte for byte, NULs and invalid UTF-8 included. */
+Test(record, deadletter_keeps_the_raw_body_and_the_reason)
+{
+    static const uint8_t body[] = {'{', '"', 0x00, 0xff, 0xfe, '\n', '[', 0x80};
+    rl_deadletter_t dl = {"whapi", "whapi", "invalid_json", "body is not JSON", "application/json",
+                          "msg_1", body,    sizeof(body)};
+    rl_record_t rec;
+    uint8_t *buf;
+    char *id;
+    json_t *ce = deadletter_event(&dl, 1776592800123ULL, &rec, &buf, &id);
+    cr_assert_not_null(ce, "the dead letter is not JSON");
+    cr_expect_eq(rec.kind, RL_RECORD_DEADLETTER);
+    expect_view(rec.source, rec.source_len, "whapi", "source");
+    expect_view(rec.id, rec.id_len, id, "id");
+    expect_view(rec.type, rec.type_len, RL_DEADLETTER_TYPE, "type");
+    expect_view(rec.channel_id, rec.channel_id_len, "", "channel_id");
+    cr_expect_eq(rec.received_ms, 1776592800123ULL);
+    cr_expect(!strncmp(id, "dl_", 3) && strlen(id) == 35, "id %s", id);
+    expect_str(ce, "specversion", "1.0");
+    expect_str(ce, "id", id);
+    expect_str(ce, "type", "relay.deadletter");
+    expect_str(ce, "source", "/whapi");
+    expect_str(ce, "time", "2026-04-19T10:00:00.123Z");
+    json_t *data = json_object_get(ce, "data");
+    expect_str(data, "reason", "invalid_json");
+    expect_str(data, "message", "body is not JSON");
+    expect_str(data, "source", "whapi");
+    expect_str(data, "content_type", "application/json");
+    expect_str(data, "webhook_id", "msg_1");
+    expect_str(data, "received_at", "2026-04-19T10:00:00.123Z");
+    cr_expect_eq(json_integer_value(json_object_get(data, "body_size")), (json_int_t)sizeof(body));
+    cr_expect(json_is_false(json_object_get(data, "body_truncated")));
+    /* Decoded with OpenSSL's EVP_DecodeBlock, independently of relay. */
+    const char *b64 = json_string_value(json_object_get(data, "body_base64"));
+    cr_assert_not_null(b64);
+    unsigned char raw[64];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));
+    cr_assert_geq(n, (int)sizeof(body));
+    cr_expect_eq(memcmp(raw, body, sizeof(body)), 0, "the body does not come back");
+    json_decref(ce);
+    free(buf);
+
+    /* The same body again (a retry) has the same id; another body or source another. */
+    char *id2;
+    ce = deadletter_event(&dl, 1776592900000ULL, &rec, &buf, &id2);
+    cr_expect_str_eq(id, id2, "a retry of the same body must have the same id");
+    json_decref(ce);
+    free(buf);
+    free(id2);
+    dl.len--;
+    ce = deadletter_event(&dl, 1776592900000ULL, &rec, &buf, &id2);
+    cr_expect_str_neq(id, id2, "another body, the same id");
+    json_decref(ce);
+    free(buf);
+    free(id2);
+    dl.len++;
+    dl.source = "timely";
+    ce = deadletter_event(&dl, 1776592900000ULL, &rec, &buf, &id2);
+    cr_expect_str_neq(id, id2, "another source, the same id");
+    json_decref(ce);
+    free(buf);
+    free(id2);
+    free(id);
+
+    /* No content type, no webhook id, an empty body. */
+    rl_deadletter_t empty = {"s", "timely", "invalid_json", "empty", NULL, NULL, NULL, 0};
+    ce = deadletter_event(&empty, 1776592800000ULL, &rec, &buf, &id);
+    data = json_object_get(ce, "data");
+    cr_expect(json_is_null(json_object_get(data, "content_type")));
+    cr_expect(json_is_null(json_object_get(data, "webhook_id")));
+    expect_str(data, "body_base64", "");
+    json_decref(ce);
+    free(buf);
+    free(id);
+}
+
+Test(record, deadletter_of_a_huge_body_is_cut_and_says_so)
+{
+    size_t big = RL_DEADLETTER_MAX_BODY + 10;
+    uint8_t *body = malloc(big);
+    cr_assert_not_null(body);
+    memset(body, 'x', big);
+    rl_deadletter_t dl = {"s", "timely", "invalid_json", "m", NULL, NULL, body, big};
+    rl_record_t rec;
+    uint8_t *buf;
+    char *id;
+    json_t *ce = deadletter_event(&dl, 1776592800000ULL, &rec, &buf, &id);
+    cr_assert_not_null(ce);
+    json_t *data = json_object_get(ce, "data");
+    cr_expect(json_is_true(json_object_get(data, "body_truncated")));
+    cr_expect_eq(json_integer_value(json_object_get(data, "body_size")), (json_int_t)big);
+    cr_expect_eq(json_string_length(json_object_get(data, "body_base64")),
+                 (RL_DEADLETTER_MAX_BODY + 2) / 3 * 4);
+    json_decref(ce);
+    free(buf);
+    free(id);
+    free(body);
+}
+
+/* Events keep kind 1, which is what every record had before dead letters. */
+Test(record, events_are_kind_one)
+{
+    rl_event_t ev = event("e", "message.read", "c", NULL, NULL, NULL);
+    size_t len;
+    uint8_t *p = encode("s", &ev, "{}", &len);
+    rl_record_t rec;
+    cr_assert_eq(rl_record_decode(p, len, &rec), 0);
+    cr_expect_eq(p[0], 1);
+    cr_expect_eq(rec.kind, RL_RECORD_EVENT);
+    free(p);
 }
