@@ -381,6 +381,37 @@ int rl_dfile_fresh(const rl_dfile_t *f)
     return f->fresh;
 }
 
+int rl_dfile_forget_last(rl_dfile_t *f, uint64_t n, char *errstr, size_t errstr_size)
+{
+    while (n > 0 && f->nsegs > 0) {
+        df_seg_t *s = &f->segs[f->nsegs - 1];
+        char path[4096];
+        struct stat st;
+        seg_path(f, s->num, path, sizeof(path));
+        if (stat(path, &st) != 0) {
+            set_err(errstr, errstr_size, "cannot stat", path);
+            return -1;
+        }
+        uint64_t recs = st.st_size > RL_DFILE_HDR_SIZE
+                            ? ((uint64_t)st.st_size - RL_DFILE_HDR_SIZE) / RL_DFILE_REC_SIZE
+                            : 0;
+        if (recs > n) { /* keep the segment's first recs - n records */
+            if (truncate(path, (off_t)(RL_DFILE_HDR_SIZE + (recs - n) * RL_DFILE_REC_SIZE)) != 0) {
+                set_err(errstr, errstr_size, "cannot truncate", path);
+                return -1;
+            }
+            break;
+        }
+        if (unlink(path) != 0) {
+            set_err(errstr, errstr_size, "cannot delete", path);
+            return -1;
+        }
+        f->nsegs--;
+        n -= recs;
+    }
+    return 0;
+}
+
 long rl_dfile_load(rl_dfile_t *f, uint64_t now, rl_dfile_load_fn fn, void *arg, char *errstr,
                    size_t errstr_size)
 {

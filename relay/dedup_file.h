@@ -54,6 +54,12 @@ const unsigned char *rl_dfile_key(const rl_dfile_t *f);
 /* 1 when open made a new key: no record from before is on disk. */
 int rl_dfile_fresh(const rl_dfile_t *f);
 
+/* Drops the newest n records (whole segments, then a cut), before load: the ids of
+ * WAL records that recovery found torn away, which must not be remembered. Dropping
+ * more than exactly those is safe (a retry is published again, same id); keeping
+ * them would answer a retry of a lost event as a duplicate. 0, or -1 (errstr). */
+int rl_dfile_forget_last(rl_dfile_t *f, uint64_t n, char *errstr, size_t errstr_size);
+
 /* Calls fn for every record still in the window at `now` (unix seconds), oldest segment
  * first, in the order written. A damaged or torn tail is cut off (logged). Call once,
  * before the first append. Returns the number of records passed to fn, or -1 (errstr). */

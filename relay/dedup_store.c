@@ -358,6 +358,19 @@ static int open_file(rl_dstore_t *ds, const rl_config_t *cfg, char *errstr, size
                                        rl_dfile_key(ds->file), errstr, errstr_size)) ||
         !(ds->hasher = rl_dedup_hasher_new(rl_dfile_key(ds->file), errstr, errstr_size)))
         return -1;
+    /* The persister records what the WAL made durable. If recovery found the WAL
+     * ending before the persister's cursor (a torn tail), the newest ids in the file
+     * belong to records that are gone: forget them (at most that many), or the
+     * provider's retry of a lost event would be answered as a duplicate. */
+    uint64_t cur = rl_wal_reader_cursor(ds->reader), kept = rl_wal_recovered_seq(ds->wal);
+    if (!rl_dfile_fresh(ds->file) && cur > kept) {
+        rl_warn("dedup: the WAL ends at %llu but ids up to %llu were recorded: forgetting the "
+                "newest %llu",
+                (unsigned long long)kept, (unsigned long long)cur,
+                (unsigned long long)(cur - kept));
+        if (rl_dfile_forget_last(ds->file, cur - kept, errstr, errstr_size) != 0)
+            return -1;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long n = rl_dfile_load(ds->file, wall_now(), load_one, ds->win, errstr, errstr_size);
     if (n < 0)

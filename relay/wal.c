@@ -98,6 +98,7 @@ struct rl_wal {
     batch_t pending, flushing;
     uint64_t next_seq, durable_seq, torn;
     uint64_t last_failed_seq; /* highest seq of a batch whose write failed */
+    uint64_t recovered_seq;   /* last record (or segment name - 1) found at open */
     uint64_t bytes;           /* durable bytes on disk */
     uint64_t inflight_bytes;  /* in the batch being written */
     segment_t *segs;
@@ -865,6 +866,7 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     }
     if (load_segments(w, &last_seq, errstr, errstr_size) != 0)
         goto out;
+    w->recovered_seq = last_seq;
 
     w->readers = calloc(o->nreaders ? o->nreaders : 1, sizeof(*w->readers));
     if (!w->readers)
@@ -1064,6 +1066,11 @@ uint64_t rl_wal_torn(rl_wal_t *w)
 int rl_wal_writable(rl_wal_t *w)
 {
     LOCKED_GET((uint64_t)w->writable);
+}
+
+uint64_t rl_wal_recovered_seq(rl_wal_t *w)
+{
+    LOCKED_GET(w->recovered_seq);
 }
 
 uint64_t rl_wal_last_seq(rl_wal_t *w)

@@ -87,6 +87,11 @@ uint64_t rl_wal_bytes(rl_wal_t *w);       /* bytes on disk in segments */
 uint64_t rl_wal_durable_seq(rl_wal_t *w); /* last durable sequence number, 0 if none */
 uint64_t rl_wal_torn(rl_wal_t *w);        /* records dropped by recovery */
 int rl_wal_writable(rl_wal_t *w);         /* 0 after a write error until the next success */
+/* The last sequence number recovery found on disk at open (0 if none), before
+ * cursors were taken into account. A reader whose persisted cursor is beyond it
+ * acknowledged records that are gone (a torn tail): state derived from them, such
+ * as the dedup file's ids, must be forgotten. */
+uint64_t rl_wal_recovered_seq(rl_wal_t *w);
 uint64_t rl_wal_last_seq(rl_wal_t *w);    /* last appended sequence number (maybe not durable) */
 
 typedef struct rl_wal_stats {
