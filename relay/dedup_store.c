@@ -11,17 +11,21 @@
 
 #include "dedup.h"
 #include "dedup_file.h"
+#include "bytes.h"
 #include "dedup_redis.h"
 #include "log.h"
 #include "record.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #define DS_READER "dedup" /* the WAL reader of the persister */
 #define DS_BATCH 4096     /* records the persister writes per round */
@@ -42,6 +46,9 @@ struct rl_dstore {
     size_t nflight, capflight;
 
     rl_wal_t *wal;
+    int hwm_fd;   /* dir/hwm: see hwm_write (-1: none) */
+    uint64_t hwm; /* its value */
+    int fsync;    /* wal.fsync */
     rl_wal_reader_t *reader; /* NULL: nothing persisted */
     rl_dfile_t *file;
     uint64_t cursor0;          /* WAL records up to here were in the file at start-up */
@@ -193,6 +200,31 @@ static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t *last)
     return (long)n;
 }
 
+/* The high-water mark: the last WAL seq whose id may be in the file. u64 + crc32,
+ * fsynced (with wal.fsync) before the ids it covers are appended. */
+static int hwm_write(rl_dstore_t *ds, uint64_t seq)
+{
+    uint8_t b[12];
+    if (ds->hwm_fd < 0 || seq <= ds->hwm)
+        return 0;
+    put64(b, seq);
+    put32(b + 8, (uint32_t)crc32(0L, b, 8));
+    if (pwrite(ds->hwm_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b) ||
+        (ds->fsync && fdatasync(ds->hwm_fd) != 0))
+        return -1;
+    ds->hwm = seq;
+    return 0;
+}
+
+static uint64_t hwm_read(int fd)
+{
+    uint8_t b[12];
+    if (fd < 0 || pread(fd, b, sizeof(b), 0) != (ssize_t)sizeof(b) ||
+        (uint32_t)crc32(0L, b, 8) != get32(b + 8))
+        return 0;
+    return get64(b);
+}
+
 static void *persist_main(void *arg)
 {
     rl_dstore_t *ds = arg;
@@ -234,6 +266,11 @@ static void *persist_main(void *arg)
                 rl_dredis_confirm(ds->redis, b->keys, b->ttl_ms, (size_t)n) != 0)
                 rl_metric_add(ds->m_unconfirmed, (uint64_t)n);
         }
+        /* Before the ids can be in the file, say up to which WAL record they may
+         * go: the cursor (persisted lazily by the WAL) can lag the file, and start-up
+         * needs the larger of the two to forget ids of a torn-away WAL tail. */
+        if (n > 0 && hwm_write(ds, last) != 0)
+            rl_metric_add(ds->m_persist_errors, 1);
         if (rl_dfile_append(ds->file, b->recs, (size_t)n, now, errstr, sizeof(errstr)) != 0) {
             /* The cursor stays, so the WAL keeps these events (and their ids) until a
              * later round writes them. */
@@ -362,7 +399,14 @@ static int open_file(rl_dstore_t *ds, const rl_config_t *cfg, char *errstr, size
      * ending before the persister's cursor (a torn tail), the newest ids in the file
      * belong to records that are gone: forget them (at most that many), or the
      * provider's retry of a lost event would be answered as a duplicate. */
+    char hpath[4200];
+    snprintf(hpath, sizeof(hpath), "%s/hwm", dir);
+    ds->hwm_fd = open(hpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ds->fsync = (int)cfg->wal.fsync;
+    ds->hwm = hwm_read(ds->hwm_fd);
     uint64_t cur = rl_wal_reader_cursor(ds->reader), kept = rl_wal_recovered_seq(ds->wal);
+    if (ds->hwm > cur)
+        cur = ds->hwm;
     if (!rl_dfile_fresh(ds->file) && cur > kept) {
         rl_warn("dedup: the WAL ends at %llu but ids up to %llu were recorded: forgetting the "
                 "newest %llu",
@@ -400,6 +444,7 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     pthread_cond_init(&ds->landed, NULL);
     ds->window = (uint64_t)cfg->dedup.window;
     ds->wal = wal;
+    ds->hwm_fd = -1;
     ds->reader = wal ? rl_wal_reader(wal, DS_READER) : NULL;
     if (ds->reader) {
         if (open_file(ds, cfg, errstr, errstr_size) != 0)
@@ -446,6 +491,8 @@ void rl_dstore_destroy(rl_dstore_t *ds)
         pthread_join(ds->thread, NULL);
     }
     rl_dfile_close(ds->file);
+    if (ds->hwm_fd >= 0)
+        close(ds->hwm_fd);
     rl_dedup_hasher_destroy(ds->hasher);
     rl_dredis_destroy(ds->redis);
     rl_dedup_destroy(ds->win);
