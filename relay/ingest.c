@@ -73,7 +73,9 @@ typedef struct pending {
     size_t nclaimed;
     size_t accepted, duplicates;
     size_t held; /* events another instance claimed and has not made durable yet */
-    uint64_t last_seq;   /* ack = publish: what every sink must have passed */
+    uint64_t first_seq;  /* first appended record: rl_wal_append writes it under its lock,
+                          * before the flusher can call back (p may be gone after it) */
+    uint64_t last_seq;   /* barrier: what every sink must have passed (ack = publish) */
     int64_t deadline_ms; /* ack = publish: when to give up (rl_wal_now_ms clock) */
 } pending_t;
 
@@ -282,7 +284,8 @@ static void on_durable(void *opaque, int status)
         return;
     }
     if (p->src->ack_publish) {
-        if (rl_wal_await_published(p->ig->wal, p->last_seq, p->deadline_ms, on_published, p) ==
+        uint64_t last = p->accepted ? p->first_seq + p->accepted - 1 : p->last_seq;
+        if (rl_wal_await_published(p->ig->wal, last, p->deadline_ms, on_published, p) ==
             RL_WAL_OK)
             return; /* p is on_published's now */
         on_published(p, RL_WAL_ERR);
@@ -339,7 +342,6 @@ static int append_new(void *arg, const int *verdict, size_t n)
 {
     append_ctx_t *a = arg;
     pending_t *p = a->p;
-    uint64_t first_seq;
 
     for (size_t i = 0; i < n; i++) {
         if (verdict[i] == RL_DS_DUP) {
@@ -357,8 +359,9 @@ static int append_new(void *arg, const int *verdict, size_t n)
     if (a->evs)
         p->body = ok_body(a->evs, p->accepted, p->duplicates);
     if (a->nnew) {
-        a->rc = rl_wal_append(a->ig->wal, a->iov, a->nnew, &first_seq, on_durable, p);
-        p->last_seq = first_seq + a->nnew - 1;
+        /* Nothing of p may be touched once the append succeeded: the flusher may
+         * already have answered and freed it. */
+        a->rc = rl_wal_append(a->ig->wal, a->iov, a->nnew, &p->first_seq, on_durable, p);
     } else { /* all retries: answer once what they repeat is durable (and published) */
         p->last_seq = rl_wal_last_seq(a->ig->wal);
         a->rc = rl_wal_barrier(a->ig->wal, on_durable, p);

@@ -60,6 +60,9 @@ void rl_wal_close(rl_wal_t *w);
  * first record's sequence number in *first_seq, then calls cb exactly once;
  * or RL_WAL_FULL (the cap would be passed) / RL_WAL_ERR without appending
  * anything and without calling cb. */
+/* *first_seq is written under the WAL's lock before the flusher can see the records,
+ * so it may point into the state cb frees; the caller must not touch that state once
+ * this returns RL_WAL_OK (cb may already have run). */
 int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq,
                   rl_wal_done_cb cb, void *opaque);
 /* Calls cb once everything appended before this call is durable: status 0; or
