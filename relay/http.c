@@ -296,7 +296,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rl_reply_t reply = {0};
     rl_connguard_received(h->guard, conn_of(conn)); /* no deadline while the WAL decides */
     rq->submitted = 1;
+    /* Counted before `closing` is read, while shutdown sets `closing` before it
+     * reads the count (both sequentially consistent): either shutdown waits for this
+     * request, or this request sees `closing` and is answered now. A request that
+     * suspended after shutdown's last look would make MHD_stop_daemon abort. */
     atomic_fetch_add(&h->inflight, 1);
+    if (atomic_load(&h->closing)) {
+        atomic_fetch_sub(&h->inflight, 1);
+        rl_reply_error(&reply, 503, "shutting_down", "relay is stopping; retry");
+        reply.retry_after = 1;
+        return send_reply(rq, &reply);
+    }
     pthread_mutex_lock(&rq->lock);
     if (rl_ingest_submit(h->ingest, &ir, on_reply, rq, &reply)) {
         pthread_mutex_unlock(&rq->lock);
