@@ -13,6 +13,9 @@
 #   FUZZ_TIME   seconds per target, instead of or besides FUZZ_RUNS (default: none)
 #   FUZZ_NICE   nice level of the targets (default 0; 19 on a shared machine)
 #   FUZZ_JOBS   targets run at the same time (default 1)
+#   FUZZ_UNIT_TIMEOUT  seconds one input may take before it counts as a hang
+#               (default 30; a niced run on a busy machine can be starved for
+#               minutes at a time: give it 1800 there, or a stall is reported)
 # Exit status non-zero when a target crashed, leaked, or broke an invariant.
 set -euo pipefail
 TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -26,6 +29,7 @@ runs=${FUZZ_RUNS:-100000}
 secs=${FUZZ_TIME:-}
 nice_level=${FUZZ_NICE:-0}
 jobs=${FUZZ_JOBS:-1}
+unit_timeout=${FUZZ_UNIT_TIMEOUT:-30}
 mkdir -p "$build/corpus" "$build/seeds" "$build/artifacts" "$build/logs"
 
 # fixtures CODEC: the request bodies of tests/fixtures/CODEC (not the .expect.json).
@@ -86,7 +90,7 @@ run() {
     mkdir -p "$build/corpus/$t"
     # exec: the background job is the fuzzer itself, so stopping fuzz.sh stops it.
     exec nice -n "$nice_level" "$bin" "${limits[@]}" "${dict[@]}" -print_final_stats=1 \
-        -max_len=65536 -timeout=30 -rss_limit_mb=4096 \
+        -max_len=65536 -timeout="$unit_timeout" -rss_limit_mb=4096 \
         -artifact_prefix="$build/artifacts/$t-" "$build/corpus/$t" "$build/seeds/$t" \
         >"$build/logs/$t.log" 2>&1
 }
