@@ -134,6 +134,8 @@ static void release(rl_connguard_t *g, const ipkey_t *k)
 static void *deadline_main(void *arg)
 {
     rl_connguard_t *g = arg;
+
+    pthread_setname_np(pthread_self(), "rl-connguard"); /* top -H, perf */
     pthread_mutex_lock(&g->lock);
     while (!g->stop) {
         struct timespec until;

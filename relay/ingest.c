@@ -46,7 +46,7 @@ typedef struct source_rt {
     rl_auth_t *auth;
     rl_ratelimit_t *rate; /* NULL: no rate limit */
     rl_metric_t *m_accepted, *m_dup, *m_bad_json, *m_bad_shape, *m_too_deep, *m_full, *m_dead,
-        *m_pub_timeout;
+        *m_pub_timeout, *m_ack;
     rl_metric_t *m_auth[NAUTH_REASONS];      /* by index in rl_auth_reasons */
     rl_metric_t *m_rate, *m_depth, *m_items; /* relay_limit_hits_total */
 } source_rt_t;
@@ -77,7 +77,15 @@ typedef struct pending {
                           * before the flusher can call back (p may be gone after it) */
     uint64_t last_seq;   /* barrier: what every sink must have passed (ack = publish) */
     int64_t deadline_ms; /* ack = publish: when to give up (rl_wal_now_ms clock) */
+    uint64_t start_us;   /* when ingest began (mono_us), for relay_ack_seconds; 0: not timed */
 } pending_t;
+
+static uint64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
 
 void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
 {
@@ -109,6 +117,10 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
     snprintf(l, sizeof(l), "limit=\"max_items\",source=\"%s\"", n);
     s->m_items = rl_metrics_counter(m, RL_LIMIT_HITS, l, RL_LIMIT_HITS_HELP);
     snprintf(l, sizeof(l), "source=\"%s\"", n);
+    s->m_ack = rl_metrics_histogram(
+        m, "relay_ack_seconds", l,
+        "From a request's body being in to its answer, for requests that reached the WAL "
+        "(decoding, dedup, the group commit, and with ack = publish the sinks).");
     s->m_dead = rl_metrics_counter(m, "relay_dead_letters_total", l,
                                    "Bodies answered 400 and kept raw on the dead-letter topic and "
                                    "stream (durable in the WAL).");
@@ -213,6 +225,8 @@ static void pending_free(pending_t *p)
 /* Hands the reply to the HTTP side and frees the request. */
 static void answer(pending_t *p, rl_reply_t *reply)
 {
+    if (p->start_us)
+        rl_metric_observe_us(p->src->m_ack, mono_us() - p->start_us);
     p->cb(p->opaque, reply);
     pending_free(p);
 }
@@ -511,6 +525,7 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     int done = 1, retry_after = 0;
     struct timespec ts;
 
+    uint64_t start_us = mono_us();
     rl_event_list_init(&evs);
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -581,17 +596,16 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
             goto oom;
 
     p = pending_new(ig, src, evs.n, cb, opaque);
+    if (p)
+        p->start_us = start_us;
     iov = calloc(evs.n, sizeof(*iov));
     ids = calloc(evs.n, sizeof(*ids));
     if (!p || !iov || !ids)
         goto oom;
     for (size_t i = 0; i < evs.n; i++) {
-        char *ce = rl_record_cloudevent(&evs.v[i], src->conf->name, src->codec->name);
         uint8_t *buf = NULL;
-        int rc = ce ? rl_record_encode(src->conf->name, &evs.v[i], ce, now_ms, &buf,
-                                           &iov[i].iov_len) : -1;
-        free(ce);
-        if (rc != 0)
+        if (rl_record_event(src->conf->name, src->codec->name, &evs.v[i], now_ms, &buf,
+                            &iov[i].iov_len) != 0)
             goto oom;
         iov[i].iov_base = buf;
         ids[i] = evs.v[i].id;

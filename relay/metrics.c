@@ -9,11 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Histogram buckets (upper bounds, microseconds): fine below 5 ms, where ack
+ * latency should live, coarse up to the 30 s a request may wait. */
+static const uint64_t hist_le_us[] = {250,    500,    1000,    2500,    5000,     10000,    25000,
+                                      50000,  100000, 250000,  500000,  1000000,  2500000,  5000000,
+                                      10000000, 30000000};
+#define HIST_N (sizeof(hist_le_us) / sizeof(hist_le_us[0]))
+
 struct rl_metric {
     char *name, *labels, *help;
     int gauge;
     int real; /* v holds the bits of a double (rl_metric_set_f) */
-    _Atomic int64_t v;
+    _Atomic int64_t v; /* a histogram: its count */
+    _Atomic uint64_t *bucket; /* a histogram: observations per bucket (not cumulative),
+                               * HIST_N + 1 of them, the last one past every bound */
+    _Atomic uint64_t sum_us;
 };
 
 typedef struct hook {
@@ -48,6 +58,7 @@ void rl_metrics_destroy(rl_metrics_t *m)
         free(m->v[i]->name);
         free(m->v[i]->labels);
         free(m->v[i]->help);
+        free((void *)m->v[i]->bucket);
         free(m->v[i]);
     }
     free(m->v);
@@ -57,10 +68,12 @@ void rl_metrics_destroy(rl_metrics_t *m)
 }
 
 static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, const char *help,
-                        int gauge, int real)
+                        int gauge, int real, int hist)
 {
     rl_metric_t *c = calloc(1, sizeof(*c));
     if (!c)
+        goto fail;
+    if (hist && !(c->bucket = calloc(HIST_N + 1, sizeof(*c->bucket))))
         goto fail;
     c->name = strdup(name);
     c->labels = strdup(labels ? labels : "");
@@ -88,6 +101,7 @@ fail:
         free(c->name);
         free(c->labels);
         free(c->help);
+        free((void *)c->bucket);
         free(c);
     }
     return NULL;
@@ -96,19 +110,37 @@ fail:
 rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help)
 {
-    return reg(m, name, labels, help, 0, 0);
+    return reg(m, name, labels, help, 0, 0, 0);
 }
 
 rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,
                               const char *help)
 {
-    return reg(m, name, labels, help, 1, 0);
+    return reg(m, name, labels, help, 1, 0, 0);
 }
 
 rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help)
 {
-    return reg(m, name, labels, help, 1, 1);
+    return reg(m, name, labels, help, 1, 1, 0);
+}
+
+rl_metric_t *rl_metrics_histogram(rl_metrics_t *m, const char *name, const char *labels,
+                                  const char *help)
+{
+    return reg(m, name, labels, help, 0, 0, 1);
+}
+
+void rl_metric_observe_us(rl_metric_t *h, uint64_t us)
+{
+    if (!h || !h->bucket)
+        return;
+    size_t i = 0;
+    while (i < HIST_N && us > hist_le_us[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->v, 1, memory_order_relaxed);
 }
 
 void rl_metric_add(rl_metric_t *c, uint64_t n)
@@ -205,6 +237,31 @@ static void sb_help(sbuf_t *b, const char *help)
     }
 }
 
+/* A histogram's series: cumulative buckets, sum (seconds) and count. The count
+ * is read last and never smaller than the buckets' total, as scrapers expect;
+ * an observation landing mid-render shows up in the next scrape's buckets. */
+static void sb_histogram(sbuf_t *b, const rl_metric_t *h)
+{
+    const char *sep = h->labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (size_t k = 0; k <= HIST_N; k++) {
+        cum += atomic_load_explicit(&h->bucket[k], memory_order_relaxed);
+        if (k < HIST_N)
+            sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", h->name, h->labels, sep,
+                      (double)hist_le_us[k] / 1e6, (unsigned long long)cum);
+    }
+    uint64_t sum = atomic_load_explicit(&h->sum_us, memory_order_relaxed);
+    uint64_t n = (uint64_t)rl_metric_get(h);
+    if (n < cum)
+        n = cum;
+    sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", h->name, h->labels, sep,
+              (unsigned long long)n);
+    sb_printf(b, "%s_sum%s%s%s %.6f\n", h->name, h->labels[0] ? "{" : "", h->labels,
+              h->labels[0] ? "}" : "", (double)sum / 1e6);
+    sb_printf(b, "%s_count%s%s%s %llu\n", h->name, h->labels[0] ? "{" : "", h->labels,
+              h->labels[0] ? "}" : "", (unsigned long long)n);
+}
+
 char *rl_metrics_render(rl_metrics_t *m, size_t *len)
 {
     sbuf_t b = {malloc(8192), 0, 8192, 0};
@@ -225,11 +282,16 @@ char *rl_metrics_render(rl_metrics_t *m, size_t *len)
             continue;
         sb_printf(&b, "# HELP %s ", m->v[i]->name);
         sb_help(&b, m->v[i]->help);
-        sb_printf(&b, "\n# TYPE %s %s\n", m->v[i]->name, m->v[i]->gauge ? "gauge" : "counter");
+        sb_printf(&b, "\n# TYPE %s %s\n", m->v[i]->name,
+                  m->v[i]->bucket ? "histogram" : m->v[i]->gauge ? "gauge" : "counter");
         for (size_t j = i; j < m->n; j++) {
             rl_metric_t *c = m->v[j];
             if (strcmp(c->name, m->v[i]->name) != 0)
                 continue;
+            if (c->bucket) {
+                sb_histogram(&b, c);
+                continue;
+            }
             if (c->labels[0])
                 sb_printf(&b, "%s{%s} ", c->name, c->labels);
             else

@@ -32,6 +32,13 @@ rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *lab
 rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help);
 
+/* A histogram of durations, rendered in seconds with fixed buckets from 250 us
+ * to 30 s (`name_bucket{le=...}`, `name_sum`, `name_count`); fed with
+ * rl_metric_observe_us. */
+rl_metric_t *rl_metrics_histogram(rl_metrics_t *m, const char *name, const char *labels,
+                                  const char *help);
+void rl_metric_observe_us(rl_metric_t *h, uint64_t us);
+
 void rl_metric_add(rl_metric_t *c, uint64_t n);
 void rl_metric_set(rl_metric_t *g, int64_t v);
 int64_t rl_metric_get(const rl_metric_t *c);

@@ -1,6 +1,7 @@
 /* record.c -- event payload encoding, CloudEvent building, destination names. */
 #include "record.h"
 
+#include "bytes.h"
 #include "codec_util.h"
 #include "sig.h"
 
@@ -22,84 +23,198 @@ static char *ce_source(const rl_event_t *ev, const char *source)
     return n < 0 ? NULL : out;
 }
 
+/* ---- a growing output buffer ------------------------------------------------ */
+
+/* The CloudEvent is written straight into the WAL payload: the envelope field by
+ * field and `data` through jansson's dump callback. Building the envelope as a
+ * json_t and json_dumps'ing it cost an object, a string and a key copy per field,
+ * a strbuffer and a strdup of the result: a third of ingest's instructions. */
+typedef struct obuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} obuf_t;
+
+static int ob_reserve(obuf_t *b, size_t more)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more)
+        cap *= 2;
+    uint8_t *np = realloc(b->p, cap);
+    if (!np) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+static void ob_put(obuf_t *b, const void *s, size_t n)
+{
+    if (ob_reserve(b, n) == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+#define OB_LIT(b, lit) ob_put((b), (lit), sizeof(lit) - 1)
+
+/* A JSON string. Only '"', '\' and control characters must be escaped (RFC
+ * 8259 section 7); the text is UTF-8 already (it came out of jansson's parser,
+ * the config or relay itself). Escapes as jansson does, so output is unchanged. */
+static void ob_str(obuf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    if (ob_reserve(b, 2 + 6 * n) != 0) /* the worst case: every byte \u00XX */
+        return;
+    uint8_t *o = b->p + b->len;
+    *o++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c >= 0x20 && *c != '"' && *c != '\\') {
+            *o++ = *c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (*c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u', *o++ = '0', *o++ = '0';
+            *o++ = (uint8_t)hex[*c >> 4], *o++ = (uint8_t)hex[*c & 15];
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+}
+
+/* ,"key":"value" */
+static void ob_field(obuf_t *b, const char *key, const char *value)
+{
+    ob_put(b, ",\"", 2);
+    ob_put(b, key, strlen(key));
+    ob_put(b, "\":", 2);
+    ob_str(b, value);
+}
+
+static int ob_dump_cb(const char *buf, size_t size, void *data)
+{
+    obuf_t *b = data;
+    ob_put(b, buf, size);
+    return b->oom ? -1 : 0;
+}
+
+/* Appends the CloudEvent of `ev` (the same fields, in the same order, as
+ * DESIGN.md's "What is published"); `src` is its CloudEvent source. */
+static void ob_cloudevent(obuf_t *b, const rl_event_t *ev, const char *src, const char *provider)
+{
+    OB_LIT(b, "{\"specversion\":\"1.0\"");
+    ob_field(b, "id", ev->id);
+    ob_field(b, "source", src);
+    ob_field(b, "type", ev->type);
+    if (ev->time && *ev->time)
+        ob_field(b, "time", ev->time);
+    if (ev->channel_id && *ev->channel_id) {
+        ob_field(b, "subject", ev->channel_id);
+        ob_field(b, "channelid", ev->channel_id);
+    }
+    if (ev->workspace_id && *ev->workspace_id)
+        ob_field(b, "workspaceid", ev->workspace_id);
+    ob_field(b, "provider", provider);
+    OB_LIT(b, ",\"datacontenttype\":\"application/json\",\"data\":");
+    if (!ev->data)
+        OB_LIT(b, "null");
+    else if (json_dump_callback(ev->data, ob_dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        b->oom = 1;
+    OB_LIT(b, "}");
+}
+
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider)
 {
     char *src = ce_source(ev, source);
-    char *out = NULL;
-    json_t *ce = src ? json_object() : NULL;
+    obuf_t b = {0};
 
-    if (!ce)
-        goto done;
-    json_object_set_new(ce, "specversion", json_string("1.0"));
-    json_object_set_new(ce, "id", json_string(ev->id));
-    json_object_set_new(ce, "source", json_string(src));
-    json_object_set_new(ce, "type", json_string(ev->type));
-    if (ev->time && *ev->time)
-        json_object_set_new(ce, "time", json_string(ev->time));
-    if (ev->channel_id && *ev->channel_id) {
-        json_object_set_new(ce, "subject", json_string(ev->channel_id));
-        json_object_set_new(ce, "channelid", json_string(ev->channel_id));
-    }
-    if (ev->workspace_id && *ev->workspace_id)
-        json_object_set_new(ce, "workspaceid", json_string(ev->workspace_id));
-    json_object_set_new(ce, "provider", json_string(provider));
-    json_object_set_new(ce, "datacontenttype", json_string("application/json"));
-    json_object_set(ce, "data", ev->data ? ev->data : json_null());
-    out = json_dumps(ce, JSON_COMPACT);
-done:
-    json_decref(ce);
+    if (!src || !ev->id || !ev->type || !provider)
+        goto fail;
+    ob_cloudevent(&b, ev, src, provider);
+    ob_put(&b, "", 1);
+    if (b.oom)
+        goto fail;
     free(src);
-    return out;
+    return (char *)b.p;
+fail:
+    free(src);
+    free(b.p);
+    return NULL;
 }
 
-static uint8_t *put_str(uint8_t *p, const char *s, size_t len)
-{
-    p[0] = (uint8_t)len;
-    p[1] = (uint8_t)(len >> 8);
-    memcpy(p + 2, s, len);
-    return p + 2 + len;
-}
-
-static int encode_kind(int kind, const char *source, const rl_event_t *ev, const char *event_json,
-                       uint64_t received_ms, uint8_t **out, size_t *out_len)
+/* Writes a payload: the routing fields, then the CloudEvent, either given as
+ * event_json or (NULL) written from ev straight into the payload. */
+static int encode_kind(int kind, const char *source, const char *provider, const rl_event_t *ev,
+                       const char *event_json, uint64_t received_ms, uint8_t **out,
+                       size_t *out_len)
 {
     char *src = ce_source(ev, source);
-    if (!src)
-        return -1;
     const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
-    size_t fl[5], ej = strlen(event_json), total = 1 + 8 + 4 + ej;
+    obuf_t b = {0};
+    uint8_t hdr[9];
+    int rc = -1;
 
+    if (!src || !ev->id || !ev->type)
+        goto out;
+    hdr[0] = (uint8_t)kind;
+    put64(hdr + 1, received_ms);
+    ob_put(&b, hdr, sizeof(hdr));
     for (int i = 0; i < 5; i++) {
-        fl[i] = strlen(f[i]);
-        if (fl[i] > 0xffff) {
-            free(src);
-            return -1;
-        }
-        total += 2 + fl[i];
+        size_t l = strlen(f[i]);
+        if (l > 0xffff)
+            goto out;
+        uint8_t l2[2] = {(uint8_t)l, (uint8_t)(l >> 8)};
+        ob_put(&b, l2, 2);
+        ob_put(&b, f[i], l);
     }
-    uint8_t *buf = ej <= 0xffffffffu ? malloc(total) : NULL, *p = buf;
-    if (!buf) {
-        free(src);
-        return -1;
-    }
-    *p++ = (uint8_t)kind;
-    for (int i = 0; i < 8; i++)
-        *p++ = (uint8_t)(received_ms >> (8 * i));
-    for (int i = 0; i < 5; i++)
-        p = put_str(p, f[i], fl[i]);
-    for (int i = 0; i < 4; i++)
-        *p++ = (uint8_t)(ej >> (8 * i));
-    memcpy(p, event_json, ej);
+    size_t at = b.len;
+    ob_put(&b, "\0\0\0\0", 4); /* the JSON's length, known once it is written */
+    if (event_json)
+        ob_put(&b, event_json, strlen(event_json));
+    else
+        ob_cloudevent(&b, ev, src, provider);
+    size_t ej = b.len - at - 4;
+    if (b.oom || ej > 0xffffffffu)
+        goto out;
+    put32(b.p + at, (uint32_t)ej);
+    *out = b.p;
+    *out_len = b.len;
+    b.p = NULL;
+    rc = 0;
+out:
     free(src);
-    *out = buf;
-    *out_len = total;
-    return 0;
+    free(b.p);
+    return rc;
 }
 
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
                      uint64_t received_ms, uint8_t **out, size_t *out_len)
 {
-    return encode_kind(RL_RECORD_EVENT, source, ev, event_json, received_ms, out, out_len);
+    return encode_kind(RL_RECORD_EVENT, source, NULL, ev, event_json, received_ms, out, out_len);
+}
+
+int rl_record_event(const char *source, const char *provider, const rl_event_t *ev,
+                    uint64_t received_ms, uint8_t **out, size_t *out_len)
+{
+    if (!provider)
+        return -1;
+    return encode_kind(RL_RECORD_EVENT, source, provider, ev, NULL, received_ms, out, out_len);
 }
 
 /* The `data` of a dead letter: what an operator needs to see what came and why
@@ -132,7 +247,7 @@ static json_t *deadletter_data(const rl_deadletter_t *dl, const char *received_a
 int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
                          size_t *out_len, char **id)
 {
-    char at[CU_TIME_SIZE], digest[2 * RL_SHA256_LEN + 1], *ce = NULL;
+    char at[CU_TIME_SIZE], digest[2 * RL_SHA256_LEN + 1];
     rl_event_t ev = {0};
     int rc = -1;
 
@@ -149,9 +264,8 @@ int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_
     ev.channel_id = "";
     ev.time = at;
     ev.data = ev.id ? deadletter_data(dl, at) : NULL;
-    if (!ev.data || !(ce = rl_record_cloudevent(&ev, dl->source, dl->provider)))
-        goto out;
-    if (encode_kind(RL_RECORD_DEADLETTER, dl->source, &ev, ce, received_ms, out, out_len) != 0)
+    if (!ev.data || encode_kind(RL_RECORD_DEADLETTER, dl->source, dl->provider, &ev, NULL,
+                                received_ms, out, out_len) != 0)
         goto out;
     *id = ev.id;
     ev.id = NULL;
@@ -159,7 +273,6 @@ int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_
 out:
     free(ev.id);
     json_decref(ev.data);
-    free(ce);
     return rc;
 }
 

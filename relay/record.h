@@ -55,6 +55,11 @@ char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char 
  * end-to-end latency. */
 int rl_record_encode(const char *source, const rl_event_t *ev, const char *event_json,
                      uint64_t received_ms, uint8_t **out, size_t *out_len);
+/* Encodes one payload with the CloudEvent of `ev` (as rl_record_cloudevent makes
+ * it) written straight into it: one allocation, no intermediate JSON string.
+ * *out as for rl_record_encode; -1 when a field is too long or out of memory. */
+int rl_record_event(const char *source, const char *provider, const rl_event_t *ev,
+                    uint64_t received_ms, uint8_t **out, size_t *out_len);
 /* Encodes the dead letter of a request received at received_ms: *out as for
  * rl_record_encode, and its CloudEvent id in *id (malloc'd, caller frees). The id
  * is derived from the source and the body, so a provider's retries of one bad

@@ -231,6 +231,8 @@ static void probe(kafka_t *k)
 static void *kafka_main(void *arg)
 {
     kafka_t *k = arg;
+
+    pthread_setname_np(pthread_self(), "rl-kafka"); /* top -H, perf */
     char errstr[512];
     int backoff = 100;
 

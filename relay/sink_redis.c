@@ -176,6 +176,8 @@ static long long pump(redis_sink_t *r, int timeout_ms)
 static void *redis_main(void *arg)
 {
     redis_sink_t *r = arg;
+
+    pthread_setname_np(pthread_self(), "rl-redis"); /* top -H, perf */
     int backoff = 100;
     struct timespec last_ping = {0};
 

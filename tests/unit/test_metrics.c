@@ -42,6 +42,7 @@ static void check_format(const char *text)
 {
     char cur[128] = "", seen[4096] = " ";
     int state = 0; /* 0: expect HELP, 1: expect TYPE, 2: in series */
+    int hist = 0;  /* the family is a histogram: its series are name_bucket/_sum/_count */
 
     cr_assert(text[0] == '\0' || text[strlen(text) - 1] == '\n', "no final newline");
     for (const char *line = text; *line;) {
@@ -60,12 +61,20 @@ static void check_format(const char *text)
             cr_assert_eq(state, 1, "TYPE without HELP: '%s'", l);
             cr_assert_eq(sscanf(l + 7, "%127s %31s", name, kind), 2, "'%s'", l);
             cr_assert_str_eq(name, cur);
-            cr_assert(!strcmp(kind, "counter") || !strcmp(kind, "gauge"), "'%s'", l);
+            cr_assert(!strcmp(kind, "counter") || !strcmp(kind, "gauge") ||
+                          !strcmp(kind, "histogram"),
+                      "'%s'", l);
+            hist = !strcmp(kind, "histogram");
             state = 2;
         } else {
             cr_assert_eq(state, 2, "series line outside a family: '%s'", l);
-            size_t n = strcspn(l, "{ ");
-            cr_assert(n == strlen(cur) && !strncmp(l, cur, n), "'%s' inside family %s", l, cur);
+            size_t n = strcspn(l, "{ "), c = strlen(cur);
+            int ok = n == c && !strncmp(l, cur, n);
+            if (hist)
+                ok = n > c && !strncmp(l, cur, c) &&
+                     (!strncmp(l + c, "_bucket", n - c) || !strncmp(l + c, "_sum", n - c) ||
+                      !strncmp(l + c, "_count", n - c));
+            cr_assert(ok, "'%s' inside family %s", l, cur);
             const char *v = strrchr(l, ' ');
             cr_assert_not_null(v, "'%s'", l);
             char *end;
@@ -283,5 +292,35 @@ Test(metrics, real_gauge_renders_as_a_decimal)
     cr_expect_not_null(strstr(text, "\nrelay_wal_fill_ratio 0.333333\n"), "%s", text);
     free(text);
     (void)z;
+    rl_metrics_destroy(m);
+}
+
+/* A histogram: cumulative buckets in seconds, +Inf equal to _count, _sum in
+ * seconds; observations on a bound fall in that bucket (le = less or equal). */
+Test(metrics, histogram_renders_cumulative_buckets)
+{
+    rl_metrics_t *m = mk();
+    rl_metric_t *h = rl_metrics_histogram(m, "t_seconds", "source=\"a\"", "A histogram.");
+    rl_metric_t *bare = rl_metrics_histogram(m, "u_seconds", "", "Unlabelled.");
+    cr_assert_not_null(h);
+    rl_metric_observe_us(h, 100);      /* <= 250 us */
+    rl_metric_observe_us(h, 250);      /* on the bound: still the 250 us bucket */
+    rl_metric_observe_us(h, 3000);     /* <= 5 ms */
+    rl_metric_observe_us(h, 99000000); /* past every bound: only +Inf */
+    rl_metric_observe_us(bare, 1000);
+    rl_metric_observe_us(NULL, 1); /* a failed registration is a no-op */
+    char *text = render(m);
+    check_format(text);
+    cr_expect(strstr(text, "# TYPE t_seconds histogram\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_bucket{source=\"a\",le=\"0.00025\"} 2\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_bucket{source=\"a\",le=\"0.0025\"} 2\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_bucket{source=\"a\",le=\"0.005\"} 3\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_bucket{source=\"a\",le=\"30\"} 3\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_bucket{source=\"a\",le=\"+Inf\"} 4\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_count{source=\"a\"} 4\n"), "%s", text);
+    cr_expect(strstr(text, "t_seconds_sum{source=\"a\"} 99.003350\n"), "%s", text);
+    cr_expect(strstr(text, "u_seconds_bucket{le=\"0.001\"} 1\n"), "%s", text);
+    cr_expect(strstr(text, "u_seconds_count 1\n"), "%s", text);
+    free(text);
     rl_metrics_destroy(m);
 }

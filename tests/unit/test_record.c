@@ -540,3 +540,63 @@ Test(record, events_are_kind_one)
     cr_expect_eq(rec.kind, RL_RECORD_EVENT);
     free(p);
 }
+
+/* The envelope is written by record.c itself, not by jansson: every byte JSON
+ * must escape is escaped exactly as jansson's json_dumps would have, and what
+ * rl_record_event writes straight into a payload is what rl_record_cloudevent
+ * and rl_record_encode make in two steps. */
+Test(record, envelope_escapes_like_jansson)
+{
+    const char *nasty = "a\"b\\c/d\n\r\t\b\f\x01\x1f\x7f caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80";
+    json_t *data = json_pack("{s:s, s:{s:[i,b,n]}}", "text", nasty, "raw", "k", 1, 1);
+    rl_event_t ev = event(nasty, "message.received", nasty, nasty, "2026-04-19T10:00:00Z", data);
+    char *out = rl_record_cloudevent(&ev, "src", "whapi");
+    cr_assert_not_null(out);
+
+    /* The same CloudEvent built the old way: a json_t dumped by jansson. */
+    json_t *ce = json_object();
+    json_object_set_new(ce, "specversion", json_string("1.0"));
+    json_object_set_new(ce, "id", json_string(nasty));
+    char *src = NULL;
+    cr_assert(asprintf(&src, "/src/%s", nasty) > 0);
+    json_object_set_new(ce, "source", json_string(src));
+    json_object_set_new(ce, "type", json_string("message.received"));
+    json_object_set_new(ce, "time", json_string("2026-04-19T10:00:00Z"));
+    json_object_set_new(ce, "subject", json_string(nasty));
+    json_object_set_new(ce, "channelid", json_string(nasty));
+    json_object_set_new(ce, "workspaceid", json_string(nasty));
+    json_object_set_new(ce, "provider", json_string("whapi"));
+    json_object_set_new(ce, "datacontenttype", json_string("application/json"));
+    json_object_set(ce, "data", data);
+    char *want = json_dumps(ce, JSON_COMPACT);
+    cr_expect_str_eq(out, want);
+
+    uint8_t *one = NULL, *two = NULL;
+    size_t n1 = 0, n2 = 0;
+    cr_assert_eq(rl_record_event("src", "whapi", &ev, 42, &one, &n1), 0);
+    cr_assert_eq(rl_record_encode("src", &ev, out, 42, &two, &n2), 0);
+    cr_expect(n1 == n2 && !memcmp(one, two, n1), "one-step and two-step payloads differ");
+    rl_record_t rec;
+    cr_assert_eq(rl_record_decode(one, n1, &rec), 0);
+    cr_expect_eq(rec.event_len, strlen(want));
+
+    free(one);
+    free(two);
+    free(want);
+    free(src);
+    free(out);
+    json_decref(ce);
+    json_decref(data);
+}
+
+/* data may be NULL (no payload to keep): "data":null, as before. */
+Test(record, envelope_without_data)
+{
+    rl_event_t ev = event("e", "channel.connected", "", NULL, NULL, NULL);
+    char *out = rl_record_cloudevent(&ev, "s", "timely");
+    cr_assert_not_null(out);
+    cr_expect_str_eq(out, "{\"specversion\":\"1.0\",\"id\":\"e\",\"source\":\"/s\",\"type\":"
+                          "\"channel.connected\",\"provider\":\"timely\",\"datacontenttype\":"
+                          "\"application/json\",\"data\":null}");
+    free(out);
+}
