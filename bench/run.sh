@@ -118,7 +118,7 @@ done
 
 # 4. Replay: REPLAY events queued in the WAL, relay restarted, time until both
 #    sinks have caught up.
-"$BIN/bench/walgen" "$tmp/replay" "$REPLAY" >/dev/null
+"$BIN/bench/walgen" "$ROOT/relay.conf" "$tmp/replay" "$REPLAY" >/dev/null
 for run in $(seq "$RUNS"); do
     rm -rf "$tmp/replay-$run" && cp -r "$tmp/replay" "$tmp/replay-$run"
     t0=$(date +%s.%N)

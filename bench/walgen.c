@@ -1,10 +1,16 @@
 /* walgen.c -- fills a WAL directory with N events, as if relay had taken them
  * while both sinks were down, for the benchmark's replay measurement.
  *
- *   walgen DIR N
+ *   walgen CONFIG DIR N
  * Events are Timely message.received CloudEvents built by relay's own code
- * (record.c), spread over 200 channels, appended in group commits of 1000. */
+ * (record.c), spread over 200 channels, appended in group commits of 1000.
+ * relay's dedup persister (dedup_store.c, configured from CONFIG and the
+ * environment, wal.dir = DIR) runs over them as it would have in relay during
+ * the outage, so that a restart finds the window on disk, as a real one would,
+ * rather than rebuilding it from all N events. */
 #include "codec.h"
+#include "config.h"
+#include "dedup_store.h"
 #include "record.h"
 #include "wal.h"
 
@@ -16,14 +22,20 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: walgen DIR N\n");
+    if (argc != 4) {
+        fprintf(stderr, "usage: walgen CONFIG DIR N\n");
         return 2;
     }
-    long n = atol(argv[2]);
+    long n = atol(argv[3]);
     char errstr[512];
-    const char *readers[] = {"kafka", "redis"};
-    rl_wal_opts_t o = {argv[1], 64ull << 20, 64ull << 30, 1, readers, 2};
+    setenv("RELAY_WAL_DIR", argv[2], 1);
+    rl_config_t *cfg = rl_config_load(argv[1], errstr, sizeof(errstr));
+    if (!cfg) {
+        fprintf(stderr, "walgen: %s\n", errstr);
+        return 1;
+    }
+    const char *readers[] = {"kafka", "redis", "dedup"};
+    rl_wal_opts_t o = {argv[2], 64ull << 20, 64ull << 30, 1, readers, 3};
     rl_wal_t *w = rl_wal_open(&o, NULL, errstr, sizeof(errstr));
     if (!w) {
         fprintf(stderr, "walgen: %s\n", errstr);
@@ -67,8 +79,19 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    rl_dstore_t *ds = rl_dstore_new(cfg, w, NULL, errstr, sizeof(errstr));
+    if (!ds) {
+        fprintf(stderr, "walgen: %s\n", errstr);
+        return 1;
+    }
+    while (!rl_wal_reader_caught_up(rl_wal_reader(w, "dedup"))) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    rl_dstore_destroy(ds);
     printf("walgen: %ld events, %llu bytes in %s\n", n, (unsigned long long)rl_wal_bytes(w),
-           argv[1]);
+           argv[2]);
     rl_wal_close(w);
+    rl_config_destroy(cfg);
     return 0;
 }

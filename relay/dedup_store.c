@@ -348,7 +348,7 @@ long rl_dstore_rebuild(rl_dstore_t *ds, char *errstr, size_t errstr_size)
     if (!ds->wal)
         return 0;
     pthread_mutex_lock(&ds->lock);
-    rc = rl_wal_scan(ds->wal, rebuild_one, &rb, errstr, errstr_size);
+    rc = rl_wal_scan(ds->wal, ds->cursor0 + 1, rebuild_one, &rb, errstr, errstr_size);
     pthread_mutex_unlock(&ds->lock);
     return rc == 0 ? rb.n : -1;
 }

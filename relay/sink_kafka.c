@@ -81,7 +81,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         ring_ack(k, (uint64_t)(uintptr_t)m->_private);
-        rl_sink_set_connected(&k->base, 1);
+        if (!rl_sink_connected(&k->base)) /* not per message: three atomic writes */
+            rl_sink_set_connected(&k->base, 1);
         return;
     }
     if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)

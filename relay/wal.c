@@ -23,6 +23,7 @@
 #define HDR 16u                     /* u32 len, u32 crc, u64 seq */
 #define MAX_REC (64u * 1024 * 1024) /* sanity bound when scanning */
 #define CURSOR_PERSIST_MS 200
+#define SCAN_CHUNK (4u << 20) /* recovery reads segments this much at a time */
 #define IDX_EVERY 256    /* records between two points of a segment's sparse index */
 #define PROBE_MS 1000    /* while unwritable, how often the flusher tries the disk */
 #define PROBE_SIZE 4096  /* what the probe writes (and fsyncs) */
@@ -198,12 +199,14 @@ static int seg_note_record(segment_t *seg, uint64_t seq, uint64_t off)
 
 /* Reads a segment record by record, indexing them into seg. *valid is the
  * length of its longest valid prefix, *last_seq the last record's seq there (0
- * if none). */
+ * if none). The file is read in large chunks, not a header and a payload per
+ * record: recovery of a WAL holding a million events is then bound by the CRCs,
+ * not by two million system calls. */
 static int scan_segment(const char *path, segment_t *seg, uint64_t *valid, uint64_t *last_seq,
                         uint64_t *file_size)
 {
     int rc = -1, fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t cap = 1 << 20;
+    size_t cap = SCAN_CHUNK, have = 0, at = 0; /* buf[at..have) is file[pos..) */
     uint8_t *buf = malloc(cap);
     uint64_t pos = 0, prev = 0;
     struct stat st;
@@ -213,28 +216,46 @@ static int scan_segment(const char *path, segment_t *seg, uint64_t *valid, uint6
         goto out;
     *file_size = (uint64_t)st.st_size;
     while (pos + HDR <= *file_size) {
-        uint8_t hdr[HDR];
-        if (pread(fd, hdr, HDR, (off_t)pos) != HDR)
-            break;
+        if (have - at < HDR || have - at < HDR + (size_t)get32(buf + at)) {
+            /* Not all of the next record is in the buffer: move what is to the
+             * front and read on (growing the buffer for a record larger than it). */
+            size_t need = HDR;
+            if (have - at >= HDR) {
+                uint32_t len = get32(buf + at);
+                if (len > MAX_REC)
+                    break;
+                need = HDR + len;
+            }
+            memmove(buf, buf + at, have - at);
+            have -= at;
+            at = 0;
+            if (need > cap) {
+                uint8_t *nb = realloc(buf, need);
+                if (!nb)
+                    goto out;
+                buf = nb;
+                cap = need;
+            }
+            ssize_t k = 0;
+            while (have < need && (k = pread(fd, buf + have, cap - have, (off_t)(pos + have))) > 0)
+                have += (size_t)k;
+            if (k < 0)
+                goto out;
+            if (have < need)
+                break; /* the file ends inside this record */
+        }
+        const uint8_t *hdr = buf + at;
         uint32_t len = get32(hdr);
         uint64_t seq = get64(hdr + 8);
         if (len > MAX_REC || pos + HDR + len > *file_size || seq <= prev)
             break;
-        if (len > cap) {
-            uint8_t *nb = realloc(buf, len);
-            if (!nb)
-                goto out;
-            buf = nb;
-            cap = len;
-        }
-        if (pread(fd, buf, len, (off_t)(pos + HDR)) != (ssize_t)len)
-            break;
-        if (rec_crc(hdr + 8, buf, len) != get32(hdr + 4))
+        if (rec_crc(hdr + 8, hdr + HDR, len) != get32(hdr + 4))
             break;
         if (seg_note_record(seg, seq, pos) != 0)
             goto out;
         prev = seq;
         pos += HDR + len;
+        at += HDR + len;
     }
     *valid = pos;
     *last_seq = prev;
@@ -1251,10 +1272,8 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
                        size_t errstr_size)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    deadline.tv_sec += timeout_ms / 1000 + deadline.tv_nsec / 1000000000L;
-    deadline.tv_nsec %= 1000000000L;
+    int have_deadline = 0; /* read the clock only once there is nothing to return:
+                            * a sink catching up calls this per record */
 
     for (;;) {
         while (r->blen - r->bpos >= HDR) {
@@ -1278,6 +1297,13 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
         if (k > 0)
             continue;
         /* Nothing durable beyond us: wait for the flusher, then look again. */
+        if (!have_deadline) {
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+            deadline.tv_sec += timeout_ms / 1000 + deadline.tv_nsec / 1000000000L;
+            deadline.tv_nsec %= 1000000000L;
+            have_deadline = 1;
+        }
         rl_wal_t *w = r->w;
         pthread_mutex_lock(&w->lock);
         int rc = w->stop ? ETIMEDOUT : 0;
@@ -1344,15 +1370,19 @@ uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)
     return v;
 }
 
-int rl_wal_scan(rl_wal_t *w, rl_wal_scan_fn fn, void *arg, char *errstr, size_t errstr_size)
+int rl_wal_scan(rl_wal_t *w, uint64_t from_seq, rl_wal_scan_fn fn, void *arg, char *errstr,
+                size_t errstr_size)
 {
-    /* A private reader with no cursor: it starts at the oldest record kept. */
+    /* A private reader with no cursor file, positioned like a reader whose cursor
+     * is from_seq - 1: segments wholly before from_seq are never opened. */
     rl_wal_reader_t r = {0};
     rl_wal_rec_t rec;
     int k, rc = 0;
 
     r.w = w;
     r.fd = r.cursor_fd = -1;
+    r.want = from_seq;
+    r.cursor = from_seq ? from_seq - 1 : 0;
     while ((k = rl_wal_reader_next(&r, &rec, 0, errstr, errstr_size)) > 0)
         fn(arg, rec.seq, rec.data, rec.len);
     if (k < 0)

@@ -131,11 +131,12 @@ uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r);
 void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes);
 /* 1 when the sink has acknowledged every durable record. */
 int rl_wal_reader_caught_up(rl_wal_reader_t *r);
-/* Calls fn for every durable record kept, oldest first (start-up: rebuilding
- * state such as the dedup window). The payload is valid only during the call.
- * Returns 0, or -1 on an I/O error (errstr set). */
+/* Calls fn for every durable record kept whose seq is >= from_seq (0 or 1: all),
+ * oldest first (start-up: rebuilding state such as the dedup window). The payload
+ * is valid only during the call. Returns 0, or -1 on an I/O error (errstr set). */
 typedef void (*rl_wal_scan_fn)(void *arg, uint64_t seq, const uint8_t *payload, size_t len);
-int rl_wal_scan(rl_wal_t *w, rl_wal_scan_fn fn, void *arg, char *errstr, size_t errstr_size);
+int rl_wal_scan(rl_wal_t *w, uint64_t from_seq, rl_wal_scan_fn fn, void *arg, char *errstr,
+                size_t errstr_size);
 
 /* Wakes a reader blocked in rl_wal_reader_next (shutdown). */
 void rl_wal_wakeup(rl_wal_t *w);
