@@ -76,6 +76,7 @@ system-test: $(BUILD)/relay $(SYS_BIN)
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
 	@tools/docs.sh check $(BUILD)/relay
+	@$(MAKE) -s --no-print-directory check-format
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 # The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
@@ -93,10 +94,12 @@ install: $(BUILD)/relay
 	install -D -m 0644 relay.conf $(DESTDIR)$(PREFIX)/etc/relay/relay.conf.example
 
 format:
-	clang-format -i relay/*.[ch] codecs/*.[ch] tests/unit/*.[ch] tests/system/*.[ch] fuzz/*.[ch]
+	clang-format -i relay/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.[ch] \
+		tests/system/*.[ch]
 
 check-format:
-	clang-format --dry-run --Werror relay/*.[ch] codecs/*.[ch]
+	clang-format --dry-run --Werror relay/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c \
+		tests/unit/*.[ch] tests/system/*.[ch]
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -76,8 +76,8 @@ static void report(const char *sink, lat_t *l)
         return;
     }
     qsort(l->v, l->n, sizeof(double), cmp);
-    printf("E2E sink=%s n=%zu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n", sink, l->n,
-           l->v[l->n / 2], l->v[(size_t)((double)l->n * 0.99)], l->v[l->n - 1]);
+    printf("E2E sink=%s n=%zu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n", sink, l->n, l->v[l->n / 2],
+           l->v[(size_t)((double)l->n * 0.99)], l->v[l->n - 1]);
 }
 
 typedef struct redis_arg {
@@ -101,7 +101,8 @@ static void *redis_main(void *arg)
         prefixes[np++] = s;
     int nkeys = np * NCHAN;
     const char **argv = calloc((size_t)(4 + 2 * nkeys), sizeof(char *));
-    char **keys = calloc((size_t)nkeys, sizeof(char *)), **ids = calloc((size_t)nkeys, sizeof(char *));
+    char **keys = calloc((size_t)nkeys, sizeof(char *)),
+         **ids = calloc((size_t)nkeys, sizeof(char *));
     for (int p = 0, k = 0; p < np; p++)
         for (int i = 0; i < NCHAN; i++, k++) {
             if (asprintf(&keys[k], "%s%d", prefixes[p], i) < 0)

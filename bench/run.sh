@@ -32,6 +32,7 @@ redis_port=$(freeport) && kafka_port=$(freeport)
 "$TOOLS/redis.sh" start "$tmp/redis" "$redis_port" >/dev/null
 "$TOOLS/kafka.sh" start "$tmp/kafka" "$kafka_port" >/dev/null
 brokers=127.0.0.1:$kafka_port
+kafka_pid=$(<"$tmp/kafka/kafka.pid") redis_pid=$(<"$tmp/redis/redis.pid")
 # Create the topics up front so that no run pays for auto-creation.
 for t in events.message events.channel events.other; do
     echo warmup | kcat -b "$brokers" -P -t "$t" 2>/dev/null
@@ -41,6 +42,7 @@ metric() { # metric PORT REGEX -> sum of matching series
     curl -s "http://127.0.0.1:$1/metrics" | awk -v re="$2" '$0 !~ /^#/ && $1 ~ re { s += $2 } END { printf "%d\n", s }'
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+pct() { awk -v t="$1" -v s="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / s }'; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 wrk_mix() { # wrk_mix PORT PREFIX DELAY_MS -> RESULT line
@@ -48,14 +50,18 @@ wrk_mix() { # wrk_mix PORT PREFIX DELAY_MS -> RESULT line
         -s "$ROOT/bench/mix.lua" "http://127.0.0.1:$1" | grep '^RESULT'
 }
 
-start_relay() { # start_relay WAL_DIR -> sets relay_pid, relay_port
+start_relay() { # start_relay WAL_DIR [ENV=VALUE...] -> sets relay_pid, relay_port
+    local dir=$1
+    shift
     relay_port=$(freeport)
-    RELAY_HTTP_LISTEN=127.0.0.1:$relay_port RELAY_WAL_DIR=$1 RELAY_WAL_MAX_SIZE=16g \
+    env "$@" RELAY_HTTP_LISTEN=127.0.0.1:$relay_port RELAY_WAL_DIR=$dir RELAY_WAL_MAX_SIZE=16g \
         RELAY_KAFKA_BROKERS=$brokers RELAY_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
         RELAY_LOG_LEVEL=warn "$BIN/relay" -c "$ROOT/relay.conf" 2>>"$tmp/relay.log" &
     relay_pid=$!
+    local want='kafka:up redis:up'
+    [[ " $* " == *" RELAY_KAFKA_ENABLED=false "* ]] && want='wal:ok'
     for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$relay_port/readyz" 2>/dev/null | grep -q 'kafka:up redis:up' && return 0
+        curl -sf "http://127.0.0.1:$relay_port/readyz" 2>/dev/null | grep -q "$want" && return 0
         sleep 0.1
     done
     echo "bench: relay did not become ready" >&2
@@ -75,18 +81,21 @@ for run in $(seq "$RUNS"); do
     R[ceil_rps,$run]=$(field "$res" rps)
     R[ceil_eps,$run]=$(field "$res" eps)
 
-    # 2. relay at saturation, both sinks live.
+    # 2. relay at saturation, both sinks live; the CPU of relay, the Kafka broker
+    #    and Redis over the run (the rest of the two cores is wrk and the kernel).
     start_relay "$tmp/wal-$run"
     e0=$(metric "$relay_port" '^relay_events_(accepted|duplicate)_total')
-    c0=$(cpu_ticks "$relay_pid")
+    c0=$(cpu_ticks "$relay_pid") k0=$(cpu_ticks "$kafka_pid") r0=$(cpu_ticks "$redis_pid")
     res=$(wrk_mix "$relay_port" /v1/webhooks/ 0)
-    c1=$(cpu_ticks "$relay_pid")
+    c1=$(cpu_ticks "$relay_pid") k1=$(cpu_ticks "$kafka_pid") r1=$(cpu_ticks "$redis_pid")
     e1=$(metric "$relay_port" '^relay_events_(accepted|duplicate)_total')
     secs=$(field "$res" seconds)
     R[rps,$run]=$(field "$res" rps)
     R[eps,$run]=$(awk -v e=$((e1 - e0)) -v s="$secs" 'BEGIN { printf "%.1f", e / s }')
     R[errors,$run]=$(field "$res" errors)
-    R[cpu,$run]=$(awk -v t=$((c1 - c0)) -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+    R[cpu,$run]=$(pct $((c1 - c0)) "$secs")
+    R[kcpu,$run]=$(pct $((k1 - k0)) "$secs")
+    R[rcpu,$run]=$(pct $((r1 - r0)) "$secs")
     R[ratio,$run]=$(awk -v a="${R[rps,$run]}" -v b="${R[ceil_rps,$run]}" 'BEGIN { printf "%.3f", a / b }')
     R[rss_sat,$run]=$(rss_kib "$relay_pid")
 
@@ -111,12 +120,22 @@ for run in $(seq "$RUNS"); do
         -v n="$(metric "$relay_port" '^relay_dedup_entries$')" 'BEGIN { printf "%.1f", n ? m / n : 0 }')
     stop_relay
     rm -rf "$tmp/wal-$run"
+
+    # 4. For comparison only (not the target): relay with both sinks disabled,
+    #    the same load: what decoding, dedup and the WAL cost without Kafka and
+    #    Redis on the same cores.
+    start_relay "$tmp/wal-$run" RELAY_KAFKA_ENABLED=false RELAY_REDIS_ENABLED=false
+    res=$(wrk_mix "$relay_port" /v1/webhooks/ 0)
+    R[nosink_rps,$run]=$(field "$res" rps)
+    R[nosink_ratio,$run]=$(awk -v a="${R[nosink_rps,$run]}" -v b="${R[ceil_rps,$run]}" 'BEGIN { printf "%.3f", a / b }')
+    stop_relay
+    rm -rf "$tmp/wal-$run"
     echo "bench: run $run: ceiling ${R[ceil_rps,$run]} req/s, relay ${R[rps,$run]} req/s" \
          "(${R[eps,$run]} events/s, ratio ${R[ratio,$run]}), ack p99 ${R[p99,$run]} us," \
          "e2e p99 kafka ${R[k99,$run]} ms redis ${R[r99,$run]} ms, RSS ${R[rss,$run]} KiB" >&2
 done
 
-# 4. Replay: REPLAY events queued in the WAL, relay restarted, time until both
+# 5. Replay: REPLAY events queued in the WAL, relay restarted, time until both
 #    sinks have caught up.
 "$BIN/bench/walgen" "$ROOT/relay.conf" "$tmp/replay" "$REPLAY" >/dev/null
 for run in $(seq "$RUNS"); do
@@ -155,7 +174,8 @@ load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whap
 | end-to-end p50 / p99 Kafka (ms) | $(median k50) / $(median k99) | $(all k99) | p99 <= 50 |
 | end-to-end p50 / p99 Redis (ms) | $(median r50) / $(median r99) | $(all r99) | p99 <= 50 |
 | relay RSS at 50% load / saturation (MiB) | $(awk -v k="$(median rss)" 'BEGIN { printf "%.1f", k / 1024 }') / $(awk -v k="$(median rss_sat)" 'BEGIN { printf "%.1f", k / 1024 }') | $(all rss) | <= 64 |
-| relay CPU at saturation (% of one core) | $(median cpu) | $(all cpu) | |
+| CPU at saturation, % of one core: relay / Kafka broker / Redis | $(median cpu) / $(median kcpu) / $(median rcpu) | $(all cpu) | |
+| for comparison: relay without sinks, requests/s (ratio) | $(median nosink_rps) ($(median nosink_ratio)) | $(all nosink_rps) | |
 | WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
 | dedup bytes per remembered id | $(median dedup_bytes) | $(all dedup_bytes) | <= 100 |
 | HTTP errors during relay runs | $(median errors) | $(all errors) | 0 |

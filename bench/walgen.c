@@ -52,13 +52,14 @@ int main(int argc, char **argv)
             snprintf(id, sizeof(id), "evt_replay_%ld", done);
             snprintf(ch, sizeof(ch), "chan_%ld", done % 200);
             snprintf(mid, sizeof(mid), "msg_%ld", done);
-            json_t *data = json_pack(
-                "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n}", "message_id", mid,
-                "conversation_id", "conv_01HX3B2K", "contact_id", "cont_456", "direction",
-                "inbound", "content_type", "text", "content",
-                "Oi, gostaria de saber sobre os planos", "occurred_at", "2026-04-19T14:30:00Z",
-                "channel_id", ch, "sent_by_type", "contact", "media_url", "raw");
-            rl_event_t ev = {id, "message.received", ch, "ws_abc123", "2026-04-19T14:30:00Z", data, 0};
+            json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n}", "message_id",
+                                     mid, "conversation_id", "conv_01HX3B2K", "contact_id",
+                                     "cont_456", "direction", "inbound", "content_type", "text",
+                                     "content", "Oi, gostaria de saber sobre os planos",
+                                     "occurred_at", "2026-04-19T14:30:00Z", "channel_id", ch,
+                                     "sent_by_type", "contact", "media_url", "raw");
+            rl_event_t ev = {id, "message.received", ch, "ws_abc123", "2026-04-19T14:30:00Z", data,
+                             0};
             char *ce = rl_record_cloudevent(&ev, "timely", "timely");
             uint8_t *buf;
             size_t len;

@@ -223,8 +223,7 @@ static int sign(size_t s, unsigned flags, const uint8_t *body, size_t len, int64
         hex(md, 32, bufs[0] + 7);
         add(h, "X-Hub-Signature-256", bufs[0]);
         return 1;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -370,16 +370,11 @@ int rl_auth_check(const rl_auth_t *a, const rl_auth_req_t *req, const char **rea
     if (msg_id)
         *msg_id = NULL;
     switch (a->scheme) {
-    case S_NONE:
-        return 0;
-    case S_TOKEN:
-        return token_check(a, req, reason);
-    case S_TIMELY:
-        return timely_check(a, req, reason);
-    case S_STANDARD:
-        return standard_check(a, req, reason, msg_id);
-    case S_HUB:
-        return hub_check(a, req, reason);
+    case S_NONE: return 0;
+    case S_TOKEN: return token_check(a, req, reason);
+    case S_TIMELY: return timely_check(a, req, reason);
+    case S_STANDARD: return standard_check(a, req, reason, msg_id);
+    case S_HUB: return hub_check(a, req, reason);
     }
     return fail(reason, "bad_token"); /* not reached: rl_auth_new knows every scheme */
 }

@@ -99,8 +99,7 @@ static const key_t_ keys[] = {
     {"dedup", "pending_ttl", T_DURATION, "10", 1, 3600, NULL, 0, G(dedup.pending_ttl),
      "How long an unconfirmed claim in Redis holds an id: a retry of an event whose instance "
      "died before making it durable is refused 503 for at most this long."},
-    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled),
-     "Publish to Kafka."},
+    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled), "Publish to Kafka."},
     {"kafka", "brokers", T_STR, "127.0.0.1:9092", 0, 0, NULL, 0, G(kafka.brokers),
      "Bootstrap brokers (librdkafka bootstrap.servers)."},
     {"kafka", "topic", T_STR, "events.{family}", 0, 0, NULL, 0, G(kafka.topic),
@@ -144,8 +143,7 @@ static const key_t_ keys[] = {
     {"source", "ack_timeout", T_DURATION, "10", 1, 3600, NULL, 0, S(ack_timeout),
      "ack = publish: longest wait for the sinks; past it 503 + Retry-After (the events stay "
      "in the WAL and a retry is answered once they are published)."},
-    {"source", "timestamp_tolerance", T_DURATION, "5m", 1, 86400, NULL, 0,
-     S(timestamp_tolerance),
+    {"source", "timestamp_tolerance", T_DURATION, "5m", 1, 86400, NULL, 0, S(timestamp_tolerance),
      "Signature schemes with a signed timestamp: how far it may be from relay's clock."},
     {"source", "rate_limit", T_RATE, "0", 0, 3600000000LL, NULL, 0, S(rate_limit),
      "Authenticated requests allowed (N/s, N/m or N/h; 0: no limit); past it 429 with "
@@ -240,8 +238,7 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
         }
         *(long long *)dst = n;
         return 0;
-    default:
-        break;
+    default: break;
     }
 
     errno = 0;
@@ -254,17 +251,10 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
         end++;
     if (k->type == T_SIZE) {
         switch (tolower((unsigned char)*end)) {
-        case 'k':
-            mult = 1024LL, end++;
-            break;
-        case 'm':
-            mult = 1024LL * 1024, end++;
-            break;
-        case 'g':
-            mult = GiB, end++;
-            break;
-        default:
-            break;
+        case 'k': mult = 1024LL, end++; break;
+        case 'm': mult = 1024LL * 1024, end++; break;
+        case 'g': mult = GiB, end++; break;
+        default: break;
         }
         if (mult > 1 && tolower((unsigned char)*end) == 'i')
             end++;
@@ -282,20 +272,11 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
         }
     } else if (k->type == T_DURATION) {
         switch (*end) {
-        case 's':
-            end++;
-            break;
-        case 'm':
-            mult = 60, end++;
-            break;
-        case 'h':
-            mult = 3600, end++;
-            break;
-        case 'd':
-            mult = 86400, end++;
-            break;
-        default:
-            break;
+        case 's': end++; break;
+        case 'm': mult = 60, end++; break;
+        case 'h': mult = 3600, end++; break;
+        case 'd': mult = 86400, end++; break;
+        default: break;
         }
     }
     if (*end) {
@@ -640,8 +621,8 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
             goto out;
         }
         if (strcmp(s->auth, "none") != 0 && !s->secret[strspn(s->secret, ", \t")]) {
-            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret",
-                     cfg->path, s->line, s->name, s->auth);
+            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret", cfg->path,
+                     s->line, s->name, s->auth);
             goto out;
         }
     }
@@ -840,8 +821,8 @@ void rl_config_reference(FILE *out)
         } else if (k->type != T_STR && k->type != T_BOOL) {
             snprintf(range, sizeof(range), "%lld – %lld", k->min, k->max);
         }
-        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section,
-                src ? " NAME" : "", k->name, tnames[k->type], k->def ? k->def : "(required)",
-                range, var, k->help, k->secret ? " **Secret.**" : "");
+        fprintf(out, "| `%s%s.%s` | %s | %s | %s | `%s` | %s%s |\n", k->section, src ? " NAME" : "",
+                k->name, tnames[k->type], k->def ? k->def : "(required)", range, var, k->help,
+                k->secret ? " **Secret.**" : "");
     }
 }

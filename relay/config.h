@@ -13,12 +13,12 @@
 
 typedef struct rl_source_conf {
     char *name;
-    char *codec;        /* a name from codecs.c's table */
-    char *auth;         /* none | token | timely | standard-webhooks | hub-signature-256 */
-    char *secret;       /* one or more secrets (rotation), split by auth.c: never logged */
-    char *token_header; /* header carrying the token (auth = token) */
-    char *ack;          /* wal | publish */
-    long long ack_timeout;         /* seconds (ack = publish) */
+    char *codec;           /* a name from codecs.c's table */
+    char *auth;            /* none | token | timely | standard-webhooks | hub-signature-256 */
+    char *secret;          /* one or more secrets (rotation), split by auth.c: never logged */
+    char *token_header;    /* header carrying the token (auth = token) */
+    char *ack;             /* wal | publish */
+    long long ack_timeout; /* seconds (ack = publish) */
     long long timestamp_tolerance; /* seconds a signed timestamp may be off (signature schemes) */
     long long rate_limit;          /* requests per hour allowed (token bucket); 0: unlimited */
     long long rate_burst;          /* bucket size; 0: one second's worth, at least 1 */

@@ -52,9 +52,9 @@ struct rl_dstore {
     size_t nflight, capflight;
 
     rl_wal_t *wal;
-    int hwm_fd;   /* dir/hwm: see hwm_write (-1: none) */
-    uint64_t hwm; /* its value */
-    int fsync;    /* wal.fsync */
+    int hwm_fd;              /* dir/hwm: see hwm_write (-1: none) */
+    uint64_t hwm;            /* its value */
+    int fsync;               /* wal.fsync */
     rl_wal_reader_t *reader; /* NULL: nothing persisted */
     rl_dfile_t *file;
     uint64_t cursor0;          /* WAL records up to here were in the file at start-up */

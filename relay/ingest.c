@@ -72,7 +72,7 @@ typedef struct pending {
     char **claimed; /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
-    size_t held; /* events another instance claimed and has not made durable yet */
+    size_t held;         /* events another instance claimed and has not made durable yet */
     uint64_t first_seq;  /* first appended record: rl_wal_append writes it under its lock,
                           * before the flusher can call back (p may be gone after it) */
     uint64_t last_seq;   /* barrier: what every sink must have passed (ack = publish) */
@@ -299,8 +299,7 @@ static void on_durable(void *opaque, int status)
     }
     if (p->src->ack_publish) {
         uint64_t last = p->accepted ? p->first_seq + p->accepted - 1 : p->last_seq;
-        if (rl_wal_await_published(p->ig->wal, last, p->deadline_ms, on_published, p) ==
-            RL_WAL_OK)
+        if (rl_wal_await_published(p->ig->wal, last, p->deadline_ms, on_published, p) == RL_WAL_OK)
             return; /* p is on_published's now */
         on_published(p, RL_WAL_ERR);
         return;
@@ -393,8 +392,8 @@ static int claim_and_append(rl_ingest_t *ig, pending_t *p, const char *const *id
     int rc;
 
     if (verdict)
-        rl_dstore_claim(ig->dedup, p->src->conf->name, (const char **)ids, n,
-                        (uint64_t)time(NULL), verdict, append_new, &a);
+        rl_dstore_claim(ig->dedup, p->src->conf->name, (const char **)ids, n, (uint64_t)time(NULL),
+                        verdict, append_new, &a);
     free(verdict);
     rc = a.rc;
     nnew = a.nnew;
@@ -461,8 +460,7 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
     int done = 1;
 
     rl_reply_error(&answer, 400, reason, "%s", msg);
-    if (!p || !answer.body ||
-        rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
+    if (!p || !answer.body || rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
         free(answer.body);
         rl_reply_error(reply, 500, "internal", "out of memory");
         goto out;

@@ -16,9 +16,7 @@ int rl_json_too_deep(const uint8_t *text, size_t len, int max)
             continue;
         }
         switch (c) {
-        case '"':
-            in_string = 1;
-            break;
+        case '"': in_string = 1; break;
         case '[':
         case '{':
             if (++depth > max)
@@ -29,8 +27,7 @@ int rl_json_too_deep(const uint8_t *text, size_t len, int max)
             if (depth > 0)
                 depth--;
             break;
-        default:
-            break;
+        default: break;
         }
     }
     return 0;

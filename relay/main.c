@@ -288,24 +288,12 @@ int main(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'k':
-            check = 1;
-            break;
-        case 'r':
-            rl_config_reference(stdout);
-            return 0;
-        case 'V':
-            printf("relay %s\n", RELAY_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'c': path = optarg; break;
+        case 'k': check = 1; break;
+        case 'r': rl_config_reference(stdout); return 0;
+        case 'V': printf("relay %s\n", RELAY_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind < argc) {

@@ -11,16 +11,16 @@
 
 /* Histogram buckets (upper bounds, microseconds): fine below 5 ms, where ack
  * latency should live, coarse up to the 30 s a request may wait. */
-static const uint64_t hist_le_us[] = {250,    500,    1000,    2500,    5000,     10000,    25000,
-                                      50000,  100000, 250000,  500000,  1000000,  2500000,  5000000,
-                                      10000000, 30000000};
+static const uint64_t hist_le_us[] = {250,     500,     1000,     2500,    5000,   10000,
+                                      25000,   50000,   100000,   250000,  500000, 1000000,
+                                      2500000, 5000000, 10000000, 30000000};
 #define HIST_N (sizeof(hist_le_us) / sizeof(hist_le_us[0]))
 
 struct rl_metric {
     char *name, *labels, *help;
     int gauge;
-    int real; /* v holds the bits of a double (rl_metric_set_f) */
-    _Atomic int64_t v; /* a histogram: its count */
+    int real;                 /* v holds the bits of a double (rl_metric_set_f) */
+    _Atomic int64_t v;        /* a histogram: its count */
     _Atomic uint64_t *bucket; /* a histogram: observations per bucket (not cumulative),
                                * HIST_N + 1 of them, the last one past every bound */
     _Atomic uint64_t sum_us;
@@ -283,7 +283,9 @@ char *rl_metrics_render(rl_metrics_t *m, size_t *len)
         sb_printf(&b, "# HELP %s ", m->v[i]->name);
         sb_help(&b, m->v[i]->help);
         sb_printf(&b, "\n# TYPE %s %s\n", m->v[i]->name,
-                  m->v[i]->bucket ? "histogram" : m->v[i]->gauge ? "gauge" : "counter");
+                  m->v[i]->bucket  ? "histogram"
+                  : m->v[i]->gauge ? "gauge"
+                                   : "counter");
         for (size_t j = i; j < m->n; j++) {
             rl_metric_t *c = m->v[j];
             if (strcmp(c->name, m->v[i]->name) != 0)

@@ -161,8 +161,7 @@ fail:
 /* Writes a payload: the routing fields, then the CloudEvent, either given as
  * event_json or (NULL) written from ev straight into the payload. */
 static int encode_kind(int kind, const char *source, const char *provider, const rl_event_t *ev,
-                       const char *event_json, uint64_t received_ms, uint8_t **out,
-                       size_t *out_len)
+                       const char *event_json, uint64_t received_ms, uint8_t **out, size_t *out_len)
 {
     char *src = ce_source(ev, source);
     const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
@@ -333,8 +332,8 @@ static int var_value(const char *name, size_t nlen, const rl_record_t *rec, cons
 
 static int topic_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, char *out,

@@ -82,8 +82,8 @@ static void fill(redis_sink_t *r, batch_t *b, int timeout_ms)
     while (b->n < cfg->redis.batch) {
         rl_wal_rec_t wr;
         rl_record_t rec;
-        int got = rl_wal_reader_next(r->base.reader, &wr, b->n ? 0 : timeout_ms, errstr,
-                                     sizeof(errstr));
+        int got =
+            rl_wal_reader_next(r->base.reader, &wr, b->n ? 0 : timeout_ms, errstr, sizeof(errstr));
         if (got < 0) {
             rl_error("redis: reading the WAL: %s", errstr);
             break;
@@ -104,10 +104,11 @@ static void fill(redis_sink_t *r, batch_t *b, int timeout_ms)
         }
         /* The argv form: hiredis's printf-like formatting cost more than the
          * rest of the sink together (callgrind). */
-        const char *argv[12] = {"XADD", key,   "MAXLEN", "~",      r->maxlen, "*",
+        const char *argv[12] = {"XADD", key,    "MAXLEN", "~",      r->maxlen, "*",
                                 "id",   rec.id, "type",   rec.type, "event",   rec.event};
-        size_t argl[12] = {4, strlen(key), 6, 1, strlen(r->maxlen), 1,
-                           2, rec.id_len,  4, rec.type_len,  5,  rec.event_len};
+        size_t argl[12] = {
+            4, strlen(key),  6, 1, strlen(r->maxlen), 1, 2, rec.id_len, 4, rec.type_len,
+            5, rec.event_len};
         redisAppendCommandArgv(r->c, 12, argv, argl);
     }
 }

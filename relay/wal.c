@@ -24,10 +24,10 @@
 #define MAX_REC (64u * 1024 * 1024) /* sanity bound when scanning */
 #define CURSOR_PERSIST_MS 200
 #define SCAN_CHUNK (4u << 20) /* recovery reads segments this much at a time */
-#define IDX_EVERY 256    /* records between two points of a segment's sparse index */
-#define PROBE_MS 1000    /* while unwritable, how often the flusher tries the disk */
-#define PROBE_SIZE 4096  /* what the probe writes (and fsyncs) */
-#define ERR_LOG_MS 10000 /* repeated write errors are logged at most this often */
+#define IDX_EVERY 256         /* records between two points of a segment's sparse index */
+#define PROBE_MS 1000         /* while unwritable, how often the flusher tries the disk */
+#define PROBE_SIZE 4096       /* what the probe writes (and fsyncs) */
+#define ERR_LOG_MS 10000      /* repeated write errors are logged at most this often */
 
 /* Where one record of a segment starts: lag in bytes and events is measured
  * from the first record a reader has not acknowledged, found from the nearest

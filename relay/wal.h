@@ -95,7 +95,7 @@ int rl_wal_writable(rl_wal_t *w);         /* 0 after a write error until the nex
  * acknowledged records that are gone (a torn tail): state derived from them, such
  * as the dedup file's ids, must be forgotten. */
 uint64_t rl_wal_recovered_seq(rl_wal_t *w);
-uint64_t rl_wal_last_seq(rl_wal_t *w);    /* last appended sequence number (maybe not durable) */
+uint64_t rl_wal_last_seq(rl_wal_t *w); /* last appended sequence number (maybe not durable) */
 
 typedef struct rl_wal_stats {
     uint64_t bytes, max_bytes; /* on disk, and the cap */

@@ -15,8 +15,9 @@ PACKAGES=(
     # tests (Criterion; libcurl for the system tests' HTTP client; the openssl
     # CLI makes the TLS test's self-signed certificate)
     libcriterion-dev libcurl4-openssl-dev openssl
-    # fuzzing (make fuzz): clang with libFuzzer's runtime
-    clang libclang-rt-14-dev
+    # fuzzing (make fuzz): clang with libFuzzer's runtime; clang-format for
+    # `make check-format`, which `make test` runs
+    clang libclang-rt-14-dev clang-format
     # the services the system tests and `make run` start, and their clients
     redis-server redis-tools kcat
     # load generator for bench/

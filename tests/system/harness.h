@@ -296,8 +296,8 @@ static struct {
     th_relay_t *relays[TH_MAX_RELAYS];
     int nrelays;
     int curl_ready;
-    int redis_stopped; /* this test stopped the shared Redis: teardown restarts it */
-    int kafka_stopped; /* the same for Kafka */
+    int redis_stopped;     /* this test stopped the shared Redis: teardown restarts it */
+    int kafka_stopped;     /* the same for Kafka */
     char cainfo[PATH_MAX]; /* CA file th_http trusts for https:// (th_relay_use_tls) */
 } th_state;
 

@@ -964,9 +964,7 @@ static void *oversized_and_garbage(void *arg)
             send_all(fd, junk, sizeof junk);
             read_status(fd, 2000);
             break;
-        default:
-            send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25);
-            break;
+        default: send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25); break;
         }
         close(fd);
         atomic_fetch_add(&h->rounds, 1);

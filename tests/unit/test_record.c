@@ -160,8 +160,7 @@ Test(record, encode_decode_round_trip)
     cr_expect_eq(rec.received_ms, 1712995245123ULL, "received_ms round-trips");
     /* The layout of record.h: u8 version | u64 received_ms | 5 x (u16 len + bytes) |
      * u32 len + JSON. */
-    cr_expect_eq(len,
-                 1 + 8 + (2 + 6) + (2 + 5) + (2 + 12) + (2 + 4) + (2 + 12) + 4 + strlen(json));
+    cr_expect_eq(len, 1 + 8 + (2 + 6) + (2 + 5) + (2 + 12) + (2 + 4) + (2 + 12) + 4 + strlen(json));
     cr_expect_eq(p[0], 1, "version 1");
     cr_expect_eq(p[9] | p[10] << 8, 6, "u16 little endian");
     free(p);
