@@ -30,6 +30,10 @@ trap 'exit 130' INT TERM
 
 redis_port=$(freeport) && kafka_port=$(freeport)
 "$TOOLS/redis.sh" start "$tmp/redis" "$redis_port" >/dev/null
+# No RDB snapshots during the runs: at these rates Redis would fork and write its
+# dataset every minute (save 60 10000), and that stall on the shared cores would
+# be measured as relay's latency.
+redis-cli -p "$redis_port" config set save "" >/dev/null
 "$TOOLS/kafka.sh" start "$tmp/kafka" "$kafka_port" >/dev/null
 brokers=127.0.0.1:$kafka_port
 kafka_pid=$(<"$tmp/kafka/kafka.pid") redis_pid=$(<"$tmp/redis/redis.pid")

@@ -15,6 +15,7 @@
 #include "dedup_redis.h"
 #include "log.h"
 #include "record.h"
+#include "prio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -243,6 +244,7 @@ static void *persist_main(void *arg)
     rl_dstore_t *ds = arg;
 
     pthread_setname_np(pthread_self(), "rl-dedup"); /* top -H, perf */
+    rl_prio_background();
     batch_t *b = calloc(1, sizeof(*b));
     char errstr[256];
     uint64_t idle_ms = 0;

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "record.h"
+#include "prio.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
@@ -118,6 +119,23 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
            "kafka: %s: %s", fac, buf);
 }
 
+/* librdkafka's own threads (one per broker, plus its main thread) do the
+ * publishing work too: they run at the sink's priority (prio.h). */
+static rd_kafka_resp_err_t on_thread_start(rd_kafka_t *rk, rd_kafka_thread_type_t type,
+                                           const char *name, void *ic_opaque)
+{
+    (void)rk, (void)type, (void)name, (void)ic_opaque;
+    rl_prio_background();
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque,
+                                  char *errstr, size_t errstr_size)
+{
+    (void)conf, (void)errstr, (void)errstr_size;
+    return rd_kafka_interceptor_add_on_thread_start(rk, "relay-prio", on_thread_start, ic_opaque);
+}
+
 static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
 {
     const rl_config_t *cfg = k->base.cfg;
@@ -146,6 +164,10 @@ static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    if (rd_kafka_conf_interceptor_add_on_new(conf, "relay-prio", on_new, NULL)) {
+        snprintf(errstr, errstr_size, "cannot add the thread-priority interceptor");
+        goto fail;
+    }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (!rk)
         goto fail;
@@ -233,6 +255,7 @@ static void *kafka_main(void *arg)
     kafka_t *k = arg;
 
     pthread_setname_np(pthread_self(), "rl-kafka"); /* top -H, perf */
+    rl_prio_background();
     char errstr[512];
     int backoff = 100;
 

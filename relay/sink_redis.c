@@ -10,6 +10,7 @@
 #include "log.h"
 #include "record.h"
 #include "redis_conn.h"
+#include "prio.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -179,6 +180,7 @@ static void *redis_main(void *arg)
     redis_sink_t *r = arg;
 
     pthread_setname_np(pthread_self(), "rl-redis"); /* top -H, perf */
+    rl_prio_background();
     int backoff = 100;
     struct timespec last_ping = {0};
 
