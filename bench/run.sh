@@ -93,6 +93,8 @@ for run in $(seq "$RUNS"); do
     res=$(wrk_mix "$relay_port" /v1/webhooks/ 0)
     c1=$(cpu_ticks "$relay_pid") k1=$(cpu_ticks "$kafka_pid") r1=$(cpu_ticks "$redis_pid")
     e1=$(metric "$relay_port" '^relay_events_(accepted|duplicate)_total')
+    # Did the sinks keep up? Their lag the moment the load stops, in events.
+    R[sat_lag,$run]=$(metric "$relay_port" '^relay_sink_lag_events\{sink="(kafka|redis)"\}')
     secs=$(field "$res" seconds)
     R[rps,$run]=$(field "$res" rps)
     R[eps,$run]=$(awk -v e=$((e1 - e0)) -v s="$secs" 'BEGIN { printf "%.1f", e / s }')
@@ -179,6 +181,7 @@ load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whap
 | end-to-end p50 / p99 Redis (ms) | $(median r50) / $(median r99) | $(all r99) | p99 <= 50 |
 | relay RSS at 50% load / saturation (MiB) | $(awk -v k="$(median rss)" 'BEGIN { printf "%.1f", k / 1024 }') / $(awk -v k="$(median rss_sat)" 'BEGIN { printf "%.1f", k / 1024 }') | $(all rss) | <= 64 |
 | CPU at saturation, % of one core: relay / Kafka broker / Redis | $(median cpu) / $(median kcpu) / $(median rcpu) | $(all cpu) | |
+| sink lag when the saturation load stops, Kafka + Redis (events) | $(median sat_lag) | $(all sat_lag) | |
 | for comparison: relay without sinks, requests/s (ratio) | $(median nosink_rps) ($(median nosink_ratio)) | $(all nosink_rps) | |
 | WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
 | dedup bytes per remembered id | $(median dedup_bytes) | $(all dedup_bytes) | <= 100 |
