@@ -120,8 +120,9 @@ static const key_t_ keys[] = {
      "Stream key (template) of dead letters: authenticated bodies answered 400, kept raw."},
     {"redis", "maxlen", T_INT, "1000000", 1, 1LL << 40, NULL, 0, G(redis.maxlen),
      "XADD MAXLEN ~ N: approximate cap on each stream's length."},
-    {"redis", "batch", T_INT, "256", 1, 100000, NULL, 0, G(redis.batch),
-     "Most XADD commands pipelined in one round trip."},
+    {"redis", "batch", T_INT, "1024", 1, 100000, NULL, 0, G(redis.batch),
+     "Most XADD commands pipelined in one round trip (two batches are in flight; a larger "
+     "batch drains a backlog faster, and a quiet stream sends what there is at once)."},
     {"redis", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(redis.outage_budget),
      "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."},
     {"log", "level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, G(log.level),

@@ -106,7 +106,7 @@ Test(config, defaults)
     cr_expect_str_eq(c->redis.url, "redis://127.0.0.1:6379/0");
     cr_expect_str_eq(c->redis.stream, "events:{channel_id}");
     cr_expect_eq(c->redis.maxlen, 1000000);
-    cr_expect_eq(c->redis.batch, 256);
+    cr_expect_eq(c->redis.batch, 1024);
     cr_expect_str_eq(c->log.level, "info");
     cr_expect_eq(c->http.shutdown_grace, 5);
     cr_expect_eq(c->kafka.outage_budget, 0);
