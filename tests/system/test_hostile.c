@@ -658,8 +658,15 @@ Test(hostile, connection_limits_total_and_per_ip)
     TH_START(r);
     int fds[16], n = 0;
     /* Per address: three from 127.0.0.2 are held, the fourth is closed. */
-    for (int i = 0; i < 3; i++)
+    /* One at a time, each until relay holds it (relay_http_connections counts the
+     * scrape's own connection too): its two workers accept from one queue in no set
+     * order, and the 4th connect could otherwise be taken before the 3rd, which
+     * would then be the one refused. */
+    for (int i = 0; i < 3; i++) {
         cr_assert((fds[n++] = tcp_connect(r->port, "127.0.0.2")) >= 0);
+        cr_assert(metric_at_least(r, "relay_http_connections", NULL, i + 2) >= i + 2,
+                  "relay does not hold connection %d from 127.0.0.2", i);
+    }
     int fourth = tcp_connect(r->port, "127.0.0.2");
     cr_assert(fourth >= 0, "the kernel accepts the connection; relay must close it");
     cr_expect(closed_by_server(fourth, WAIT_MS), "a 4th connection from 127.0.0.2 was kept");
