@@ -707,6 +707,8 @@ static void *flusher_main(void *arg)
         w->inflight_bytes = 0;
         if (b.len) /* a batch of barriers alone says nothing about the disk */
             w->writable = status == 0;
+        if (status != 0) /* the first probe one PROBE_MS after the failure, not at once */
+            w->last_probe_ms = mono_ms();
         if (status != 0 && b.last_seq > w->last_failed_seq)
             w->last_failed_seq = b.last_seq;
         uint64_t last_failed = w->last_failed_seq;
