@@ -83,13 +83,6 @@ static uint64_t wall_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t mono_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -256,7 +249,7 @@ static void *persist_main(void *arg)
     while (!atomic_load(&ds->stop)) {
         uint64_t last;
         long n = persist_read(ds, b, &last);
-        uint64_t round_start = mono_now_ms();
+        int64_t round_start = rl_wal_now_ms();
         uint64_t now = wall_now();
         if (n < 0) {
             rl_metric_add(ds->m_persist_errors, 1);
@@ -302,7 +295,7 @@ static void *persist_main(void *arg)
         atomic_store(&ds->file_bytes, rl_dfile_bytes(ds->file));
         if (n == DS_BATCH) /* behind: no pause until it has caught up */
             continue;
-        int64_t spent = (int64_t)(mono_now_ms() - round_start);
+        int64_t spent = rl_wal_now_ms() - round_start;
         if (spent < DS_ROUND_MS && !atomic_load(&ds->stop))
             sleep_ms((int)(DS_ROUND_MS - spent));
     }
