@@ -10,7 +10,7 @@
 
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd
+PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd libisal
 CFLAGS  ?= -O2 -g
 # -Wno-format-truncation: snprintf truncating an error message is the intent.
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -pthread -Irelay -Icodecs \

@@ -243,16 +243,9 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))
         return -1;
-    if (!(a->ingest = rl_ingest_new(cfg, a->wal, a->metrics, errstr, errstr_size)))
-        return -1;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    long n = rl_ingest_rebuild(a->ingest, errstr, errstr_size);
-    if (n < 0)
-        return -1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n,
-            (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    /* The sinks start before the dedup window is loaded: they need only the
+     * WAL, and after an outage the backlog drains while the window (up to
+     * max_entries ids) is read back. HTTP starts last, once ingest is whole. */
     if (cfg->kafka.enabled) {
         rl_sink_t *s =
             rl_sink_kafka_new(cfg, rl_wal_reader(a->wal, "kafka"), a->metrics, errstr, errstr_size);
@@ -267,6 +260,16 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
             return -1;
         a->sinks[a->nsinks++] = s;
     }
+    if (!(a->ingest = rl_ingest_new(cfg, a->wal, a->metrics, errstr, errstr_size)))
+        return -1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long n = rl_ingest_rebuild(a->ingest, errstr, errstr_size);
+    if (n < 0)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n,
+            (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
     if (!(a->http = rl_http_new(cfg, a->ingest, a->metrics, ready, a, errstr, errstr_size)))
         return -1;
     return 0;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <isa-l/crc.h>
 #include <zlib.h>
 
 #define HDR 16u                     /* u32 len, u32 crc, u64 seq */
@@ -130,11 +131,14 @@ static int64_t mono_ms(void)
 }
 
 /* The checksum covers the sequence number too, so a record copied to the wrong
- * place or with a damaged header is caught, not only damaged payloads. */
+ * place or with a damaged header is caught, not only damaged payloads. It is
+ * zlib's CRC-32 (the same polynomial, seed and chaining: the unit tests forge
+ * records with zlib's crc32), computed by ISA-L, whose carry-less-multiply
+ * code runs about 4x faster than zlib's on records this size: recovery of a
+ * large WAL was bound by it. */
 static uint32_t rec_crc(const uint8_t *seq8, const uint8_t *payload, size_t len)
 {
-    uLong c = crc32(0L, seq8, 8);
-    return (uint32_t)crc32(c, payload, (uInt)len);
+    return crc32_gzip_refl(crc32_gzip_refl(0, seq8, 8), payload, (uint64_t)len);
 }
 
 static void seg_path(const rl_wal_t *w, uint64_t first_seq, char *out, size_t outsz)

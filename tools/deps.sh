@@ -11,7 +11,7 @@ PACKAGES=(
     # build
     build-essential pkg-config
     libmicrohttpd-dev librdkafka-dev libhiredis-dev libjansson-dev libssl-dev libjemalloc-dev
-    libinih-dev libsystemd-dev zlib1g-dev
+    libinih-dev libsystemd-dev zlib1g-dev libisal-dev
     # tests (Criterion; libcurl for the system tests' HTTP client; the openssl
     # CLI makes the TLS test's self-signed certificate)
     libcriterion-dev libcurl4-openssl-dev openssl
