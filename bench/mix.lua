@@ -4,7 +4,7 @@
 --   5% of all requests: an exact repeat of a body sent before (a provider retry)
 -- Events spread over 200 channels. Each new event's time is the moment it is
 -- sent (ms), so the end-to-end consumer can measure accepted -> visible.
--- Environment: BENCH_DELAY_MS  per-connection pause between requests (0: saturate)
+-- Environment: BENCH_DELAY_MS  mean per-connection pause between requests (0: saturate)
 --              BENCH_PATH_PREFIX (default /v1/webhooks/) for the ceiling server
 local ffi = require("ffi")
 ffi.cdef[[
@@ -94,8 +94,13 @@ request = function()
   return wrk.format("POST", prefix .. source, headers, body)
 end
 
+-- Exponentially distributed pauses around the mean: each connection is then a
+-- random (Poisson-like) source, as providers are. A constant pause keeps the
+-- connections in step (they start together), and the rate arrives as bursts of
+-- CONNS requests at once, whose last one waits for all the others.
 function delay()
-  return delay_ms
+  if delay_ms <= 0 then return 0 end
+  return math.floor(-delay_ms * math.log(1 - math.random()) + 0.5)
 end
 
 function done(summary, latency, requests)
