@@ -344,14 +344,12 @@ static int whapi_decode(json_t *root, rl_event_list_t *out, char *errstr, size_t
     if (strcmp(c.type, "channel") == 0)
         c.type = "channels";
 
-    json_object_foreach(root, key, value)
-    {
+    json_object_foreach (root, key, value) {
         if (strcmp(key, "event") == 0 || strcmp(key, "channel_id") == 0)
             continue;
         c.key = key;
         if (json_is_array(value)) {
-            json_array_foreach(value, i, item)
-            {
+            json_array_foreach (value, i, item) {
                 if (whapi_item(&c, item, 0))
                     return -1;
                 items++;

@@ -26,7 +26,7 @@ static char *ce_source(const rl_event_t *ev, const char *source)
 /* ---- a growing output buffer ------------------------------------------------ */
 
 /* The CloudEvent is written straight into the WAL payload: the envelope field by
- * field and `data` through jansson's dump callback. Building the envelope as a
+ * field and `data` by ob_json. Building the envelope as a
  * json_t and json_dumps'ing it cost an object, a string and a key copy per field,
  * a strbuffer and a strdup of the result: a third of ingest's instructions. */
 typedef struct obuf {
@@ -64,22 +64,26 @@ static void ob_put(obuf_t *b, const void *s, size_t n)
 
 #define OB_LIT(b, lit) ob_put((b), (lit), sizeof(lit) - 1)
 
-/* A JSON string. Only '"', '\' and control characters must be escaped (RFC
- * 8259 section 7); the text is UTF-8 already (it came out of jansson's parser,
- * the config or relay itself). Escapes as jansson does, so output is unchanged. */
-static void ob_str(obuf_t *b, const char *s)
+/* A JSON string of n bytes. Only '"', '\' and control characters must be
+ * escaped (RFC 8259 section 7); the text is UTF-8 already (it came out of
+ * jansson's parser, the config or relay itself). Escapes as jansson does, so
+ * output is unchanged. Runs of plain bytes are copied whole. */
+static void ob_strn(obuf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
     if (ob_reserve(b, 2 + 6 * n) != 0) /* the worst case: every byte \u00XX */
         return;
     uint8_t *o = b->p + b->len;
+    const unsigned char *c = (const unsigned char *)s, *end = c + n;
     *o++ = '"';
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c >= 0x20 && *c != '"' && *c != '\\') {
-            *o++ = *c;
-            continue;
-        }
+    while (c < end) {
+        const unsigned char *run = c;
+        while (c < end && *c >= 0x20 && *c != '"' && *c != '\\')
+            c++;
+        memcpy(o, run, (size_t)(c - run));
+        o += c - run;
+        if (c == end)
+            break;
         *o++ = '\\';
         switch (*c) {
         case '"': *o++ = '"'; break;
@@ -93,9 +97,72 @@ static void ob_str(obuf_t *b, const char *s)
             *o++ = 'u', *o++ = '0', *o++ = '0';
             *o++ = (uint8_t)hex[*c >> 4], *o++ = (uint8_t)hex[*c & 15];
         }
+        c++;
     }
     *o++ = '"';
     b->len = (size_t)(o - b->p);
+}
+
+static void ob_str(obuf_t *b, const char *s)
+{
+    ob_strn(b, s, strlen(s));
+}
+
+static int ob_dump_cb(const char *buf, size_t size, void *data)
+{
+    obuf_t *b = data;
+    ob_put(b, buf, size);
+    return b->oom ? -1 : 0;
+}
+
+/* A json_t, compact, byte for byte what json_dump_callback(v, JSON_COMPACT |
+ * JSON_ENCODE_ANY) writes (object keys in insertion order, as jansson keeps
+ * them). jansson's dump decodes every code point of every string and calls
+ * back per run of bytes: it was a third of ingest's instructions. Reals, rare
+ * in webhooks and subtle to format, are still written by jansson. The depth is
+ * bounded by http.max_json_depth plus the few levels a codec adds. */
+static void ob_json(obuf_t *b, json_t *v)
+{
+    char num[32];
+    const char *key;
+    json_t *item;
+    size_t i;
+    int first = 1;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        ob_put(b, "{", 1);
+        json_object_foreach (v, key, item) {
+            if (!first)
+                ob_put(b, ",", 1);
+            first = 0;
+            ob_str(b, key);
+            ob_put(b, ":", 1);
+            ob_json(b, item);
+        }
+        ob_put(b, "}", 1);
+        break;
+    case JSON_ARRAY:
+        ob_put(b, "[", 1);
+        json_array_foreach (v, i, item) {
+            if (i)
+                ob_put(b, ",", 1);
+            ob_json(b, item);
+        }
+        ob_put(b, "]", 1);
+        break;
+    case JSON_STRING: ob_strn(b, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER:
+        ob_put(b, num,
+               (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        break;
+    case JSON_TRUE: OB_LIT(b, "true"); break;
+    case JSON_FALSE: OB_LIT(b, "false"); break;
+    case JSON_NULL: OB_LIT(b, "null"); break;
+    default:
+        if (json_dump_callback(v, ob_dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+            b->oom = 1;
+    }
 }
 
 /* ,"key":"value" */
@@ -105,13 +172,6 @@ static void ob_field(obuf_t *b, const char *key, const char *value)
     ob_put(b, key, strlen(key));
     ob_put(b, "\":", 2);
     ob_str(b, value);
-}
-
-static int ob_dump_cb(const char *buf, size_t size, void *data)
-{
-    obuf_t *b = data;
-    ob_put(b, buf, size);
-    return b->oom ? -1 : 0;
 }
 
 /* Appends the CloudEvent of `ev` (the same fields, in the same order, as
@@ -134,8 +194,8 @@ static void ob_cloudevent(obuf_t *b, const rl_event_t *ev, const char *src, cons
     OB_LIT(b, ",\"datacontenttype\":\"application/json\",\"data\":");
     if (!ev->data)
         OB_LIT(b, "null");
-    else if (json_dump_callback(ev->data, ob_dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-        b->oom = 1;
+    else
+        ob_json(b, ev->data);
     OB_LIT(b, "}");
 }
 

@@ -88,8 +88,7 @@ static void check_cloudevent(const json_t *ce, const want_ev_t *w, const char *w
     cr_assert(json_is_object(ce), "%s: the event is not a JSON object", where);
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)ce, k, v)
-    {
+    json_object_foreach ((json_t *)ce, k, v) {
         int ok = *k != '\0';
         for (const char *p = k; *p; p++)
             ok &= (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9');

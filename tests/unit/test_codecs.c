@@ -98,8 +98,7 @@ static void expect_event(const char *path, size_t i, json_t *want, const rl_even
     const char *key;
     json_t *v;
 
-    json_object_foreach(want, key, v)
-    {
+    json_object_foreach (want, key, v) {
         if (strcmp(key, "id") == 0)
             expect_str(path, i, key, v, ev->id);
         else if (strcmp(key, "type") == 0)
@@ -113,8 +112,7 @@ static void expect_event(const char *path, size_t i, json_t *want, const rl_even
         else if (strcmp(key, "data") == 0) {
             const char *dk;
             json_t *dv;
-            json_object_foreach(v, dk, dv)
-            {
+            json_object_foreach (v, dk, dv) {
                 json_t *got = json_object_get(ev->data, dk);
                 char *g = got ? cu_canonical(got) : NULL, *w = cu_canonical(dv);
                 cr_expect(got && json_equal(got, dv), "%s: event %zu: data.%s is %s, expected %s",
@@ -137,9 +135,10 @@ static int raw_comes_from(json_t *raw, json_t *body)
 
     if (raw == body)
         return 1;
-    json_object_foreach(body, key, v)
-    {
-        json_array_foreach(v, i, item) if (item == raw) return 1;
+    json_object_foreach (body, key, v) {
+        json_array_foreach (v, i, item)
+            if (item == raw)
+                return 1;
     }
     return 0;
 }
@@ -222,7 +221,8 @@ ParameterizedTest(fixture_t *fx, codecs, fixture)
     cr_assert(json_is_array(events), "%s: expect file has neither events nor error", expect_path);
     cr_assert_eq(l.n, json_array_size(events), "%s: %zu events, expected %zu", fx->path, l.n,
                  json_array_size(events));
-    json_array_foreach(events, i, want) expect_event(fx->path, i, want, &l.v[i]);
+    json_array_foreach (events, i, want)
+        expect_event(fx->path, i, want, &l.v[i]);
     generic_checks(fx, body, &l);
 
     /* The same body again (a provider's retry) must give the same ids. */
@@ -284,14 +284,16 @@ static json_t *reversed(json_t *v)
 
     if (json_is_array(v)) {
         copy = json_array();
-        json_array_foreach(v, i, item) json_array_append_new(copy, reversed(item));
+        json_array_foreach (v, i, item)
+            json_array_append_new(copy, reversed(item));
         return copy;
     }
     if (!json_is_object(v))
         return json_incref(v);
     copy = json_object();
     keys = malloc(sizeof(*keys) * (json_object_size(v) + 1));
-    json_object_foreach(v, key, item) keys[n++] = key;
+    json_object_foreach (v, key, item)
+        keys[n++] = key;
     while (n--)
         json_object_set_new(copy, keys[n], reversed(json_object_get(v, keys[n])));
     free(keys);

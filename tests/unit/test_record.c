@@ -599,3 +599,42 @@ Test(record, envelope_without_data)
                           "\"application/json\",\"data\":null}");
     free(out);
 }
+
+/* `data` is written by record.c's own walker, not jansson's dump: for every
+ * kind of value (nesting, empty containers, key order, escapes, numbers at their
+ * limits, reals) the bytes must be json_dumps(data, JSON_COMPACT)'s. */
+Test(record, data_is_written_byte_for_byte_as_jansson_dumps_it)
+{
+    static const char *const bodies[] = {
+        "{}",
+        "[]",
+        "{\"z\":1,\"a\":2,\"m\":{\"y\":[],\"b\":{}}}",
+        "{\"s\":\"a\\\"b\\\\c/d\\n\\r\\t\\b\\f\\u0001\\u001f\\u007f caf\\u00e9 \\u2028 "
+        "\\ud83d\\ude00\",\"k\\\"ey\\u0002\":\"v\"}",
+        "{\"n\":[0,-1,9223372036854775807,-9223372036854775808,true,false,null]}",
+        "{\"r\":[0.0,1.5,-2.25e-300,1e300,0.1,123456789.123456789,3.0]}",
+        "[[[[[[[[[[\"deep\"]]]]]]]]]]",
+        "{\"raw\":{\"messages\":[{\"id\":\"x\",\"text\":{\"body\":\"\\u00a0\"}}]},\"from_me\":"
+        "false}",
+        "\"just a string\"",
+        "42",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        json_error_t e;
+        json_t *data = json_loads(bodies[i], JSON_DECODE_ANY, &e);
+        cr_assert_not_null(data, "%s: %s", bodies[i], e.text);
+        rl_event_t ev = event("e", "message.received", "c", NULL, NULL, data);
+        char *out = rl_record_cloudevent(&ev, "s", "whapi");
+        char *want = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        cr_assert(out && want);
+        const char *got = strstr(out, ",\"data\":");
+        cr_assert_not_null(got);
+        got += strlen(",\"data\":");
+        cr_expect(strlen(got) == strlen(want) + 1 && !strncmp(got, want, strlen(want)) &&
+                      got[strlen(want)] == '}',
+                  "data of %s:\n got %s\nwant %s}", bodies[i], got, want);
+        free(want);
+        free(out);
+        json_decref(data);
+    }
+}
