@@ -11,8 +11,10 @@
  *            a power of two >= 2 * the slab capacity (load <= 1/2), linear probing
  *            with backward-shift deletion, so there are no tombstones to clean up.
  *
- * Both grow by doubling up to max_entries, so a quiet window does not reserve memory
- * for max_entries up front. At a full table that is 32 + 16..32 bytes per id (48.8 at
+ * Both grow up to max_entries, so a quiet window does not reserve memory for
+ * max_entries up front, and without a pause: the slab by adding chunks (never
+ * copied), the index by doubling and moving the old one over a few slots per
+ * claim (dd_move). At a full table that is 32 + 16..32 bytes per id (48.8 at
  * 1,000,000). A u32-only index would save 8 bytes per id but costs a node cache miss
  * per probe: about 25% slower claims on a full 1M table. */
 #include "dedup.h"
@@ -25,6 +27,12 @@
 
 #define DD_NIL UINT32_MAX  /* no node: end of a list, free list */
 #define DD_INITIAL_CAP 256 /* nodes allocated up front (12 KB with its index) */
+/* The slab is allocated in chunks of DD_CHUNK nodes (128 KiB): growing it never
+ * copies it. Realloc'ing a 32 MiB slab took 50 ms at a million ids (page faults
+ * on the new copy, in a VM), all of it with every HTTP thread waiting. Below one
+ * chunk, the first chunk doubles as it fills. */
+#define DD_CHUNK_BITS 12
+#define DD_CHUNK ((size_t)1 << DD_CHUNK_BITS)
 
 typedef struct dd_node {
     uint64_t k[2]; /* the digest (rl_dedup_digest_t) */
@@ -48,12 +56,25 @@ struct rl_dedup {
     size_t live;         /* nodes on the list */
     uint32_t head, tail; /* oldest and newest live node */
     uint32_t free;       /* free list of released/expired/evicted nodes */
-    dd_node *nodes;
+    dd_node **chunks;    /* the slab: (max + DD_CHUNK - 1) / DD_CHUNK pointers */
     uint64_t *index;
     size_t mask; /* index size - 1 */
+    /* While the index grows, the previous one is moved into the new one a few
+     * slots per claim (as Redis's dict rehashes), instead of all at once: at a
+     * million ids that took over 100 ms, all of it with every HTTP thread
+     * waiting on the window. Each id is in exactly one of the two: a moved slot
+     * becomes DD_GONE, which lookups step over, so probe runs stay intact. */
+    uint64_t *old; /* NULL when no move is under way */
+    size_t old_mask;
+    size_t moved; /* old[0..moved) have been moved */
     uint64_t evicted, expired;
     rl_dedup_hasher_t *hasher;
 };
+
+static dd_node *dd_at(const rl_dedup_t *d, uint32_t pos)
+{
+    return &d->chunks[pos >> DD_CHUNK_BITS][pos & (DD_CHUNK - 1)];
+}
 
 /* ---------------------------------------------------------------- digest -- */
 
@@ -100,20 +121,23 @@ int rl_dedup_hash(rl_dedup_hasher_t *h, const char *source, size_t source_len, c
 
 /* ----------------------------------------------------------------- index -- */
 
-/* An index slot packs the node position (low 32 bits) with the low 32 bits of its
- * digest, the tag. In a big table every node touched is a cache miss: the tag settles
- * almost every mismatch without touching the node, and gives an entry's home slot
- * during deletion. */
-#define DD_EMPTY UINT64_MAX
+/* An index slot packs the node position + 1 (low 32 bits; 0 is an empty slot, so
+ * a new index is calloc'd: its pages are zeroed lazily by the kernel as slots
+ * are first used, not all at once) with the low 32 bits of its digest, the tag. In a big table
+ * every node touched is a cache miss: the tag settles almost every mismatch without touching the
+ * node, and gives an entry's home slot during deletion. */
+#define DD_EMPTY 0
+#define DD_GONE UINT32_MAX /* in the old index only: moved or forgotten (no node is 2^32-2) */
+#define DD_MOVE_STEP 16    /* old slots moved per claim */
 
 static uint64_t dd_pack(uint32_t tag, uint32_t pos)
 {
-    return (uint64_t)tag << 32 | pos;
+    return (uint64_t)tag << 32 | (pos + 1);
 }
 
 static uint32_t dd_pos(uint64_t slot)
 {
-    return (uint32_t)slot;
+    return (uint32_t)slot - 1;
 }
 
 static uint32_t dd_tag(uint64_t slot)
@@ -121,50 +145,50 @@ static uint32_t dd_tag(uint64_t slot)
     return (uint32_t)(slot >> 32);
 }
 
-/* The digest is keyed and uniform, so its low bits are as good as any hash; the mask
- * is below 2^32 (max_entries <= 2^30), so the tag holds all of them. */
-static size_t dd_home(const rl_dedup_t *d, uint32_t tag)
-{
-    return (size_t)tag & d->mask;
-}
+/* Where an id is in the index: a slot of d->index, or of d->old while it is
+ * being moved. */
+typedef struct dd_loc {
+    uint64_t *slot; /* NULL: not found */
+    int in_old;
+} dd_loc;
 
-/* The index slot holding the node with digest k, or the empty slot where it would go.
- * *found tells which. Terminates because the load is at most 1/2. */
-static size_t dd_find(const rl_dedup_t *d, const uint64_t k[2], int *found)
+/* The slot holding the node with digest k in the table `index` (mask), or NULL.
+ * The digest is keyed and uniform, so its low bits are as good as any hash; the
+ * mask is below 2^32 (max_entries <= 2^30), so the tag holds all of them.
+ * Terminates because the load is at most 1/2. */
+static uint64_t *dd_probe(const rl_dedup_t *d, uint64_t *index, size_t mask, const uint64_t k[2])
 {
     uint32_t tag = (uint32_t)k[0];
-    size_t i = dd_home(d, tag);
+    size_t i = (size_t)tag & mask;
 
     for (;;) {
-        uint64_t slot = d->index[i];
-        if (slot == DD_EMPTY) {
-            *found = 0;
-            return i;
+        uint64_t slot = index[i];
+        if (slot == DD_EMPTY)
+            return NULL;
+        if (slot != DD_GONE && dd_tag(slot) == tag) {
+            const dd_node *n = dd_at(d, dd_pos(slot));
+            if (n->k[0] == k[0] && n->k[1] == k[1])
+                return &index[i];
         }
-        if (dd_tag(slot) == tag) {
-            const dd_node *n = &d->nodes[dd_pos(slot)];
-            if (n->k[0] == k[0] && n->k[1] == k[1]) {
-                *found = 1;
-                return i;
-            }
-        }
-        i = (i + 1) & d->mask;
+        i = (i + 1) & mask;
     }
 }
 
-/* The index slot holding node `pos`, which must be indexed. */
-static size_t dd_slot_of(const rl_dedup_t *d, uint32_t pos)
+static dd_loc dd_find(const rl_dedup_t *d, const uint64_t k[2])
 {
-    size_t i = dd_home(d, (uint32_t)d->nodes[pos].k[0]);
+    dd_loc l = {dd_probe(d, d->index, d->mask, k), 0};
 
-    while (dd_pos(d->index[i]) != pos)
-        i = (i + 1) & d->mask;
-    return i;
+    if (!l.slot && d->old) {
+        l.slot = dd_probe(d, d->old, d->old_mask, k);
+        l.in_old = 1;
+    }
+    return l;
 }
 
-/* Empties slot i and shifts later members of its probe run back, so lookups never
- * need tombstones: an entry moves into the hole when the hole lies on its probe path
- * (its distance from home is at least the hole's distance behind it). */
+/* Empties slot i of the current index and shifts later members of its probe run
+ * back, so lookups never need tombstones there: an entry moves into the hole when
+ * the hole lies on its probe path (its distance from home is at least the hole's
+ * distance behind it). */
 static void dd_index_delete(rl_dedup_t *d, size_t i)
 {
     size_t j = i;
@@ -174,7 +198,7 @@ static void dd_index_delete(rl_dedup_t *d, size_t i)
         uint64_t slot = d->index[j];
         if (slot == DD_EMPTY)
             break;
-        size_t home = dd_home(d, dd_tag(slot));
+        size_t home = (size_t)dd_tag(slot) & d->mask;
         if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
             d->index[i] = slot;
             i = j;
@@ -183,14 +207,47 @@ static void dd_index_delete(rl_dedup_t *d, size_t i)
     d->index[i] = DD_EMPTY;
 }
 
-static void dd_index_insert(rl_dedup_t *d, uint32_t pos)
+/* Removes what loc found. In the old index the slot becomes DD_GONE: moving
+ * entries back there would carry some behind the move's cursor, unmoved. */
+static void dd_loc_delete(rl_dedup_t *d, dd_loc l)
 {
-    uint32_t tag = (uint32_t)d->nodes[pos].k[0];
-    size_t i = dd_home(d, tag);
+    if (l.in_old)
+        *l.slot = DD_GONE;
+    else
+        dd_index_delete(d, (size_t)(l.slot - d->index));
+}
+
+static void dd_index_put(rl_dedup_t *d, uint64_t packed)
+{
+    size_t i = (size_t)dd_tag(packed) & d->mask;
 
     while (d->index[i] != DD_EMPTY)
         i = (i + 1) & d->mask;
-    d->index[i] = dd_pack(tag, pos);
+    d->index[i] = packed;
+}
+
+static void dd_index_insert(rl_dedup_t *d, uint32_t pos)
+{
+    dd_index_put(d, dd_pack((uint32_t)dd_at(d, pos)->k[0], pos));
+}
+
+/* Moves up to `n` slots of the old index into the current one; frees the old
+ * index once all are moved. */
+static void dd_move(rl_dedup_t *d, size_t n)
+{
+    while (d->old && n--) {
+        uint64_t slot = d->old[d->moved];
+        if (slot != DD_EMPTY && slot != DD_GONE) {
+            dd_index_put(d, slot);
+            d->old[d->moved] = DD_GONE;
+        }
+        if (++d->moved > d->old_mask) {
+            free(d->old);
+            d->old = NULL;
+            d->old_mask = 0;
+            d->moved = 0;
+        }
+    }
 }
 
 /* Smallest power of two >= 2 * cap: keeps the load at or under 1/2. */
@@ -206,81 +263,91 @@ static size_t dd_index_size(size_t cap)
 /* Allocates an index of `size` slots, all empty. */
 static uint64_t *dd_index_alloc(size_t size)
 {
-    uint64_t *index = malloc(size * sizeof(*index));
-
-    if (index)
-        memset(index, 0xff, size * sizeof(*index)); /* every slot DD_EMPTY */
-    return index;
+    return calloc(size, sizeof(uint64_t)); /* every slot DD_EMPTY */
 }
 
-/* Installs `index` (from dd_index_alloc) of `size` slots and reinserts every live node. */
+/* Installs `index` (from dd_index_alloc) of `size` slots, empty; the current
+ * one becomes the old one, moved over by later claims. A move still under way
+ * is finished first (rare: a move takes a quarter of the claims that fill the
+ * new capacity). */
 static void dd_index_replace(rl_dedup_t *d, uint64_t *index, size_t size)
 {
-    free(d->index);
+    dd_move(d, SIZE_MAX);
+    d->old = d->index;
+    d->old_mask = d->mask;
+    d->moved = 0;
     d->index = index;
     d->mask = size - 1;
-    for (uint32_t pos = d->head; pos != DD_NIL; pos = d->nodes[pos].next)
-        dd_index_insert(d, pos);
 }
 
 /* ------------------------------------------------------------------ list -- */
 
 static void dd_unlink(rl_dedup_t *d, uint32_t pos)
 {
-    dd_node *n = &d->nodes[pos];
+    dd_node *n = dd_at(d, pos);
 
     if (n->prev != DD_NIL)
-        d->nodes[n->prev].next = n->next;
+        dd_at(d, n->prev)->next = n->next;
     else
         d->head = n->next;
     if (n->next != DD_NIL)
-        d->nodes[n->next].prev = n->prev;
+        dd_at(d, n->next)->prev = n->prev;
     else
         d->tail = n->prev;
 }
 
 static void dd_append(rl_dedup_t *d, uint32_t pos)
 {
-    dd_node *n = &d->nodes[pos];
+    dd_node *n = dd_at(d, pos);
 
     n->prev = d->tail;
     n->next = DD_NIL;
     if (d->tail != DD_NIL)
-        d->nodes[d->tail].next = pos;
+        dd_at(d, d->tail)->next = pos;
     else
         d->head = pos;
     d->tail = pos;
 }
 
-/* Forgets live node `pos` whose index slot is `slot`: out of index and list, onto the
- * free list. */
-static void dd_forget(rl_dedup_t *d, uint32_t pos, size_t slot)
+/* Forgets live node `pos`, found at `l`: out of index and list, onto the free list. */
+static void dd_forget(rl_dedup_t *d, uint32_t pos, dd_loc l)
 {
-    dd_index_delete(d, slot);
+    dd_loc_delete(d, l);
     dd_unlink(d, pos);
-    d->nodes[pos].next = d->free;
+    dd_at(d, pos)->next = d->free;
     d->free = pos;
     d->live--;
 }
 
 /* ------------------------------------------------------------ allocation -- */
 
-/* Doubles the slab (up to max) and the index to match. Everything is allocated before
- * anything changes, so on failure the structure is intact at its current size. */
+/* Grows the slab (doubling its first chunk, then a chunk at a time, up to max)
+ * and doubles the index when the slab outgrows it. Everything is allocated
+ * before anything changes, so on failure the structure is intact at its current
+ * size. */
 static int dd_grow(rl_dedup_t *d)
 {
-    size_t cap = d->cap * 2 < d->max ? d->cap * 2 : d->max;
-    size_t isize = dd_index_size(cap);
+    size_t cap = d->cap < DD_CHUNK ? d->cap * 2 : d->cap + DD_CHUNK;
+    if (cap > DD_CHUNK && d->cap < DD_CHUNK)
+        cap = DD_CHUNK;
+    if (cap > d->max)
+        cap = d->max;
+    size_t isize = dd_index_size(cap), c = (cap - 1) >> DD_CHUNK_BITS;
     uint64_t *index = NULL;
-    dd_node *nodes;
+    dd_node *chunk;
 
     if (isize != d->mask + 1 && !(index = dd_index_alloc(isize)))
         return -1;
-    if (!(nodes = realloc(d->nodes, cap * sizeof(*nodes)))) {
+    /* Either the first chunk grows, or the next chunk is new (cap - d->cap nodes). */
+    if (c == 0)
+        chunk = realloc(d->chunks[0], cap * sizeof(*chunk));
+    else
+        chunk = malloc((cap - d->cap) * sizeof(*chunk));
+    if (!chunk) {
         free(index);
         return -1;
     }
-    d->nodes = nodes;
+    d->chunks[c] = chunk;
     d->cap = cap;
     if (index)
         dd_index_replace(d, index, isize);
@@ -295,7 +362,7 @@ static uint32_t dd_alloc(rl_dedup_t *d)
 
     if (d->free != DD_NIL) {
         pos = d->free;
-        d->free = d->nodes[pos].next;
+        d->free = dd_at(d, pos)->next;
         return pos;
     }
     if (d->used == d->cap && d->cap < d->max)
@@ -305,18 +372,18 @@ static uint32_t dd_alloc(rl_dedup_t *d)
 
     /* Full: every handed-out node is live, so the list is not empty. */
     pos = d->head;
-    dd_forget(d, pos, dd_slot_of(d, pos));
+    dd_forget(d, pos, dd_find(d, dd_at(d, pos)->k));
     d->evicted++;
-    d->free = d->nodes[pos].next; /* pop it back off the free list */
+    d->free = dd_at(d, pos)->next; /* pop it back off the free list */
     return pos;
 }
 
 /* Drops ids whose window passed, oldest first; stops at the first one still inside. */
 static void dd_expire(rl_dedup_t *d)
 {
-    while (d->head != DD_NIL && d->now - d->nodes[d->head].t >= d->window) {
+    while (d->head != DD_NIL && d->now - dd_at(d, d->head)->t >= d->window) {
         uint32_t pos = d->head;
-        dd_forget(d, pos, dd_slot_of(d, pos));
+        dd_forget(d, pos, dd_find(d, dd_at(d, pos)->k));
         d->expired++;
     }
 }
@@ -348,7 +415,8 @@ rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsi
     d->cap = max_entries < DD_INITIAL_CAP ? max_entries : DD_INITIAL_CAP;
     d->head = d->tail = d->free = DD_NIL;
     d->mask = dd_index_size(d->cap) - 1;
-    if (!(d->nodes = malloc(d->cap * sizeof(*d->nodes))) ||
+    if (!(d->chunks = calloc((max_entries + DD_CHUNK - 1) / DD_CHUNK, sizeof(*d->chunks))) ||
+        !(d->chunks[0] = malloc(d->cap * sizeof(dd_node))) ||
         !(d->index = dd_index_alloc(d->mask + 1))) {
         err = "out of memory";
         goto fail;
@@ -386,8 +454,12 @@ void rl_dedup_destroy(rl_dedup_t *d)
     if (!d)
         return;
     rl_dedup_hasher_destroy(d->hasher);
-    free(d->nodes);
+    if (d->chunks)
+        for (size_t c = 0; c < (d->max + DD_CHUNK - 1) / DD_CHUNK; c++)
+            free(d->chunks[c]);
+    free(d->chunks);
     free(d->index);
+    free(d->old);
     free(d);
 }
 
@@ -410,25 +482,24 @@ static int dd_digest_str(rl_dedup_t *d, const char *source, const char *id, rl_d
 int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
 {
     uint32_t pos;
-    int found;
 
     if (!d || !dg)
         return -1;
     if (now > d->now)
         d->now = now;
     dd_expire(d);
-    (void)dd_find(d, dg->k, &found);
-    if (found)
+    if (dd_find(d, dg->k).slot)
         return 0;
 
     /* Allocation may evict or rebuild the index, so the slot is looked up again. */
     pos = dd_alloc(d);
-    d->nodes[pos].k[0] = dg->k[0];
-    d->nodes[pos].k[1] = dg->k[1];
-    d->nodes[pos].t = d->now;
+    dd_at(d, pos)->k[0] = dg->k[0];
+    dd_at(d, pos)->k[1] = dg->k[1];
+    dd_at(d, pos)->t = d->now;
     dd_append(d, pos);
     dd_index_insert(d, pos);
     d->live++;
+    dd_move(d, DD_MOVE_STEP);
     return 1;
 }
 
@@ -443,14 +514,12 @@ int rl_dedup_claim(rl_dedup_t *d, const char *source, const char *id, uint64_t n
 
 void rl_dedup_release_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg)
 {
-    size_t slot;
-    int found;
+    dd_loc l;
 
     if (!d || !dg)
         return;
-    slot = dd_find(d, dg->k, &found);
-    if (found)
-        dd_forget(d, dd_pos(d->index[slot]), slot);
+    if ((l = dd_find(d, dg->k)).slot)
+        dd_forget(d, dd_pos(*l.slot), l);
 }
 
 void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
@@ -463,17 +532,13 @@ void rl_dedup_release(rl_dedup_t *d, const char *source, const char *id)
 
 int rl_dedup_contains(const rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
 {
-    size_t slot;
-    int found;
+    dd_loc l;
 
-    if (!d || !dg)
-        return 0;
-    slot = dd_find(d, dg->k, &found);
-    if (!found)
+    if (!d || !dg || !(l = dd_find(d, dg->k)).slot)
         return 0;
     if (now < d->now)
         now = d->now; /* as rl_dedup_claim would take it */
-    return now - d->nodes[dd_pos(d->index[slot])].t < d->window;
+    return now - dd_at(d, dd_pos(*l.slot))->t < d->window;
 }
 
 size_t rl_dedup_count(const rl_dedup_t *d)
@@ -494,5 +559,8 @@ uint64_t rl_dedup_expired(const rl_dedup_t *d)
 size_t rl_dedup_memory(const rl_dedup_t *d)
 {
     /* OpenSSL's digest context (a few hundred bytes, fixed) is not counted. */
-    return d ? sizeof(*d) + d->cap * sizeof(*d->nodes) + (d->mask + 1) * sizeof(*d->index) : 0;
+    return d ? sizeof(*d) + (d->max + DD_CHUNK - 1) / DD_CHUNK * sizeof(*d->chunks) +
+                   d->cap * sizeof(dd_node) + (d->mask + 1) * sizeof(*d->index) +
+                   (d->old ? (d->old_mask + 1) * sizeof(*d->old) : 0)
+             : 0;
 }

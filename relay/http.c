@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WEBHOOK_PREFIX "/v1/webhooks/"
@@ -51,6 +52,7 @@ struct rl_http {
     /* requests[source][code]; the last row is for unknown sources */
     rl_metric_t *(*req_metric)[NCODES];
     rl_metric_t *m_inflight;
+    rl_metric_t *m_request;         /* relay_http_request_seconds */
     rl_metric_t **m_body;           /* relay_limit_hits_total max_body, per source */
     rl_metric_t *m_header, *m_idle; /* max_header, timeout */
 };
@@ -58,8 +60,9 @@ struct rl_http {
 typedef struct req {
     rl_http_t *h;
     struct MHD_Connection *conn;
-    int began;   /* the handler has seen the request */
-    int src_idx; /* -1 unknown */
+    int began;         /* the handler has seen the request */
+    uint64_t start_us; /* the request line was in (CLOCK_MONOTONIC) */
+    int src_idx;       /* -1 unknown */
     int webhook;
     char *source;
     char *body;
@@ -227,6 +230,9 @@ static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
     rq->h = h;
     rq->conn = conn;
     rq->src_idx = -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rq->start_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
     pthread_mutex_init(&rq->lock, NULL);
     return rq;
 }
@@ -339,6 +345,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (rq->submitted && rq->have_reply)
         atomic_fetch_sub(&h->inflight, 1);
+    if (rq->submitted && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        rl_metric_observe_us(h->m_request, (uint64_t)ts.tv_sec * 1000000 +
+                                               (uint64_t)ts.tv_nsec / 1000 - rq->start_us);
+    }
     free(rq->reply.body);
     free(rq->body);
     free(rq->source);
@@ -496,6 +508,11 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
                                                      "Webhook requests by source and status.");
         }
     }
+    h->m_request = rl_metrics_histogram(
+        metrics, "relay_http_request_seconds", "",
+        "Webhook requests that reached ingest, from their request line being read to their "
+        "answer being handed to the socket (reading the body, ingest, writing the answer): "
+        "what a client sees beyond this is the network and the wait for a worker thread.");
     h->m_inflight = rl_metrics_gauge(metrics, "relay_http_inflight", "",
                                      "Webhook requests waiting for their answer (the WAL, or "
                                      "the sinks with ack = publish); they hold no thread.");

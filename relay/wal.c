@@ -7,6 +7,7 @@
 
 #include "bytes.h"
 #include "log.h"
+#include "prio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -92,9 +93,14 @@ struct rl_wal {
     int fsync, dirfd, active_fd;
 
     pthread_mutex_t lock;
-    pthread_cond_t flush_cv, read_cv;
-    pthread_t flusher;
-    int stop, started, writable;
+    pthread_cond_t flush_cv, read_cv, reap_cv;
+    pthread_t flusher, reaper;
+    int stop, started, writable, reaper_started;
+    /* Segments every reader has passed, to be unlinked by the reaper thread:
+     * unlinking a 64 MiB segment takes ext4 about 30 ms, which under the lock
+     * (or in the flusher) stalled every append and commit that long. */
+    uint64_t *doomed;
+    size_t ndoomed, capdoomed;
     int full; /* an append was refused for the cap and nothing was freed since */
 
     batch_t pending, flushing;
@@ -433,8 +439,10 @@ static int persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync)
     return 0;
 }
 
-/* Deletes segments every reader has passed. Called with the lock held; the
- * active (last) segment always stays. */
+/* Drops segments every reader has passed from the WAL and hands their files to
+ * the reaper (reaper_main). Called with the lock held; the active (last) segment
+ * always stays. Should relay stop before the reaper unlinks a file, the next
+ * start finds the segment again, behind every cursor, and drops it again. */
 static void gc_segments(rl_wal_t *w)
 {
     uint64_t min = w->durable_seq;
@@ -443,11 +451,17 @@ static void gc_segments(rl_wal_t *w)
             min = w->readers[i].cursor;
     size_t drop = 0;
     while (drop + 1 < w->nsegs && w->segs[drop + 1].first_seq - 1 <= min) {
-        char path[4096];
-        seg_path(w, w->segs[drop].first_seq, path, sizeof(path));
-        if (unlink(path) != 0 && errno != ENOENT) {
-            rl_warn("wal: cannot delete %s: %s", path, strerror(errno));
-            break;
+        uint64_t *v = grow(w->doomed, &w->capdoomed, w->ndoomed, sizeof(*v), 8);
+        if (!v) {
+            char path[4096]; /* out of memory: unlink it here after all */
+            seg_path(w, w->segs[drop].first_seq, path, sizeof(path));
+            if (unlink(path) != 0 && errno != ENOENT) {
+                rl_warn("wal: cannot delete %s: %s", path, strerror(errno));
+                break;
+            }
+        } else {
+            w->doomed = v;
+            w->doomed[w->ndoomed++] = w->segs[drop].first_seq;
         }
         w->bytes -= w->segs[drop].size;
         free(w->segs[drop].idx);
@@ -457,7 +471,46 @@ static void gc_segments(rl_wal_t *w)
         memmove(w->segs, w->segs + drop, (w->nsegs - drop) * sizeof(*w->segs));
         w->nsegs -= drop;
         w->full = 0; /* room again, perhaps: the next append will tell */
+        pthread_cond_signal(&w->reap_cv);
     }
+}
+
+/* Unlinks doomed segments, outside the lock. On stop, finishes the list first. */
+static void *reaper_main(void *arg)
+{
+    rl_wal_t *w = arg;
+    uint64_t *batch = NULL;
+    size_t cap = 0;
+
+    pthread_setname_np(pthread_self(), "rl-wal-gc"); /* top -H, perf */
+    rl_prio_background();
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->ndoomed && !w->stop)
+            pthread_cond_wait(&w->reap_cv, &w->lock);
+        if (!w->ndoomed)
+            break;
+        /* Swap the list out: gc_segments goes on filling the other one. */
+        uint64_t *v = w->doomed;
+        size_t n = w->ndoomed, c = w->capdoomed;
+        w->doomed = batch;
+        w->capdoomed = cap;
+        w->ndoomed = 0;
+        batch = v;
+        cap = c;
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < n; i++) {
+            char path[4096];
+            seg_path(w, batch[i], path, sizeof(path));
+            if (unlink(path) != 0 && errno != ENOENT)
+                rl_warn("wal: cannot delete %s: %s (it is deleted at the next start)", path,
+                        strerror(errno));
+        }
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    free(batch);
+    return NULL;
 }
 
 /* ---- the flusher -------------------------------------------------------- */
@@ -883,6 +936,7 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->flush_cv, NULL);
     pthread_cond_init(&w->read_cv, NULL);
+    pthread_cond_init(&w->reap_cv, NULL);
 
     char cmd[4096];
     snprintf(cmd, sizeof(cmd), "%s", o->dir);
@@ -929,6 +983,11 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
             goto out;
     }
     register_metrics(w, metrics);
+    if (pthread_create(&w->reaper, NULL, reaper_main, w) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the WAL reaper thread");
+        goto out;
+    }
+    w->reaper_started = 1;
     if (pthread_create(&w->flusher, NULL, flusher_main, w) != 0) {
         snprintf(errstr, errstr_size, "cannot start the WAL flusher thread");
         goto out;
@@ -957,6 +1016,13 @@ void rl_wal_close(rl_wal_t *w)
         pthread_cond_broadcast(&w->read_cv);
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->flusher, NULL);
+    }
+    if (w->reaper_started) { /* after the flusher: its last gc is reaped too */
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_signal(&w->reap_cv);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->reaper, NULL);
     }
     for (size_t i = 0; i < w->nreaders; i++) {
         rl_wal_reader_t *r = &w->readers[i];
@@ -989,6 +1055,8 @@ void rl_wal_close(rl_wal_t *w)
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->flush_cv);
     pthread_cond_destroy(&w->read_cv);
+    pthread_cond_destroy(&w->reap_cv);
+    free(w->doomed);
     free(w);
 }
 

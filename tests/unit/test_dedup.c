@@ -296,6 +296,20 @@ Test(dedup, model_growth_past_initial_size)
     check_against_model(450, 1000, 10, 42);
 }
 
+Test(dedup, model_index_moves_while_ids_come_and_go)
+{
+    /* Four doublings of the index (256 -> 3000 nodes); each is moved over a few
+     * slots per claim while claims, releases and expiry go on: an id must be
+     * found whichever of the two indexes holds it, and forgotten from either. */
+    check_against_model(900, 3000, 6, 0xdecafbadULL);
+}
+
+Test(dedup, model_slab_in_chunks)
+{
+    /* 9000 nodes: the slab's first chunk (4096) and two more, the last partial. */
+    check_against_model(3000, 9000, 2, 0x5eedULL);
+}
+
 Test(dedup, model_one_entry)
 {
     check_against_model(2, 1, 200, 7);
