@@ -122,6 +122,7 @@ for run in $(seq "$RUNS"); do
     R[k99,$run]=$(sed -n 's/.*sink=kafka .*p99_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
     R[r50,$run]=$(sed -n 's/.*sink=redis .*p50_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
     R[r99,$run]=$(sed -n 's/.*sink=redis .*p99_ms=\([^ ]*\).*/\1/p' "$tmp/e2e.out")
+    R[dedup_mib,$run]=$(awk -v m="$(metric "$relay_port" '^relay_dedup_memory_bytes$')" 'BEGIN { printf "%.1f", m / 1048576 }')
     R[dedup_bytes,$run]=$(awk -v m="$(metric "$relay_port" '^relay_dedup_memory_bytes$')" \
         -v n="$(metric "$relay_port" '^relay_dedup_entries$')" 'BEGIN { printf "%.1f", n ? m / n : 0 }')
     stop_relay
@@ -146,6 +147,7 @@ done
 "$BIN/bench/walgen" "$ROOT/relay.conf" "$tmp/replay" "$REPLAY" >/dev/null
 for run in $(seq "$RUNS"); do
     rm -rf "$tmp/replay-$run" && cp -r "$tmp/replay" "$tmp/replay-$run"
+    k0=$(cpu_ticks "$kafka_pid") r0=$(cpu_ticks "$redis_pid")
     t0=$(date +%s.%N)
     start_relay "$tmp/replay-$run"
     while :; do
@@ -155,6 +157,13 @@ for run in $(seq "$RUNS"); do
     done
     t1=$(date +%s.%N)
     R[replay,$run]=$(awk -v n="$REPLAY" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    # What publishing one event costs the machine, whoever pays: relay's sink
+    # threads (its own and librdkafka's), the broker and Redis, over the replay.
+    k1=$(cpu_ticks "$kafka_pid") r1=$(cpu_ticks "$redis_pid")
+    s1=$(cat /proc/"$relay_pid"/task/*/stat 2>/dev/null |
+        awk '$2 ~ /^\((rl-kafka|rl-redis|rdk:)/ { s += $14 + $15 } END { print s + 0 }')
+    R[pubus,$run]=$(awk -v t=$((s1 + k1 - k0 + r1 - r0)) -v n="$REPLAY" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
     stop_relay
     rm -rf "$tmp/replay-$run"
     echo "bench: replay run $run: ${R[replay,$run]} events/s" >&2
@@ -180,10 +189,13 @@ load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whap
 | end-to-end p50 / p99 Kafka (ms) | $(median k50) / $(median k99) | $(all k99) | p99 <= 50 |
 | end-to-end p50 / p99 Redis (ms) | $(median r50) / $(median r99) | $(all r99) | p99 <= 50 |
 | relay RSS at 50% load / saturation (MiB) | $(awk -v k="$(median rss)" 'BEGIN { printf "%.1f", k / 1024 }') / $(awk -v k="$(median rss_sat)" 'BEGIN { printf "%.1f", k / 1024 }') | $(all rss) | <= 64 |
+| of which the dedup window (ids of both phases) at 50% load (MiB) | $(median dedup_mib) | $(all dedup_mib) | |
 | CPU at saturation, % of one core: relay / Kafka broker / Redis | $(median cpu) / $(median kcpu) / $(median rcpu) | $(all cpu) | |
 | sink lag when the saturation load stops, Kafka + Redis (events) | $(median sat_lag) | $(all sat_lag) | |
 | for comparison: relay without sinks, requests/s (ratio) | $(median nosink_rps) ($(median nosink_ratio)) | $(all nosink_rps) | |
 | WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
+| publishing cost per event during replay: CPU of relay's sink threads + broker + Redis (us) | $(median pubus) | $(all pubus) | |
+| cores publishing alone would take at 0.5 x the ceiling's events/s | $(awk -v u="$(median pubus)" -v e="$(median ceil_eps)" 'BEGIN { printf "%.2f", u * 0.5 * e / 1e6 }') | | |
 | dedup bytes per remembered id | $(median dedup_bytes) | $(all dedup_bytes) | <= 100 |
 | HTTP errors during relay runs | $(median errors) | $(all errors) | 0 |
 EOF

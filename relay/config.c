@@ -81,6 +81,11 @@ static const key_t_ keys[] = {
      "Hard cap on WAL bytes on disk; past it requests are answered 503 with Retry-After."},
     {"wal", "fsync", T_BOOL, "true", 0, 1, NULL, 0, G(wal.fsync),
      "fsync before answering 200. false trades durability across power loss for speed."},
+    {"wal", "preallocate", T_BOOL, "true", 0, 1, NULL, 0, G(wal.preallocate),
+     "Write each next segment full of zeros ahead of time, in the background: a sync then "
+     "flushes data only, not the file system's journal, so commits are quicker and no longer "
+     "wait behind other programs' writes (Kafka's, on a shared disk). Costs up to two "
+     "segment_size files more on disk than max_size, and writing each segment twice."},
     {"dedup", "window", T_DURATION, "24h", 1, 30LL * 86400, NULL, 0, G(dedup.window),
      "How long a (source, id) is remembered to drop provider retries."},
     {"dedup", "max_entries", T_INT, "2000000", 1, 1000000000, NULL, 0, G(dedup.max_entries),

@@ -43,7 +43,7 @@ typedef struct rl_config {
     } http;
     struct {
         char *dir;
-        long long segment_size, max_size, fsync;
+        long long segment_size, max_size, fsync, preallocate;
     } wal;
     struct {
         long long window, max_entries;

@@ -238,7 +238,8 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
                         (uint64_t)cfg->wal.max_size,
                         (int)cfg->wal.fsync,
                         readers,
-                        nreaders};
+                        nreaders,
+                        (int)cfg->wal.preallocate};
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,9 @@
 #include <isa-l/crc.h>
 #include <zlib.h>
 
-#define HDR 16u                     /* u32 len, u32 crc, u64 seq */
+#define HDR 16u                         /* u32 len, u32 crc, u64 seq */
+#define SPARE_NAME "next-segment.zeros" /* not *.wal: never taken for a segment */
+#define SPARE_RETRY_MS 10000
 #define MAX_REC (64u * 1024 * 1024) /* sanity bound when scanning */
 #define CURSOR_PERSIST_MS 200
 #define SCAN_CHUNK (4u << 20) /* recovery reads segments this much at a time */
@@ -101,7 +104,18 @@ struct rl_wal {
      * (or in the flusher) stalled every append and commit that long. */
     uint64_t *doomed;
     size_t ndoomed, capdoomed;
-    int full; /* an append was refused for the cap and nothing was freed since */
+    /* wal.preallocate: the reaper also writes the next segment ahead of time,
+     * full of zeros and synced, as SPARE_NAME; a roll renames it into place. A
+     * sync of a write inside such a file has no file size or block allocation
+     * to record, so ext4 flushes the data alone instead of committing its
+     * journal, which is shared with every other file on the disk (Kafka's
+     * logs): measured under load, fdatasync p99.9 went from 2.3-19 ms to
+     * 1.4-2.3 ms and its CPU time halved. */
+    int prealloc;
+    int spare_ready;        /* SPARE_NAME is whole and synced (lock) */
+    int64_t spare_retry_ms; /* after a failed preparation, not before (lock) */
+    atomic_int bg_stop;     /* rl_wal_close: abandon a preparation */
+    int full;               /* an append was refused for the cap and nothing was freed since */
 
     batch_t pending, flushing;
     uint64_t next_seq, durable_seq, torn;
@@ -128,6 +142,8 @@ struct rl_wal {
         *m_fill, *m_writable, *m_isfull, *m_torn_bytes, *m_commit;
     uint64_t torn_bytes;
 };
+
+static void deadline_in(struct timespec *ts, int64_t ms);
 
 static int64_t mono_ms(void)
 {
@@ -293,6 +309,26 @@ static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
     return 0;
 }
 
+/* 1 when path's bytes [from, to) are all zero: the unused end of a
+ * preallocated segment (wal.preallocate), which is not damage. */
+static int zero_tail(const char *path, uint64_t from, uint64_t to)
+{
+    static const uint8_t zeros[64 * 1024];
+    uint8_t *buf = malloc(sizeof(zeros));
+    int fd = open(path, O_RDONLY | O_CLOEXEC), zero = buf && fd >= 0;
+
+    while (zero && from < to) {
+        size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+        ssize_t k = pread(fd, buf, n, (off_t)from);
+        zero = k > 0 && memcmp(buf, zeros, (size_t)k) == 0;
+        from += k > 0 ? (uint64_t)k : 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return zero;
+}
+
 static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t errstr_size)
 {
     DIR *d = opendir(w->dir);
@@ -326,7 +362,9 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
             snprintf(errstr, errstr_size, "%s: sequence numbers go backwards", path);
             goto out;
         }
-        if (valid < fsize) {
+        if (valid < fsize && zero_tail(path, valid, fsize)) {
+            /* Preallocated and not used up: appends go on at `valid`. */
+        } else if (valid < fsize) {
             /* A torn tail (crash mid-write) in the last segment is expected; in
              * an older one it is damage. Either way only the valid prefix can be
              * trusted, and it is all that was ever acknowledged. */
@@ -357,15 +395,32 @@ out:
     return rc;
 }
 
+static void spare_path(const rl_wal_t *w, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/" SPARE_NAME, w->dir);
+}
+
+/* Opens segment first_seq as the active one: OPEN_EXISTING, OPEN_CREATE (empty)
+ * or OPEN_SPARE (the preallocated spare renamed into place). */
+enum { OPEN_EXISTING, OPEN_CREATE, OPEN_SPARE };
+
 static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errstr,
                         size_t errstr_size)
 {
-    char path[4096];
+    char path[4096], spare[4096];
     seg_path(w, first_seq, path, sizeof(path));
+    if (create == OPEN_SPARE) {
+        spare_path(w, spare, sizeof(spare));
+        if (rename(spare, path) != 0) {
+            snprintf(errstr, errstr_size, "%s: rename: %s", spare, strerror(errno));
+            return -1;
+        }
+    }
     /* No O_APPEND: the flusher writes at the durable size with pwrite, so that
      * a write that failed half-way is overwritten by the next one even if it
      * could not be cut off (Linux pwrite ignores the offset under O_APPEND). */
-    int fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
+    int fd =
+        open(path, O_WRONLY | O_CLOEXEC | (create == OPEN_CREATE ? O_CREAT | O_EXCL : 0), 0644);
     if (fd < 0) {
         snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
         return -1;
@@ -475,44 +530,6 @@ static void gc_segments(rl_wal_t *w)
     }
 }
 
-/* Unlinks doomed segments, outside the lock. On stop, finishes the list first. */
-static void *reaper_main(void *arg)
-{
-    rl_wal_t *w = arg;
-    uint64_t *batch = NULL;
-    size_t cap = 0;
-
-    pthread_setname_np(pthread_self(), "rl-wal-gc"); /* top -H, perf */
-    rl_prio_background();
-    pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->ndoomed && !w->stop)
-            pthread_cond_wait(&w->reap_cv, &w->lock);
-        if (!w->ndoomed)
-            break;
-        /* Swap the list out: gc_segments goes on filling the other one. */
-        uint64_t *v = w->doomed;
-        size_t n = w->ndoomed, c = w->capdoomed;
-        w->doomed = batch;
-        w->capdoomed = cap;
-        w->ndoomed = 0;
-        batch = v;
-        cap = c;
-        pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < n; i++) {
-            char path[4096];
-            seg_path(w, batch[i], path, sizeof(path));
-            if (unlink(path) != 0 && errno != ENOENT)
-                rl_warn("wal: cannot delete %s: %s (it is deleted at the next start)", path,
-                        strerror(errno));
-        }
-        pthread_mutex_lock(&w->lock);
-    }
-    pthread_mutex_unlock(&w->lock);
-    free(batch);
-    return NULL;
-}
-
 /* ---- the flusher -------------------------------------------------------- */
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -533,6 +550,111 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
+/* Writes SPARE_NAME: segment_size zero bytes, synced. Background thread, no
+ * lock; returns 0, or -1 (the file is removed). */
+static int prepare_spare(rl_wal_t *w)
+{
+    static const uint8_t zeros[1 << 20];
+    char path[4096];
+    int rc = -1, fd;
+
+    spare_path(w, path, sizeof(path));
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        goto out;
+    for (uint64_t off = 0; off < w->segment_size;) {
+        size_t n =
+            w->segment_size - off < sizeof(zeros) ? (size_t)(w->segment_size - off) : sizeof(zeros);
+        if (atomic_load(&w->bg_stop)) {
+            errno = ECANCELED;
+            goto out;
+        }
+        if (pwrite_all(fd, zeros, n, off) != 0)
+            goto out;
+        /* Written back a MiB at a time: 64 MiB of dirty pages at once would
+         * hold the disk, and the commits waiting on it, for a moment. */
+        if (w->fsync)
+            sync_file_range(fd, (off_t)off, (off_t)n,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER);
+        off += n;
+    }
+    if (w->fsync && fsync(fd) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0) {
+        int saved = errno;
+        if (saved != ECANCELED)
+            rl_warn("wal: cannot preallocate the next segment (%s): %s; segments grow as "
+                    "written until it works (retried every %d s)",
+                    path, strerror(saved), SPARE_RETRY_MS / 1000);
+        unlink(path);
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* The WAL's background thread ("reaper"): unlinks doomed segments and, with
+ * wal.preallocate, prepares the spare, outside the lock. On stop, it finishes
+ * the unlinks first. */
+static void *reaper_main(void *arg)
+{
+    rl_wal_t *w = arg;
+    uint64_t *batch = NULL;
+    size_t cap = 0;
+
+    pthread_setname_np(pthread_self(), "rl-wal-gc"); /* top -H, perf */
+    rl_prio_background();
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        int64_t now = mono_ms();
+        int want_spare = w->prealloc && !w->spare_ready && now >= w->spare_retry_ms;
+        if (!w->ndoomed && !want_spare && !w->stop) {
+            if (w->prealloc && !w->spare_ready) { /* a retry is due later */
+                struct timespec ts;
+                deadline_in(&ts, w->spare_retry_ms - now);
+                pthread_cond_timedwait(&w->reap_cv, &w->lock, &ts);
+            } else {
+                pthread_cond_wait(&w->reap_cv, &w->lock);
+            }
+            continue;
+        }
+        if (w->ndoomed) {
+            /* Swap the list out: gc_segments goes on filling the other one. */
+            uint64_t *v = w->doomed;
+            size_t n = w->ndoomed, c = w->capdoomed;
+            w->doomed = batch;
+            w->capdoomed = cap;
+            w->ndoomed = 0;
+            batch = v;
+            cap = c;
+            pthread_mutex_unlock(&w->lock);
+            for (size_t i = 0; i < n; i++) {
+                char path[4096];
+                seg_path(w, batch[i], path, sizeof(path));
+                if (unlink(path) != 0 && errno != ENOENT)
+                    rl_warn("wal: cannot delete %s: %s (it is deleted at the next start)", path,
+                            strerror(errno));
+            }
+            pthread_mutex_lock(&w->lock);
+            continue;
+        }
+        if (w->stop)
+            break;
+        pthread_mutex_unlock(&w->lock);
+        int rc = prepare_spare(w);
+        pthread_mutex_lock(&w->lock);
+        if (rc == 0)
+            w->spare_ready = 1;
+        else
+            w->spare_retry_ms = mono_ms() + SPARE_RETRY_MS;
+    }
+    pthread_mutex_unlock(&w->lock);
+    free(batch);
+    return NULL;
+}
+
 static void roll_if_full(rl_wal_t *w)
 {
     char errstr[256];
@@ -540,7 +662,16 @@ static void roll_if_full(rl_wal_t *w)
     if (act->size < w->segment_size)
         return;
     uint64_t first = w->pending.first_seq ? w->pending.first_seq : w->next_seq;
-    if (open_segment(w, first, 1, errstr, sizeof(errstr)) != 0) {
+    int spare = w->spare_ready;
+    if (spare) {
+        w->spare_ready = 0;
+        pthread_cond_signal(&w->reap_cv); /* prepare the next one */
+        if (open_segment(w, first, OPEN_SPARE, errstr, sizeof(errstr)) != 0) {
+            rl_warn("wal: cannot use the preallocated segment: %s", errstr);
+            spare = 0;
+        }
+    }
+    if (!spare && open_segment(w, first, OPEN_CREATE, errstr, sizeof(errstr)) != 0) {
         rl_error("wal: cannot start a new segment: %s", errstr); /* keep appending */
         return;
     }
@@ -931,6 +1062,7 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     w->segment_size = o->segment_size;
     w->max_size = o->max_size;
     w->fsync = o->fsync;
+    w->prealloc = o->preallocate;
     w->active_fd = w->dirfd = -1;
     w->writable = 1;
     pthread_mutex_init(&w->lock, NULL);
@@ -957,6 +1089,9 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     }
     if (load_segments(w, &last_seq, errstr, errstr_size) != 0)
         goto out;
+    char spare[4096]; /* a preparation cut short; prepared again in the background */
+    spare_path(w, spare, sizeof(spare));
+    unlink(spare);
     w->recovered_seq = last_seq;
 
     w->readers = calloc(o->nreaders ? o->nreaders : 1, sizeof(*w->readers));
@@ -975,10 +1110,11 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     w->durable_seq = last_seq;
 
     if (w->nsegs && w->segs[w->nsegs - 1].size < w->segment_size) {
-        if (open_segment(w, w->segs[w->nsegs - 1].first_seq, 0, errstr, errstr_size) != 0)
+        if (open_segment(w, w->segs[w->nsegs - 1].first_seq, OPEN_EXISTING, errstr, errstr_size) !=
+            0)
             goto out;
     } else {
-        if (open_segment(w, w->next_seq, 1, errstr, errstr_size) != 0 ||
+        if (open_segment(w, w->next_seq, OPEN_CREATE, errstr, errstr_size) != 0 ||
             seg_push(w, w->next_seq, 0) != 0)
             goto out;
     }
@@ -1018,6 +1154,7 @@ void rl_wal_close(rl_wal_t *w)
         pthread_join(w->flusher, NULL);
     }
     if (w->reaper_started) { /* after the flusher: its last gc is reaped too */
+        atomic_store(&w->bg_stop, 1);
         pthread_mutex_lock(&w->lock);
         w->stop = 1;
         pthread_cond_signal(&w->reap_cv);

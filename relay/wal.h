@@ -39,6 +39,7 @@ typedef struct rl_wal_opts {
     int fsync;             /* 0: write() only (durable across a crash of relay, not of the OS) */
     const char *const *readers; /* reader names (one per sink); cursors persist per name */
     size_t nreaders;
+    int preallocate; /* 1: the next segment is written full of zeros in the background */
 } rl_wal_opts_t;
 
 enum { RL_WAL_OK = 0, RL_WAL_ERR = -1, RL_WAL_FULL = -2, RL_WAL_TIMEOUT = -3 };

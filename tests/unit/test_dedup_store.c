@@ -76,7 +76,8 @@ static void env_open(env_t *e, const char *dedup_extra)
                         (uint64_t)e->cfg->wal.max_size,
                         1,
                         readers,
-                        1};
+                        1,
+                        0};
     e->wal = rl_wal_open(&wo, NULL, err, sizeof(err));
     cr_assert_not_null(e->wal, "wal: %s", err);
     e->ds = rl_dstore_new(e->cfg, e->wal, NULL, err, sizeof(err));

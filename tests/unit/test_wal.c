@@ -854,7 +854,7 @@ static void damage_last_segment(const damage_t *d, size_t last_len)
 static const damage_t damages[] = {
     {"cut 3 bytes off the last payload", CUT, 3, 1},
     {"cut into the last header", CUT, 100 + HDR - 4, 1},
-    {"append 64 zero bytes", GARBAGE, 0, 0},
+    {"append 64 zero bytes (not damage: preallocated room)", GARBAGE, 0, 0},
     {"append 7 bytes (less than a header)", GARBAGE, 1, 0},
     {"append a header with a wrong crc", GARBAGE, 2, 0},
     {"flip a byte mid-payload of the last record", FLIP, HDR + 50, 1},
@@ -878,13 +878,17 @@ Test(wal, recovery_of_damaged_tail)
 
         w = wal_open(64 * MiB, 1024 * MiB, ONE, 1);
         uint64_t kept = 5 - (uint64_t)dm->lost;
-        cr_expect_eq(rl_wal_torn(w), 1, "%s: torn %llu", dm->what,
+        /* Zeros past the last record are what a preallocated segment holds
+         * (wal.preallocate): not damage, and kept for the appends to come. */
+        int zeros = dm->kind == GARBAGE && dm->arg == 0;
+        cr_expect_eq(rl_wal_torn(w), zeros ? 0 : 1, "%s: torn %llu", dm->what,
                      (unsigned long long)rl_wal_torn(w));
         cr_expect_eq(rl_wal_durable_seq(w), kept, "%s: durable %llu", dm->what,
                      (unsigned long long)rl_wal_durable_seq(w));
         cr_expect_eq(rl_wal_bytes(w), kept * (HDR + len), "%s: only complete records counted",
                      dm->what);
-        cr_expect_eq(segments_bytes(), kept * (HDR + len), "%s: the file is cut back", dm->what);
+        cr_expect_eq(segments_bytes(), kept * (HDR + len) + (zeros ? 64 : 0),
+                     "%s: the file is cut back (zeros: kept)", dm->what);
         rl_wal_reader_t *r = reader(w, "kafka");
         for (uint64_t i = 1; i <= kept; i++)
             expect_rec_key(r, i, i, len);
@@ -1437,5 +1441,118 @@ Test(wal, scan_starts_at_from_seq)
             cr_expect(s.in_order);
         }
     }
+    rl_wal_close(w);
+}
+
+/* ---- preallocation (wal.preallocate) ------------------------------------------- */
+
+static rl_wal_t *wal_open_prealloc(uint64_t segment_size, const char *const *readers,
+                                   size_t nreaders)
+{
+    char err[256] = "";
+    rl_wal_opts_t o = {.dir = waldir,
+                       .segment_size = segment_size,
+                       .max_size = 1024 * MiB,
+                       .fsync = 1,
+                       .readers = readers,
+                       .nreaders = nreaders,
+                       .preallocate = 1};
+    rl_wal_t *w = rl_wal_open(&o, NULL, err, sizeof(err));
+    cr_assert_not_null(w, "rl_wal_open(%s): %s", waldir, err);
+    return w;
+}
+
+static uint64_t spare_size(void)
+{
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/next-segment.zeros", waldir);
+    return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The next segment is written full of zeros in the background and renamed into
+ * place at the roll: segments are segment_size on disk from their first record,
+ * while the WAL counts only what its records take; every record reads back, and
+ * a reopen finds no damage in the zeros and appends where the records end. */
+Test(wal, preallocated_segments_roll_recover_and_append)
+{
+    const uint64_t seg = 64 * 1024;
+    const size_t len = 1000;
+    rl_wal_t *w = wal_open_prealloc(seg, ONE, 1);
+    WAIT_FOR(spare_size() == seg, "the spare is prepared (%llu bytes)",
+             (unsigned long long)spare_size());
+
+    uint64_t n = 0;
+    while (count_segments() < 3) { /* two rolls, each taking a spare */
+        cr_assert_eq(append_key(w, n + 1, len), n + 1);
+        n++;
+        if (count_segments() >= 2)
+            WAIT_FOR(spare_size() == seg, "a new spare after the roll");
+    }
+    uint64_t firsts[8];
+    size_t ns = list_segments(firsts, 8);
+    char p[512];
+    segment_path(firsts[ns - 1], p, sizeof(p));
+    cr_expect_eq(file_size(p), seg, "the new active segment is preallocated");
+    cr_expect_eq(rl_wal_bytes(w), n * (HDR + len), "the WAL counts records, not zeros");
+
+    rl_wal_reader_t *r = reader(w, "kafka");
+    for (uint64_t i = 1; i <= n; i++)
+        expect_rec_key(r, i, i, len);
+    expect_none(r);
+    rl_wal_close(w);
+
+    w = wal_open_prealloc(seg, ONE, 1);
+    cr_expect_eq(rl_wal_torn(w), 0, "the zeros of the active segment are not damage");
+    cr_expect_eq(rl_wal_durable_seq(w), n);
+    cr_expect_eq(rl_wal_bytes(w), n * (HDR + len));
+    cr_expect_eq(append_key(w, 5000, 77), n + 1, "appends go on after the last record");
+    r = reader(w, "kafka");
+    for (uint64_t i = 1; i <= n; i++)
+        expect_rec_key(r, i, i, len);
+    expect_rec_key(r, n + 1, 5000, 77);
+    expect_none(r);
+    rl_wal_close(w);
+    cr_expect_eq(spare_size() == 0 || spare_size() == seg, 1, "a spare is whole or absent");
+}
+
+/* A torn record inside a preallocated segment (non-zero bytes, then zeros) is
+ * still damage: cut off and counted, and the log reopens clean. */
+Test(wal, torn_record_before_preallocated_zeros_is_cut)
+{
+    const uint64_t seg = 64 * 1024;
+    rl_wal_t *w = wal_open_prealloc(seg, ONE, 1);
+    WAIT_FOR(spare_size() == seg, "the spare is prepared");
+    uint64_t n = 0;
+    while (count_segments() < 2) {
+        cr_assert_eq(append_key(w, n + 1, 1000), n + 1);
+        n++;
+    }
+    cr_assert_eq(append_key(w, n + 1, 100), n + 1); /* into the preallocated segment */
+    n++;
+    rl_wal_close(w);
+
+    uint64_t firsts[8];
+    size_t ns = list_segments(firsts, 8);
+    char p[512];
+    segment_path(firsts[ns - 1], p, sizeof(p));
+    cr_assert_eq(file_size(p), seg);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t hdr[HDR] = {50, 0, 0, 0, 1, 2, 3, 4}; /* len 50, a crc that cannot match */
+    hdr[8] = 0xff;                                /* a seq larger than any */
+    uint64_t end = HDR + 100;                     /* the segment holds one record of 100 bytes */
+    if (firsts[ns - 1] != n)                      /* or the roll left more in it */
+        end = (n - firsts[ns - 1] + 1) * (HDR + 100);
+    cr_assert_eq(pwrite(fd, hdr, sizeof(hdr), (off_t)end), (ssize_t)sizeof(hdr));
+    close(fd);
+
+    w = wal_open_prealloc(seg, ONE, 1);
+    cr_expect_eq(rl_wal_torn(w), 1, "the torn record is counted");
+    cr_expect_eq(rl_wal_durable_seq(w), n);
+    cr_expect_eq(file_size(p), end, "cut back to the last whole record");
+    rl_wal_close(w);
+    w = wal_open_prealloc(seg, ONE, 1);
+    cr_expect_eq(rl_wal_torn(w), 0);
     rl_wal_close(w);
 }
