@@ -114,6 +114,7 @@ struct rl_wal {
     int prealloc;
     int spare_ready;        /* SPARE_NAME is whole and synced (lock) */
     int64_t spare_retry_ms; /* after a failed preparation, not before (lock) */
+    int spare_warned;       /* the last preparation failed and said so (reaper only) */
     atomic_int bg_stop;     /* rl_wal_close: abandon a preparation */
     int full;               /* an append was refused for the cap and nothing was freed since */
 
@@ -584,11 +585,15 @@ static int prepare_spare(rl_wal_t *w)
 out:
     if (rc != 0) {
         int saved = errno;
-        if (saved != ECANCELED)
+        if (saved != ECANCELED && !w->spare_warned) /* once, not at every retry */
             rl_warn("wal: cannot preallocate the next segment (%s): %s; segments grow as "
                     "written until it works (retried every %d s)",
                     path, strerror(saved), SPARE_RETRY_MS / 1000);
+        w->spare_warned = saved != ECANCELED;
         unlink(path);
+    } else if (w->spare_warned) {
+        rl_info("wal: preallocating segments again");
+        w->spare_warned = 0;
     }
     if (fd >= 0)
         close(fd);

@@ -1556,3 +1556,32 @@ Test(wal, torn_record_before_preallocated_zeros_is_cut)
     cr_expect_eq(rl_wal_torn(w), 0);
     rl_wal_close(w);
 }
+
+/* When the spare cannot be written (here: RLIMIT_FSIZE below a segment, as a
+ * full disk would), the WAL works on with segments that grow as written. */
+Test(wal, preallocation_failure_falls_back_to_growing_segments)
+{
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_IGN); /* the write then fails with EFBIG instead */
+    lim = old;
+    lim.rlim_cur = 48 * 1024; /* below the 64 KiB spare, above what is appended */
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0, "setrlimit: %s", strerror(errno));
+
+    rl_wal_t *w = wal_open_prealloc(64 * 1024, ONE, 1);
+    for (uint64_t i = 1; i <= 20; i++)
+        cr_assert_eq(append_key(w, i, 1000), i, "append %llu", (unsigned long long)i);
+    sleep_ms(200);
+    cr_expect_eq(spare_size(), 0, "a failed spare is removed");
+    rl_wal_reader_t *r = reader(w, "kafka");
+    for (uint64_t i = 1; i <= 20; i++)
+        expect_rec_key(r, i, i, 1000);
+    expect_none(r);
+    rl_wal_close(w);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+
+    w = wal_open_prealloc(64 * 1024, ONE, 1);
+    cr_expect_eq(rl_wal_torn(w), 0);
+    cr_expect_eq(rl_wal_durable_seq(w), 20);
+    rl_wal_close(w);
+}
