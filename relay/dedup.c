@@ -145,6 +145,14 @@ static uint32_t dd_tag(uint64_t slot)
     return (uint32_t)(slot >> 32);
 }
 
+/* The home slot of `tag` in a table of mask + 1 slots. The digest is keyed and
+ * uniform, so its low bits are as good as any hash; the mask is below 2^32
+ * (max_entries <= 2^30), so the tag holds all of them. */
+static size_t dd_home(uint32_t tag, size_t mask)
+{
+    return (size_t)tag & mask;
+}
+
 /* Where an id is in the index: a slot of d->index, or of d->old while it is
  * being moved. */
 typedef struct dd_loc {
@@ -153,13 +161,11 @@ typedef struct dd_loc {
 } dd_loc;
 
 /* The slot holding the node with digest k in the table `index` (mask), or NULL.
- * The digest is keyed and uniform, so its low bits are as good as any hash; the
- * mask is below 2^32 (max_entries <= 2^30), so the tag holds all of them.
  * Terminates because the load is at most 1/2. */
 static uint64_t *dd_probe(const rl_dedup_t *d, uint64_t *index, size_t mask, const uint64_t k[2])
 {
     uint32_t tag = (uint32_t)k[0];
-    size_t i = (size_t)tag & mask;
+    size_t i = dd_home(tag, mask);
 
     for (;;) {
         uint64_t slot = index[i];
@@ -198,7 +204,7 @@ static void dd_index_delete(rl_dedup_t *d, size_t i)
         uint64_t slot = d->index[j];
         if (slot == DD_EMPTY)
             break;
-        size_t home = (size_t)dd_tag(slot) & d->mask;
+        size_t home = dd_home(dd_tag(slot), d->mask);
         if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
             d->index[i] = slot;
             i = j;
@@ -219,7 +225,7 @@ static void dd_loc_delete(rl_dedup_t *d, dd_loc l)
 
 static void dd_index_put(rl_dedup_t *d, uint64_t packed)
 {
-    size_t i = (size_t)dd_tag(packed) & d->mask;
+    size_t i = dd_home(dd_tag(packed), d->mask);
 
     while (d->index[i] != DD_EMPTY)
         i = (i + 1) & d->mask;

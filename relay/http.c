@@ -222,6 +222,13 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     return MHD_YES;
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
 {
     req_t *rq = calloc(1, sizeof(*rq));
@@ -230,9 +237,7 @@ static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
     rq->h = h;
     rq->conn = conn;
     rq->src_idx = -1;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    rq->start_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    rq->start_us = mono_us();
     pthread_mutex_init(&rq->lock, NULL);
     return rq;
 }
@@ -345,12 +350,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (rq->submitted && rq->have_reply)
         atomic_fetch_sub(&h->inflight, 1);
-    if (rq->submitted && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        rl_metric_observe_us(h->m_request, (uint64_t)ts.tv_sec * 1000000 +
-                                               (uint64_t)ts.tv_nsec / 1000 - rq->start_us);
-    }
+    if (rq->submitted && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        rl_metric_observe_us(h->m_request, mono_us() - rq->start_us);
     free(rq->reply.body);
     free(rq->body);
     free(rq->source);

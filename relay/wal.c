@@ -146,6 +146,10 @@ struct rl_wal {
 
 static void deadline_in(struct timespec *ts, int64_t ms);
 
+/* What a preallocated segment is written with, and what its unused end is
+ * compared against. */
+static const uint8_t zeros[1 << 20];
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -314,12 +318,12 @@ static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
  * preallocated segment (wal.preallocate), which is not damage. */
 static int zero_tail(const char *path, uint64_t from, uint64_t to)
 {
-    static const uint8_t zeros[64 * 1024];
-    uint8_t *buf = malloc(sizeof(zeros));
+    const size_t chunk = 64 * 1024;
+    uint8_t *buf = malloc(chunk);
     int fd = open(path, O_RDONLY | O_CLOEXEC), zero = buf && fd >= 0;
 
     while (zero && from < to) {
-        size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+        size_t n = to - from < chunk ? (size_t)(to - from) : chunk;
         ssize_t k = pread(fd, buf, n, (off_t)from);
         zero = k > 0 && memcmp(buf, zeros, (size_t)k) == 0;
         from += k > 0 ? (uint64_t)k : 0;
@@ -555,7 +559,6 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
  * lock; returns 0, or -1 (the file is removed). */
 static int prepare_spare(rl_wal_t *w)
 {
-    static const uint8_t zeros[1 << 20];
     char path[4096];
     int rc = -1, fd;
 

@@ -65,8 +65,8 @@ TestSuite(wal, .init = setup, .fini = teardown);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static rl_wal_t *wal_open_m(uint64_t segment_size, uint64_t max_size, const char *const *readers,
-                            size_t nreaders, rl_metrics_t *m)
+static rl_wal_t *wal_open_p(uint64_t segment_size, uint64_t max_size, const char *const *readers,
+                            size_t nreaders, rl_metrics_t *m, int preallocate)
 {
     char err[256] = "";
     rl_wal_opts_t o = {
@@ -76,10 +76,17 @@ static rl_wal_t *wal_open_m(uint64_t segment_size, uint64_t max_size, const char
         .fsync = 1,
         .readers = readers,
         .nreaders = nreaders,
+        .preallocate = preallocate,
     };
     rl_wal_t *w = rl_wal_open(&o, m, err, sizeof(err));
     cr_assert_not_null(w, "rl_wal_open(%s): %s", waldir, err);
     return w;
+}
+
+static rl_wal_t *wal_open_m(uint64_t segment_size, uint64_t max_size, const char *const *readers,
+                            size_t nreaders, rl_metrics_t *m)
+{
+    return wal_open_p(segment_size, max_size, readers, nreaders, m, 0);
 }
 
 static rl_wal_t *wal_open(uint64_t segment_size, uint64_t max_size, const char *const *readers,
@@ -1449,17 +1456,7 @@ Test(wal, scan_starts_at_from_seq)
 static rl_wal_t *wal_open_prealloc(uint64_t segment_size, const char *const *readers,
                                    size_t nreaders)
 {
-    char err[256] = "";
-    rl_wal_opts_t o = {.dir = waldir,
-                       .segment_size = segment_size,
-                       .max_size = 1024 * MiB,
-                       .fsync = 1,
-                       .readers = readers,
-                       .nreaders = nreaders,
-                       .preallocate = 1};
-    rl_wal_t *w = rl_wal_open(&o, NULL, err, sizeof(err));
-    cr_assert_not_null(w, "rl_wal_open(%s): %s", waldir, err);
-    return w;
+    return wal_open_p(segment_size, 1024 * MiB, readers, nreaders, NULL, 1);
 }
 
 static uint64_t spare_size(void)
