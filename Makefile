@@ -11,25 +11,35 @@
 PREFIX  ?= /usr/local
 CC      ?= cc
 PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd libisal
-CFLAGS  ?= -O2 -g
+# The project's flags live in RELAY_CFLAGS; a user's CFLAGS / LDFLAGS are added
+# to them (`make CFLAGS=-O0` builds without optimisation), as Redis's FINAL_CFLAGS.
+OPT     ?= -O2
+DEBUG   ?= -g
+SUBDIRS := common config http ingest dedup event wal sink
+INCS    := $(addprefix -Irelay/,$(SUBDIRS)) -Icodecs
 # -Wno-format-truncation: snprintf truncating an error message is the intent.
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -pthread -Irelay -Icodecs \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lz
-
+RELAY_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -pthread \
+                $(INCS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+RELAY_LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lz
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+RELAY_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+RELAY_LDFLAGS += -fsanitize=address,undefined
 else
 BUILD   ?= build
 # jemalloc, as Redis does: jansson allocates per JSON node and glibc's malloc
 # was a quarter of relay's instructions (callgrind). Not with ASan, which
 # brings its own allocator.
-LDLIBS  += $(shell pkg-config --libs jemalloc 2>/dev/null)
+RELAY_LDLIBS += $(shell pkg-config --libs jemalloc 2>/dev/null)
 endif
 
-LIB_SRC   := $(filter-out relay/main.c,$(wildcard relay/*.c)) $(wildcard codecs/*.c)
+FINAL_CFLAGS  := $(RELAY_CFLAGS) $(OPT) $(DEBUG) $(CFLAGS)
+FINAL_LDFLAGS := $(RELAY_LDFLAGS) $(LDFLAGS)
+FINAL_LIBS    := $(RELAY_LDLIBS) $(LDLIBS)
+
+LIB_SRC   := $(wildcard $(addprefix relay/,$(addsuffix /*.c,$(SUBDIRS)))) $(wildcard codecs/*.c)
+ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.[ch] \
+             tests/system/*.[ch]
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 MAIN_OBJ  := $(BUILD)/obj/relay/main.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -44,23 +54,24 @@ TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 
 all: $(BUILD)/relay
 
-$(BUILD)/obj/%.o: %.c $(wildcard relay/*.h codecs/*.h)
+# Header dependencies are generated (-MMD -MP) and included at the end.
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(FINAL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/librelay.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) -Itests/unit -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/%: tests/system/%.c $(wildcard tests/system/*.h) $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/system $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) -Itests/system -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
 deps:
 	@tools/deps.sh
@@ -94,12 +105,10 @@ install: $(BUILD)/relay
 	install -D -m 0644 relay.conf $(DESTDIR)$(PREFIX)/etc/relay/relay.conf.example
 
 format:
-	clang-format -i relay/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.[ch] \
-		tests/system/*.[ch]
+	clang-format -i $(ALL_C)
 
 check-format:
-	clang-format --dry-run --Werror relay/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c \
-		tests/unit/*.[ch] tests/system/*.[ch]
+	clang-format --dry-run --Werror $(ALL_C)
 
 clean:
 	rm -rf build build-san build-fuzz
@@ -113,20 +122,20 @@ clean:
 FUZZ_CC     ?= clang
 FUZZ_BUILD  := build-fuzz
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g -O1 -Irelay -Icodecs -Ifuzz \
+FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g -O1 $(INCS) -Ifuzz \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SAN)
 FUZZ_OBJ    := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRC))
 FUZZ_BIN    := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard relay/*.h codecs/*.h)
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/librelay.a: $(FUZZ_OBJ)
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/librelay.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librelay.a $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librelay.a $(RELAY_LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -146,8 +155,11 @@ BENCH_BIN := $(BUILD)/bench/ceiling $(BUILD)/bench/e2e $(BUILD)/bench/walgen
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(LDLIBS)
+	$(CC) $(FINAL_CFLAGS) -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(BENCH_BIN)
 	@bench/run.sh
+
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/tests/*.d $(BUILD)/bench/*.d \
+           $(FUZZ_BUILD)/obj/*/*.d $(FUZZ_BUILD)/obj/*/*/*.d $(FUZZ_BUILD)/*.d)

@@ -1,4 +1,4 @@
-/* fuzz_config.c -- libFuzzer target for the configuration parser (relay/config.c
+/* fuzz_config.c -- libFuzzer target for the configuration parser (relay/config/config.c
  * over inih) and what start-up derives from a config: each source's
  * authentication (secrets split and decoded), the destination templates, the
  * --check-config dump. Seeds: relay.conf and fuzz/seeds/config/.

@@ -1,5 +1,5 @@
 /* test_connguard.c -- connection limits and the request deadline
- * (relay/connguard.c), tested against connguard.h: the total and per-address
+ * (relay/http/connguard.c), tested against connguard.h: the total and per-address
  * caps with their counts, IPv4 and IPv4-mapped IPv6 as one client, reservations
  * the server never opened, and the deadline thread shutting down a socket whose
  * request does not arrive in time (a socketpair stands for the client). */

@@ -1,4 +1,4 @@
-/* test_dedup.c -- the in-memory dedup window (relay/dedup.c). */
+/* test_dedup.c -- the in-memory dedup window (relay/dedup/dedup.c). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* test_dedup_file.c -- the dedup window on disk (relay/dedup_file.c), tested against
+/* test_dedup_file.c -- the dedup window on disk (relay/dedup/dedup_file.c), tested against
  * dedup_file.h: key persistence, round trips, torn tails, compaction, and the bytes one
  * remembered id costs on disk. Every test gets its own mkdtemp directory. */
 #include <criterion/criterion.h>

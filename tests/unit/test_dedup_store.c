@@ -1,4 +1,4 @@
-/* test_dedup_store.c -- relay's deduplication with store = local (relay/dedup_store.c)
+/* test_dedup_store.c -- relay's deduplication with store = local (relay/dedup/dedup_store.c)
  * over a real WAL in a mkdtemp directory: verdicts, the persister, and what survives a
  * restart or a crash once the WAL segments holding the events are gone. store = redis
  * needs a Redis server and is covered by tests/system/test_dedup.c.

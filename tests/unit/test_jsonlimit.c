@@ -1,5 +1,5 @@
 /* test_jsonlimit.c -- the nesting-depth pre-check of request bodies
- * (relay/jsonlimit.c), against jsonlimit.h: brackets inside strings and escapes
+ * (relay/ingest/jsonlimit.c), against jsonlimit.h: brackets inside strings and escapes
  * do not count, the boundary is exact, any bytes are safe. */
 #include <criterion/criterion.h>
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /* test_metrics.c -- the counter/gauge registry and its Prometheus text
- * (relay/metrics.c), tested against metrics.h and the text exposition format:
+ * (relay/common/metrics.c), tested against metrics.h and the text exposition format:
  * one HELP and one TYPE line per metric name, all series of a name together. */
 #include <criterion/criterion.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* test_prio.c -- background thread priority (relay/prio.c), against prio.h: the
+/* test_prio.c -- background thread priority (relay/common/prio.c), against prio.h: the
  * calling thread, and only it, ends up RL_PRIO_BACKGROUND_NICE levels lower. */
 #include <criterion/criterion.h>
 #include <errno.h>

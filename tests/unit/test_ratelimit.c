@@ -1,4 +1,4 @@
-/* test_ratelimit.c -- the per-source token bucket (relay/ratelimit.c), tested
+/* test_ratelimit.c -- the per-source token bucket (relay/ingest/ratelimit.c), tested
  * against ratelimit.h with a clock the test moves by hand: burst, refill, the
  * Retry-After it computes, slow and fast rates, a clock that steps back. */
 #include <criterion/criterion.h>

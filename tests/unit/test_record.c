@@ -1,5 +1,5 @@
 /* test_record.c -- WAL record payloads, CloudEvents and destination names
- * (relay/record.c), tested against record.h and DESIGN.md's "What is
+ * (relay/event/record.c), tested against record.h and DESIGN.md's "What is
  * published".
  *
  * Payloads under test are copied into buffers of their exact size, so that under

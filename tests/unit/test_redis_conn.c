@@ -1,4 +1,4 @@
-/* test_redis_conn.c -- Redis URLs (relay/redis_conn.c), shared by the Redis sink and
+/* test_redis_conn.c -- Redis URLs (relay/common/redis_conn.c), shared by the Redis sink and
  * the shared dedup window. Connecting needs a server: the system tests do that. */
 #include <criterion/criterion.h>
 #include <string.h>

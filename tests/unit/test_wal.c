@@ -1,4 +1,4 @@
-/* test_wal.c -- the write-ahead log (relay/wal.c), tested against wal.h.
+/* test_wal.c -- the write-ahead log (relay/wal/wal.c), tested against wal.h.
  *
  * Every test gets its own directory (mkdtemp under /tmp), removed afterwards.
  * Nothing here waits for a fixed time: where the WAL does work in the
