@@ -6,6 +6,7 @@
  * holds, then close the WAL (cursors persisted, fsynced) and exit 0. What was
  * not published is replayed at the next start. */
 #include "auth.h"
+#include "clock.h"
 #include "codec.h"
 #include "config.h"
 #include "http.h"
@@ -159,19 +160,14 @@ static char *ready(void *arg, int *ok)
     return s;
 }
 
-static int64_t now_ms(void)
-{
-    return rl_wal_now_ms();
-}
-
 /* Waits until no request waits for its answer, or until `until` (ms). */
 static void wait_inflight(app_t *a, int64_t until)
 {
-    int64_t next_note = now_ms() + 5000;
-    while (rl_http_inflight(a->http) > 0 && now_ms() < until) {
+    int64_t next_note = rl_clock_mono_ms() + 5000;
+    while (rl_http_inflight(a->http) > 0 && rl_clock_mono_ms() < until) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
-        if (now_ms() >= next_note) {
+        if (rl_clock_mono_ms() >= next_note) {
             rl_warn("shutdown: %d requests still wait for the WAL", rl_http_inflight(a->http));
             next_note += 5000;
         }
@@ -180,7 +176,7 @@ static void wait_inflight(app_t *a, int64_t until)
 
 static void app_stop(app_t *a)
 {
-    int64_t until = now_ms() + a->cfg->http.shutdown_grace * 1000;
+    int64_t until = rl_clock_mono_ms() + a->cfg->http.shutdown_grace * 1000;
     if (a->http) {
         /* Answer what is in flight: ack = wal requests as soon as their batch
          * is written, ack = publish ones once the sinks acknowledged them or
@@ -195,7 +191,7 @@ static void app_stop(app_t *a)
         rl_http_destroy(a->http);
     }
     /* The sinks drain together, within what is left of the grace period. */
-    int64_t left = until - now_ms();
+    int64_t left = until - rl_clock_mono_ms();
     int grace = left > 0 ? (int)left : 0;
     for (size_t i = 0; i < a->nsinks; i++) {
         uint64_t events = 0, bytes = 0;
@@ -263,14 +259,11 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
     }
     if (!(a->ingest = rl_ingest_new(cfg, a->wal, a->metrics, errstr, errstr_size)))
         return -1;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = rl_clock_mono_ms();
     long n = rl_ingest_rebuild(a->ingest, errstr, errstr_size);
     if (n < 0)
         return -1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n,
-            (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n, (long)(rl_clock_mono_ms() - t0));
     if (!(a->http = rl_http_new(cfg, a->ingest, a->metrics, ready, a, errstr, errstr_size)))
         return -1;
     return 0;

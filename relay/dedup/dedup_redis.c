@@ -1,6 +1,7 @@
 /* dedup_redis.c -- see dedup_redis.h for the protocol. */
 #include "dedup_redis.h"
 
+#include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -39,20 +40,13 @@ struct rl_dredis {
     _Atomic int checked; /* a call has reached Redis (or failed) since start */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --------------------------------------------------------------- health -- */
 
 /* Whether to try Redis now. While it is marked down, only the caller that moves the retry
  * time on gets to try, so one request per second pays the timeout, not all of them. */
 static int may_try(rl_dredis_t *r)
 {
-    int64_t until = atomic_load(&r->down_until), now = now_ms();
+    int64_t until = atomic_load(&r->down_until), now = rl_clock_mono_ms();
 
     if (until == 0)
         return 1;
@@ -69,7 +63,7 @@ static void mark(rl_dredis_t *r, int ok, const char *why)
             rl_info("dedup: Redis is reachable again: the window is shared again");
         return;
     }
-    atomic_store(&r->down_until, now_ms() + DR_RETRY_MS);
+    atomic_store(&r->down_until, rl_clock_mono_ms() + DR_RETRY_MS);
     if (atomic_exchange(&r->up, 0))
         rl_warn("dedup: Redis unreachable (%s): deciding on the local window alone (degraded)",
                 why);
@@ -243,7 +237,7 @@ rl_dredis_t *rl_dredis_new(const rl_dredis_opts_t *o, char *errstr, size_t errst
         return NULL;
     }
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->free_cv, NULL);
+    rl_cond_init(&r->free_cv);
     atomic_init(&r->up, 1);
     if (rl_redis_target_parse(&r->target, o->url, errstr, errstr_size) != 0)
         goto out;

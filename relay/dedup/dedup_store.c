@@ -13,6 +13,7 @@
 #include "dedup_file.h"
 #include "bytes.h"
 #include "dedup_redis.h"
+#include "clock.h"
 #include "log.h"
 #include "record.h"
 #include "prio.h"
@@ -73,14 +74,7 @@ struct rl_dstore {
 
 static uint64_t wall_now(void)
 {
-    return (uint64_t)time(NULL);
-}
-
-static uint64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)(rl_clock_wall_ms() / 1000);
 }
 
 static void sleep_ms(int ms)
@@ -185,7 +179,7 @@ static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t *last)
             continue; /* the sinks count it; there is no id to remember */
         /* The clock is read after the wait for the record, so that the rest of its
          * window is never longer than the window. */
-        uint64_t now_ms = wall_now_ms();
+        uint64_t now_ms = (uint64_t)rl_clock_wall_ms();
         uint64_t t = rec.received_ms / 1000, end_ms = rec.received_ms + ds->window * 1000;
         if (end_ms <= now_ms)
             continue;
@@ -249,7 +243,7 @@ static void *persist_main(void *arg)
     while (!atomic_load(&ds->stop)) {
         uint64_t last;
         long n = persist_read(ds, b, &last);
-        int64_t round_start = rl_wal_now_ms();
+        int64_t round_start = rl_clock_mono_ms();
         uint64_t now = wall_now();
         if (n < 0) {
             rl_metric_add(ds->m_persist_errors, 1);
@@ -295,7 +289,7 @@ static void *persist_main(void *arg)
         atomic_store(&ds->file_bytes, rl_dfile_bytes(ds->file));
         if (n == DS_BATCH) /* behind: no pause until it has caught up */
             continue;
-        int64_t spent = rl_wal_now_ms() - round_start;
+        int64_t spent = rl_clock_mono_ms() - round_start;
         if (spent < DS_ROUND_MS && !atomic_load(&ds->stop))
             sleep_ms((int)(DS_ROUND_MS - spent));
     }
@@ -403,7 +397,7 @@ static int open_file(rl_dstore_t *ds, const rl_config_t *cfg, char *errstr, size
     char dir[4096];
     rl_dfile_opts_t fo = {dir, (uint64_t)cfg->dedup.window, (uint64_t)cfg->dedup.max_entries, 0,
                           (int)cfg->wal.fsync};
-    struct timespec t0, t1;
+    int64_t t0;
 
     snprintf(dir, sizeof(dir), "%s/dedup", cfg->wal.dir);
     if (!(ds->file = rl_dfile_open(&fo, errstr, errstr_size)) ||
@@ -431,18 +425,17 @@ static int open_file(rl_dstore_t *ds, const rl_config_t *cfg, char *errstr, size
         if (rl_dfile_forget_last(ds->file, cur - kept, errstr, errstr_size) != 0)
             return -1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = rl_clock_mono_ms();
     long n = rl_dfile_load(ds->file, wall_now(), load_one, ds->win, errstr, errstr_size);
     if (n < 0)
         return -1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     /* A new key means the file holds nothing (first start, or its directory was lost):
      * the whole WAL must be read again at rebuild. */
     ds->cursor0 = rl_dfile_fresh(ds->file) ? 0 : rl_wal_reader_cursor(ds->reader);
     atomic_store(&ds->file_bytes, rl_dfile_bytes(ds->file));
     rl_info("dedup: %ld ids remembered from %s (%zu segments, %llu bytes) in %ld ms", n, dir,
             rl_dfile_segments(ds->file), (unsigned long long)rl_dfile_bytes(ds->file),
-            (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+            (long)(rl_clock_mono_ms() - t0));
     return 0;
 }
 
@@ -457,7 +450,7 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         return NULL;
     }
     pthread_mutex_init(&ds->lock, NULL);
-    pthread_cond_init(&ds->landed, NULL);
+    rl_cond_init(&ds->landed);
     ds->window = (uint64_t)cfg->dedup.window;
     ds->wal = wal;
     ds->hwm_fd = -1;

@@ -12,6 +12,8 @@
  * releases one that was never opened. */
 #include "connguard.h"
 
+#include "clock.h"
+
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -57,13 +59,6 @@ static _Thread_local struct {
     rl_connguard_t *g;
     ipkey_t key;
 } pending;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void key_of(const struct sockaddr *a, socklen_t len, ipkey_t *k)
 {
@@ -138,13 +133,8 @@ static void *deadline_main(void *arg)
     pthread_setname_np(pthread_self(), "rl-connguard"); /* top -H, perf */
     pthread_mutex_lock(&g->lock);
     while (!g->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)g->o.tick_ms * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&g->cv, &g->lock, &until);
-        uint64_t now = now_ms();
+        rl_cond_wait_ms(&g->cv, &g->lock, g->o.tick_ms);
+        uint64_t now = (uint64_t)rl_clock_mono_ms();
         for (rl_conn_t *c = g->conns; c; c = c->next) {
             if (c->received || c->cut || now - c->start_ms < (uint64_t)g->o.request_timeout_ms)
                 continue;
@@ -171,7 +161,7 @@ rl_connguard_t *rl_connguard_new(const rl_connguard_opts_t *o, rl_metrics_t *met
     if (g->o.tick_ms <= 0)
         g->o.tick_ms = 200;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    rl_cond_init(&g->cv);
     if (metrics) {
         g->m_total = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_connections\"",
                                         RL_LIMIT_HITS_HELP);
@@ -279,7 +269,7 @@ rl_conn_t *rl_connguard_open(rl_connguard_t *g, int fd, const struct sockaddr *a
     }
     c->fd = fd;
     c->key = k;
-    c->start_ms = now_ms();
+    c->start_ms = (uint64_t)rl_clock_mono_ms();
     c->next = g->conns;
     if (g->conns)
         g->conns->prev = c;
@@ -321,7 +311,7 @@ void rl_connguard_done(rl_connguard_t *g, rl_conn_t *c)
     if (!c)
         return;
     pthread_mutex_lock(&g->lock);
-    c->start_ms = now_ms();
+    c->start_ms = (uint64_t)rl_clock_mono_ms();
     c->received = 0;
     pthread_mutex_unlock(&g->lock);
 }

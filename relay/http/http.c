@@ -13,6 +13,7 @@
 #include "http.h"
 
 #include "connguard.h"
+#include "clock.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -222,13 +223,6 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     return MHD_YES;
 }
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
 {
     req_t *rq = calloc(1, sizeof(*rq));
@@ -237,7 +231,7 @@ static req_t *req_new(rl_http_t *h, struct MHD_Connection *conn)
     rq->h = h;
     rq->conn = conn;
     rq->src_idx = -1;
-    rq->start_us = mono_us();
+    rq->start_us = rl_clock_mono_us();
     pthread_mutex_init(&rq->lock, NULL);
     return rq;
 }
@@ -351,7 +345,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->submitted && rq->have_reply)
         atomic_fetch_sub(&h->inflight, 1);
     if (rq->submitted && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        rl_metric_observe_us(h->m_request, mono_us() - rq->start_us);
+        rl_metric_observe_us(h->m_request, rl_clock_mono_us() - rq->start_us);
     free(rq->reply.body);
     free(rq->body);
     free(rq->source);

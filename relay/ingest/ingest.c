@@ -20,6 +20,7 @@
 #include "codec.h"
 #include "dedup_store.h"
 #include "jsonlimit.h"
+#include "clock.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "record.h"
@@ -76,16 +77,10 @@ typedef struct pending {
     uint64_t first_seq;  /* first appended record: rl_wal_append writes it under its lock,
                           * before the flusher can call back (p may be gone after it) */
     uint64_t last_seq;   /* barrier: what every sink must have passed (ack = publish) */
-    int64_t deadline_ms; /* ack = publish: when to give up (rl_wal_now_ms clock) */
-    uint64_t start_us;   /* when ingest began (mono_us), for relay_ack_seconds; 0: not timed */
+    int64_t deadline_ms; /* ack = publish: when to give up (rl_clock_mono_ms clock) */
+    uint64_t
+        start_us; /* when ingest began (rl_clock_mono_us), for relay_ack_seconds; 0: not timed */
 } pending_t;
-
-static uint64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
-}
 
 void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)
 {
@@ -226,7 +221,7 @@ static void pending_free(pending_t *p)
 static void answer(pending_t *p, rl_reply_t *reply)
 {
     if (p->start_us)
-        rl_metric_observe_us(p->src->m_ack, mono_us() - p->start_us);
+        rl_metric_observe_us(p->src->m_ack, rl_clock_mono_us() - p->start_us);
     p->cb(p->opaque, reply);
     pending_free(p);
 }
@@ -392,8 +387,8 @@ static int claim_and_append(rl_ingest_t *ig, pending_t *p, const char *const *id
     int rc;
 
     if (verdict)
-        rl_dstore_claim(ig->dedup, p->src->conf->name, (const char **)ids, n, (uint64_t)time(NULL),
-                        verdict, append_new, &a);
+        rl_dstore_claim(ig->dedup, p->src->conf->name, (const char **)ids, n,
+                        (uint64_t)(rl_clock_wall_ms() / 1000), verdict, append_new, &a);
     free(verdict);
     rc = a.rc;
     nnew = a.nnew;
@@ -426,15 +421,8 @@ static pending_t *pending_new(rl_ingest_t *ig, source_rt_t *src, size_t n, rl_in
     p->cb = cb;
     p->opaque = opaque;
     p->status = 200;
-    p->deadline_ms = rl_wal_now_ms() + src->ack_timeout_ms;
+    p->deadline_ms = rl_clock_mono_ms() + src->ack_timeout_ms;
     return p;
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Records the body as a dead letter and answers 400 once it is durable (or 503
@@ -521,19 +509,21 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     const char *why = NULL, *msg_id = NULL;
     char err[256], msg[512];
     int done = 1, retry_after = 0;
-    struct timespec ts;
 
-    uint64_t start_us = mono_us();
+    uint64_t start_us = rl_clock_mono_us();
     rl_event_list_init(&evs);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now_ms = (uint64_t)rl_clock_wall_ms();
     source_rt_t *src = find_source(ig, req->source);
     if (!src) {
         rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
                        req->source);
         goto out;
     }
-    rl_auth_req_t areq = {req->header, req->header_ctx, req->body, req->len, (int64_t)ts.tv_sec};
+    rl_auth_req_t areq = {.header = req->header,
+                          .header_ctx = req->header_ctx,
+                          .body = req->body,
+                          .len = req->len,
+                          .now = (int64_t)(now_ms / 1000)};
     if (rl_auth_check(src->auth, &areq, &why, &msg_id) != 0) {
         rl_metric_add(src->m_auth[reason_index(why)], 1);
         rl_reply_error(reply, 401, "unauthorized", "authentication failed: %s", why);
@@ -541,7 +531,7 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     }
     /* After authentication: requests that cannot prove who sent them must not
      * use up the provider's allowance. */
-    if (src->rate && !rl_ratelimit_take(src->rate, mono_ms(), &retry_after)) {
+    if (src->rate && !rl_ratelimit_take(src->rate, (uint64_t)rl_clock_mono_ms(), &retry_after)) {
         rl_metric_add(src->m_rate, 1);
         rl_reply_error(reply, 429, "rate_limited",
                        "more requests than this source's rate_limit; retry after %d s",
@@ -587,7 +577,8 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
      * presences), it is when relay received the event. */
     char now_rfc[32];
     struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
+    time_t now_s = (time_t)(now_ms / 1000);
+    gmtime_r(&now_s, &tm);
     strftime(now_rfc, sizeof(now_rfc), "%Y-%m-%dT%H:%M:%SZ", &tm);
     for (size_t i = 0; i < evs.n; i++)
         if (!evs.v[i].time && !(evs.v[i].time = strdup(now_rfc)))

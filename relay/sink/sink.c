@@ -1,6 +1,7 @@
 /* sink.c -- the common part of every sink. */
 #include "sink_common.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -11,7 +12,7 @@ static void render_hook(void *arg)
 {
     rl_sink_t *s = arg;
     int64_t since = atomic_load(&s->down_since_ms);
-    rl_metric_set(s->m_down_seconds, since ? (rl_wal_now_ms() - since) / 1000 : 0);
+    rl_metric_set(s->m_down_seconds, since ? (rl_clock_mono_ms() - since) / 1000 : 0);
 }
 
 void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal_reader_t *reader,
@@ -22,7 +23,7 @@ void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal
     s->cfg = cfg;
     s->reader = reader;
     s->outage_budget_ms = outage_budget_s * 1000;
-    atomic_store(&s->down_since_ms, rl_wal_now_ms()); /* down until it first connects */
+    atomic_store(&s->down_since_ms, rl_clock_mono_ms()); /* down until it first connects */
     snprintf(l, sizeof(l), "sink=\"%s\"", name);
     if (metrics) {
         s->m_published =
@@ -50,7 +51,7 @@ void rl_sink_set_connected(rl_sink_t *s, int up)
     if (up)
         atomic_store(&s->down_since_ms, 0);
     else if (was)
-        atomic_store(&s->down_since_ms, rl_wal_now_ms());
+        atomic_store(&s->down_since_ms, rl_clock_mono_ms());
     if (was != up)
         rl_log(up ? RL_LOG_INFO : RL_LOG_WARN, "%s: %s", s->name,
                up ? "connected" : "disconnected; events stay in the WAL until it is back");
@@ -61,12 +62,12 @@ int rl_sink_should_stop(rl_sink_t *s)
     if (atomic_load(&s->stop))
         return 1;
     int64_t until = atomic_load(&s->drain_until_ms);
-    return until && (rl_wal_now_ms() >= until || rl_wal_reader_caught_up(s->reader));
+    return until && (rl_clock_mono_ms() >= until || rl_wal_reader_caught_up(s->reader));
 }
 
 int rl_sink_grace_left(rl_sink_t *s)
 {
-    int64_t until = atomic_load(&s->drain_until_ms), left = until - rl_wal_now_ms();
+    int64_t until = atomic_load(&s->drain_until_ms), left = until - rl_clock_mono_ms();
     return until && !atomic_load(&s->stop) && left > 0 ? (int)left : 0;
 }
 
@@ -95,7 +96,7 @@ void rl_sink_status(const rl_sink_t *s, rl_sink_status_t *st)
     rl_sink_t *m = (rl_sink_t *)s; /* atomics are read through a non-const lvalue */
     int64_t since = atomic_load(&m->down_since_ms);
     st->connected = atomic_load(&m->connected);
-    st->down_ms = since ? rl_wal_now_ms() - since : 0;
+    st->down_ms = since ? rl_clock_mono_ms() - since : 0;
     st->outage_budget_ms = s->outage_budget_ms;
     st->over_budget = s->outage_budget_ms > 0 && st->down_ms > s->outage_budget_ms;
     st->errors = (uint64_t)rl_metric_get(s->m_errors);
@@ -109,7 +110,7 @@ void rl_sink_stop(rl_sink_t *s, int grace_ms)
     if (grace_ms <= 0)
         atomic_store(&s->stop, 1);
     else
-        atomic_store(&s->drain_until_ms, rl_wal_now_ms() + grace_ms);
+        atomic_store(&s->drain_until_ms, rl_clock_mono_ms() + grace_ms);
 }
 
 void rl_sink_destroy(rl_sink_t *s)

@@ -8,6 +8,7 @@
  * recreates the producer, then re-sends from the cursor. */
 #include "sink_common.h"
 
+#include "clock.h"
 #include "log.h"
 #include "record.h"
 #include "prio.h"
@@ -30,9 +31,9 @@ typedef struct kafka {
     uint8_t *acked;
     size_t *bytes;
     size_t head, count, inflight_bytes;
-    int failed; /* a delivery failed: rewind once nothing is in flight */
-    int fatal;  /* the producer is unusable: recreate */
-    time_t last_probe;
+    int failed;         /* a delivery failed: rewind once nothing is in flight */
+    int fatal;          /* the producer is unusable: recreate */
+    int64_t last_probe; /* rl_clock_mono_ms */
     rl_metric_t *m_restarts;
 } kafka_t;
 
@@ -238,12 +239,11 @@ static int produce(kafka_t *k, const rl_wal_rec_t *wr)
  * stay true while idle. */
 static void probe(kafka_t *k)
 {
-    struct timespec now;
     const struct rd_kafka_metadata *md = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - k->last_probe < 5)
+    int64_t now = rl_clock_mono_ms();
+    if (now - k->last_probe < 5000)
         return;
-    k->last_probe = now.tv_sec;
+    k->last_probe = now;
     rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, NULL, &md, 2000);
     if (md)
         rd_kafka_metadata_destroy(md);

@@ -7,6 +7,7 @@
  * once; a resend after a lost reply is a second entry with the same id). */
 #include "sink_common.h"
 
+#include "clock.h"
 #include "log.h"
 #include "record.h"
 #include "redis_conn.h"
@@ -182,7 +183,7 @@ static void *redis_main(void *arg)
     pthread_setname_np(pthread_self(), "rl-redis"); /* top -H, perf */
     rl_prio_background();
     int backoff = 100;
-    struct timespec last_ping = {0};
+    int64_t last_ping = 0; /* rl_clock_mono_ms */
 
     while (!rl_sink_should_stop(&r->base)) {
         if (!r->c) {
@@ -209,9 +210,8 @@ static void *redis_main(void *arg)
         }
         /* Idle (nothing in flight, or PING's reply would be an XADD's): a PING
          * every few seconds notices a dead server before an event does. */
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (k == 0 && !r->b[r->cur].n && now.tv_sec - last_ping.tv_sec >= 5) {
+        int64_t now = rl_clock_mono_ms();
+        if (k == 0 && !r->b[r->cur].n && now - last_ping >= 5000) {
             last_ping = now;
             if (!command_ok(r->c, "PING", redisCommand(r->c, "PING"))) {
                 disconnect(r);

@@ -6,6 +6,7 @@
 #include "wal.h"
 
 #include "bytes.h"
+#include "clock.h"
 #include "log.h"
 #include "prio.h"
 
@@ -144,18 +145,9 @@ struct rl_wal {
     uint64_t torn_bytes;
 };
 
-static void deadline_in(struct timespec *ts, int64_t ms);
-
 /* What a preallocated segment is written with, and what its unused end is
  * compared against. */
 static const uint8_t zeros[1 << 20];
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The checksum covers the sequence number too, so a record copied to the wrong
  * place or with a damaged header is caught, not only damaged payloads. It is
@@ -616,14 +608,12 @@ static void *reaper_main(void *arg)
     rl_prio_background();
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = rl_clock_mono_ms();
         int want_spare = w->prealloc && !w->spare_ready && now >= w->spare_retry_ms;
         if (!w->ndoomed && !want_spare && !w->stop) {
-            if (w->prealloc && !w->spare_ready) { /* a retry is due later */
-                struct timespec ts;
-                deadline_in(&ts, w->spare_retry_ms - now);
-                pthread_cond_timedwait(&w->reap_cv, &w->lock, &ts);
-            } else {
+            if (w->prealloc && !w->spare_ready) /* a retry is due later */
+                rl_cond_wait_until(&w->reap_cv, &w->lock, w->spare_retry_ms);
+            else {
                 pthread_cond_wait(&w->reap_cv, &w->lock);
             }
             continue;
@@ -656,7 +646,7 @@ static void *reaper_main(void *arg)
         if (rc == 0)
             w->spare_ready = 1;
         else
-            w->spare_retry_ms = mono_ms() + SPARE_RETRY_MS;
+            w->spare_retry_ms = rl_clock_mono_ms() + SPARE_RETRY_MS;
     }
     pthread_mutex_unlock(&w->lock);
     free(batch);
@@ -692,17 +682,14 @@ static void roll_if_full(rl_wal_t *w)
  * (their waiters fail, the HTTP side answers 503). */
 static int write_batch(rl_wal_t *w, int fd, const batch_t *b, uint64_t before)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = rl_clock_mono_us();
     int err = pwrite_all(fd, b->buf, b->len, before);
     if (!err && w->fsync) {
         err = fdatasync(fd);
         rl_metric_add(w->m_fsyncs, 1);
     }
     if (!err) {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        rl_metric_observe_us(w->m_commit, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
-                                                     (t1.tv_nsec - t0.tv_nsec) / 1000));
+        rl_metric_observe_us(w->m_commit, rl_clock_mono_us() - t0);
         return 0;
     }
     int saved = errno;
@@ -712,7 +699,7 @@ static int write_batch(rl_wal_t *w, int fd, const batch_t *b, uint64_t before)
      * durable size, the next batch is written over it at the same offset, and
      * recovery drops whatever does not check out. */
     int cut = ftruncate(fd, (off_t)before);
-    int64_t now = mono_ms();
+    int64_t now = rl_clock_mono_ms();
     if (!w->last_err_log_ms || now - w->last_err_log_ms >= ERR_LOG_MS) {
         rl_error("wal: write failed: %s; %zu waiting requests are answered 503%s%s "
                  "(%llu more failures since the last message)",
@@ -770,7 +757,7 @@ static uint64_t min_cursor(const rl_wal_t *w)
 static size_t take_settled(rl_wal_t *w, pub_waiter_t **out, int **status, int64_t *next_ms)
 {
     uint64_t min = min_cursor(w);
-    int64_t now = mono_ms();
+    int64_t now = rl_clock_mono_ms();
     size_t n = 0, keep = 0, settled = 0;
 
     *out = NULL;
@@ -838,14 +825,6 @@ static int64_t settle_published(rl_wal_t *w)
     return next;
 }
 
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
-    ts->tv_nsec %= 1000000000L;
-}
-
 static void *flusher_main(void *arg)
 {
     rl_wal_t *w = arg;
@@ -859,7 +838,7 @@ static void *flusher_main(void *arg)
          * waiter's deadline comes, or it is time to probe an unwritable disk. */
         int64_t next_pub = settle_published(w);
         while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
-            int64_t now = mono_ms(), wait = 1000;
+            int64_t now = rl_clock_mono_ms(), wait = 1000;
             if (next_pub != INT64_MAX && next_pub - now < wait)
                 wait = next_pub - now > 0 ? next_pub - now : 0;
             if (!w->writable && now - w->last_probe_ms >= PROBE_MS) {
@@ -875,11 +854,7 @@ static void *flusher_main(void *arg)
                 }
                 continue;
             }
-            if (wait > 0) {
-                struct timespec ts;
-                deadline_in(&ts, wait);
-                pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
-            }
+            rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
             next_pub = settle_published(w);
         }
         if (w->stop && !w->pending.nw && !w->pending.len)
@@ -904,7 +879,7 @@ static void *flusher_main(void *arg)
         if (b.len) /* a batch of barriers alone says nothing about the disk */
             w->writable = status == 0;
         if (status != 0) /* the first probe one PROBE_MS after the failure, not at once */
-            w->last_probe_ms = mono_ms();
+            w->last_probe_ms = rl_clock_mono_ms();
         if (status != 0 && b.last_seq > w->last_failed_seq)
             w->last_failed_seq = b.last_seq;
         uint64_t last_failed = w->last_failed_seq;
@@ -926,7 +901,7 @@ static void *flusher_main(void *arg)
         }
         pthread_mutex_lock(&w->lock);
 
-        int64_t now = mono_ms();
+        int64_t now = rl_clock_mono_ms();
         if (w->cursors_dirty && (now - last_persist >= CURSOR_PERSIST_MS || w->stop)) {
             int failed = 0;
             for (size_t i = 0; i < w->nreaders; i++)
@@ -939,14 +914,11 @@ static void *flusher_main(void *arg)
             /* Nothing else to do: sleep until it is time to persist, settling
              * publish waiters (whom the cursors just moved) first. */
             int64_t next = settle_published(w);
-            int64_t wait = CURSOR_PERSIST_MS - (mono_ms() - last_persist);
-            if (next != INT64_MAX && next - mono_ms() < wait)
-                wait = next - mono_ms();
-            if (wait > 0 && !w->pending.len && !w->pending.nw && !w->stop) {
-                struct timespec ts;
-                deadline_in(&ts, wait);
-                pthread_cond_timedwait(&w->flush_cv, &w->lock, &ts);
-            }
+            int64_t wait = CURSOR_PERSIST_MS - (rl_clock_mono_ms() - last_persist);
+            if (next != INT64_MAX && next - rl_clock_mono_ms() < wait)
+                wait = next - rl_clock_mono_ms();
+            if (!w->pending.len && !w->pending.nw && !w->stop)
+                rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
         }
     }
     /* Stopping: whoever still waits for publication is told it did not happen. */
@@ -1074,9 +1046,9 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     w->active_fd = w->dirfd = -1;
     w->writable = 1;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->flush_cv, NULL);
-    pthread_cond_init(&w->read_cv, NULL);
-    pthread_cond_init(&w->reap_cv, NULL);
+    rl_cond_init(&w->flush_cv);
+    rl_cond_init(&w->read_cv);
+    rl_cond_init(&w->reap_cv);
 
     char cmd[4096];
     snprintf(cmd, sizeof(cmd), "%s", o->dir);
@@ -1279,15 +1251,20 @@ static void sync_done(void *opaque, int status)
 
 int rl_wal_append_sync(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq)
 {
-    sync_wait_t s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    int rc = rl_wal_append(w, payloads, n, first_seq, sync_done, &s);
-    if (rc != RL_WAL_OK)
-        return rc;
-    pthread_mutex_lock(&s.m);
-    while (!s.done)
-        pthread_cond_wait(&s.c, &s.m);
-    pthread_mutex_unlock(&s.m);
-    return s.status == 0 ? RL_WAL_OK : RL_WAL_ERR;
+    sync_wait_t s = {.m = PTHREAD_MUTEX_INITIALIZER};
+    int rc;
+
+    rl_cond_init(&s.c);
+    rc = rl_wal_append(w, payloads, n, first_seq, sync_done, &s);
+    if (rc == RL_WAL_OK) {
+        pthread_mutex_lock(&s.m);
+        while (!s.done)
+            pthread_cond_wait(&s.c, &s.m);
+        pthread_mutex_unlock(&s.m);
+        rc = s.status == 0 ? RL_WAL_OK : RL_WAL_ERR;
+    }
+    pthread_cond_destroy(&s.c);
+    return rc;
 }
 
 #define LOCKED_GET(expr)                                                                           \
@@ -1365,11 +1342,6 @@ void rl_wal_cancel_published(rl_wal_t *w)
     w->pub_cancelled = 1;
     pthread_cond_signal(&w->flush_cv);
     pthread_mutex_unlock(&w->lock);
-}
-
-int64_t rl_wal_now_ms(void)
-{
-    return mono_ms();
 }
 
 rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name)
@@ -1490,7 +1462,7 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
 int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, char *errstr,
                        size_t errstr_size)
 {
-    struct timespec deadline;
+    int64_t deadline = 0;
     int have_deadline = 0; /* read the clock only once there is nothing to return:
                             * a sink catching up calls this per record */
 
@@ -1517,10 +1489,7 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
             continue;
         /* Nothing durable beyond us: wait for the flusher, then look again. */
         if (!have_deadline) {
-            clock_gettime(CLOCK_REALTIME, &deadline);
-            deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-            deadline.tv_sec += timeout_ms / 1000 + deadline.tv_nsec / 1000000000L;
-            deadline.tv_nsec %= 1000000000L;
+            deadline = rl_clock_mono_ms() + timeout_ms;
             have_deadline = 1;
         }
         rl_wal_t *w = r->w;
@@ -1528,7 +1497,7 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
         int rc = w->stop ? ETIMEDOUT : 0;
         uint64_t durable = w->durable_seq, wakeups = w->wakeups;
         if (!rc && durable < r->want)
-            rc = pthread_cond_timedwait(&w->read_cv, &w->lock, &deadline);
+            rc = rl_cond_wait_until(&w->read_cv, &w->lock, deadline);
         int woken = w->wakeups != wakeups;
         pthread_mutex_unlock(&w->lock);
         if (rc == ETIMEDOUT || woken)
@@ -1536,10 +1505,7 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
         if (durable >= r->want) {
             /* Data is durable but fill found none: the segment rolled, or our
              * buffer is stale; loop once more, but honour the deadline. */
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            if (now.tv_sec > deadline.tv_sec ||
-                (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
+            if (rl_clock_mono_ms() >= deadline)
                 return 0;
             struct timespec pause = {0, 1000000};
             nanosleep(&pause, NULL);

@@ -72,7 +72,8 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
 int rl_wal_barrier(rl_wal_t *w, rl_wal_done_cb cb, void *opaque);
 
 /* Calls cb once every reader's cursor is at or past `seq` (status 0: every sink
- * acknowledged it), once CLOCK_MONOTONIC passes deadline_ms (RL_WAL_TIMEOUT),
+ * acknowledged it), once the monotonic clock (rl_clock_mono_ms) passes
+ * deadline_ms (RL_WAL_TIMEOUT),
  * or at rl_wal_cancel_published / close (RL_WAL_ERR). Always from the flusher
  * thread, never from inside this call. With no readers it is published at
  * once. Returns RL_WAL_OK, or RL_WAL_ERR (closing, cancelled, out of memory)
@@ -81,8 +82,6 @@ int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wa
                            void *opaque);
 /* Shutdown: fails every publish waiter now and refuses new ones. */
 void rl_wal_cancel_published(rl_wal_t *w);
-/* CLOCK_MONOTONIC in ms, the clock of deadline_ms. */
-int64_t rl_wal_now_ms(void);
 
 /* Blocking helpers over append/barrier (tests and tools). */
 int rl_wal_append_sync(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t *first_seq);

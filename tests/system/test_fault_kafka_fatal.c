@@ -24,6 +24,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
@@ -62,7 +63,7 @@ TestSuite(faults_kafka, .init = setup, .fini = teardown, .timeout = 300);
 
 static int64_t now_ms(void)
 {
-    return rl_wal_now_ms();
+    return rl_clock_mono_ms();
 }
 
 static void sleep_ms(int ms)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "wal.h"
@@ -1263,7 +1264,7 @@ Test(wal, lag_in_events_and_bytes_is_exact)
 
 static int64_t now_plus(int ms)
 {
-    return rl_wal_now_ms() + ms;
+    return rl_clock_mono_ms() + ms;
 }
 
 Test(wal, publish_waiter_fires_once_every_cursor_has_passed)
