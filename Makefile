@@ -38,8 +38,8 @@ FINAL_LDFLAGS := $(RELAY_LDFLAGS) $(LDFLAGS)
 FINAL_LIBS    := $(RELAY_LDLIBS) $(LDLIBS)
 
 LIB_SRC   := $(wildcard $(addprefix relay/,$(addsuffix /*.c,$(SUBDIRS)))) $(wildcard codecs/*.c)
-ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.[ch] \
-             tests/system/*.[ch]
+ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.c \
+             tests/system/*.[ch] tests/common/*.[ch]
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 MAIN_OBJ  := $(BUILD)/obj/relay/main.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -48,6 +48,13 @@ SYS_SRC   := $(wildcard tests/system/test_*.c)
 SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 FAULT_BIN := $(filter $(BUILD)/tests/test_fault%,$(SYS_BIN))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
+# What the test binaries share, compiled once: the temporary-directory helper (unit and
+# system tests) and the system tests' harness. An archive, so that a binary takes only
+# the members it uses (test_fault_kafka_fatal and the unit tests: tmpdir.o alone, not
+# the harness and its Criterion report hook).
+TEST_INCS := -Itests/common
+TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
+             $(BUILD)/obj/tests/system/events.o
 
 .PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
         check-docs bench fuzz fuzz-build
@@ -62,16 +69,27 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/librelay.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -Itests/system -MMD -MP -c -o $@ $<
+
+$(BUILD)/libtests.a: $(TEST_HELP)
+	$(AR) rcs $@ $^
+
 $(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/librelay.a
+# A test binary: its one .c compiled and linked with libtests.a and librelay.a (the
+# headers it includes are in its generated $(BUILD)/tests/test_x.d).
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtests.a $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Itests/unit -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -MMD -MP $(FINAL_LDFLAGS) -o $@ $< \
+	    $(BUILD)/libtests.a $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
-$(BUILD)/tests/%: tests/system/%.c $(wildcard tests/system/*.h) $(BUILD)/librelay.a
+$(BUILD)/tests/%: tests/system/%.c $(BUILD)/libtests.a $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Itests/system -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -Itests/system -MMD -MP $(FINAL_LDFLAGS) -o $@ $< \
+	    $(BUILD)/libtests.a $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
 deps:
 	@tools/deps.sh
