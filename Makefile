@@ -55,9 +55,10 @@ TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 TEST_INCS := -Itests/common
 TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
              $(BUILD)/obj/tests/system/events.o
+SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh) .ci/run
 
 .PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
-        check-docs bench fuzz fuzz-build
+        check-docs bench fuzz fuzz-build shellcheck
 
 all: $(BUILD)/relay
 
@@ -106,6 +107,7 @@ test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
 	@tools/docs.sh check $(BUILD)/relay
 	@$(MAKE) -s --no-print-directory check-format
+	@$(MAKE) -s --no-print-directory shellcheck
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 # The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
@@ -127,6 +129,10 @@ format:
 
 check-format:
 	clang-format --dry-run --Werror $(ALL_C)
+
+# The shell scripts: tools/, bench/ and CI's entry point (make test runs it).
+shellcheck:
+	shellcheck $(SHELL_SCRIPTS)
 
 clean:
 	rm -rf build build-san build-fuzz
