@@ -50,8 +50,8 @@ FAULT_BIN := $(filter $(BUILD)/tests/test_fault%,$(SYS_BIN))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 # What the test binaries share, compiled once: the temporary-directory helper (unit and
 # system tests) and the system tests' harness. An archive, so that a binary takes only
-# the members it uses (test_fault_kafka_fatal and the unit tests: tmpdir.o alone, not
-# the harness and its Criterion report hook).
+# the members it uses (test_fault_kafka_fatal: tmpdir.o alone, not the harness and its
+# Criterion report hook).
 TEST_INCS := -Itests/common
 TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
              $(BUILD)/obj/tests/system/events.o
@@ -80,12 +80,13 @@ $(BUILD)/libtests.a: $(TEST_HELP)
 $(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
-# A test binary: its one .c compiled and linked with libtests.a and librelay.a (the
-# headers it includes are in its generated $(BUILD)/tests/test_x.d).
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtests.a $(BUILD)/librelay.a
+# A test binary: its one .c compiled and linked with librelay.a and, for a unit test,
+# tmpdir.o alone (a harness change does not rebuild the unit tests), for a system test
+# libtests.a. The headers it includes are in its generated $(BUILD)/tests/test_x.d.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -MMD -MP $(FINAL_LDFLAGS) -o $@ $< \
-	    $(BUILD)/libtests.a $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
+	    $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/%: tests/system/%.c $(BUILD)/libtests.a $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
