@@ -38,8 +38,8 @@ FINAL_LDFLAGS := $(RELAY_LDFLAGS) $(LDFLAGS)
 FINAL_LIBS    := $(RELAY_LDLIBS) $(LDLIBS)
 
 LIB_SRC   := $(wildcard $(addprefix relay/,$(addsuffix /*.c,$(SUBDIRS)))) $(wildcard codecs/*.c)
-ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.[ch] \
-             tests/system/*.[ch]
+ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.c \
+             tests/system/*.[ch] tests/common/*.[ch]
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 MAIN_OBJ  := $(BUILD)/obj/relay/main.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -48,9 +48,17 @@ SYS_SRC   := $(wildcard tests/system/test_*.c)
 SYS_BIN   := $(patsubst tests/system/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 FAULT_BIN := $(filter $(BUILD)/tests/test_fault%,$(SYS_BIN))
 TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
+# What the test binaries share, compiled once: the temporary-directory helper (unit and
+# system tests) and the system tests' harness. An archive, so that a binary takes only
+# the members it uses (test_fault_kafka_fatal: tmpdir.o alone, not the harness and its
+# Criterion report hook).
+TEST_INCS := -Itests/common
+TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
+             $(BUILD)/obj/tests/system/events.o
+SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh) .ci/run
 
 .PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
-        check-docs bench fuzz fuzz-build
+        check-docs bench fuzz fuzz-build shellcheck
 
 all: $(BUILD)/relay
 
@@ -62,16 +70,28 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/librelay.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -Itests/system -MMD -MP -c -o $@ $<
+
+$(BUILD)/libtests.a: $(TEST_HELP)
+	$(AR) rcs $@ $^
+
 $(BUILD)/relay: $(MAIN_OBJ) $(BUILD)/librelay.a
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/librelay.a
+# A test binary: its one .c compiled and linked with librelay.a and, for a unit test,
+# tmpdir.o alone (a harness change does not rebuild the unit tests), for a system test
+# libtests.a. The headers it includes are in its generated $(BUILD)/tests/test_x.d.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Itests/unit -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -MMD -MP $(FINAL_LDFLAGS) -o $@ $< \
+	    $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
-$(BUILD)/tests/%: tests/system/%.c $(wildcard tests/system/*.h) $(BUILD)/librelay.a
+$(BUILD)/tests/%: tests/system/%.c $(BUILD)/libtests.a $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Itests/system -MMD -MP $(FINAL_LDFLAGS) -o $@ $< $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
+	$(CC) $(FINAL_CFLAGS) $(TEST_INCS) -Itests/system -MMD -MP $(FINAL_LDFLAGS) -o $@ $< \
+	    $(BUILD)/libtests.a $(BUILD)/librelay.a $(FINAL_LIBS) $(TEST_LIBS)
 
 deps:
 	@tools/deps.sh
@@ -88,6 +108,7 @@ test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(UNIT_BIN) $(SYS_BIN)
 	@tools/docs.sh check $(BUILD)/relay
 	@$(MAKE) -s --no-print-directory check-format
+	@$(MAKE) -s --no-print-directory shellcheck
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 # The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
@@ -109,6 +130,10 @@ format:
 
 check-format:
 	clang-format --dry-run --Werror $(ALL_C)
+
+# The shell scripts: tools/, bench/ and CI's entry point (make test runs it).
+shellcheck:
+	shellcheck $(SHELL_SCRIPTS)
 
 clean:
 	rm -rf build build-san build-fuzz

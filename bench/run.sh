@@ -8,7 +8,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 TOOLS=$ROOT/tools
-# shellcheck source=../tools/lib.sh
+# shellcheck source=SCRIPTDIR/../tools/lib.sh
 . "$TOOLS/lib.sh"
 BIN=$ROOT/build
 RUNS=${BENCH_RUNS:-3}
@@ -17,7 +17,7 @@ CONNS=${BENCH_CONNS:-64}
 REPLAY=${BENCH_REPLAY_EVENTS:-1000000}
 
 tmp=$(mktemp -d /tmp/relay-bench.XXXXXX)
-relay_pid= ceiling_pid=
+relay_pid='' ceiling_pid=''
 cleanup() {
     [[ -n $relay_pid ]] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
     [[ -n $ceiling_pid ]] && kill "$ceiling_pid" 2>/dev/null && wait "$ceiling_pid" 2>/dev/null
@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis_port=$(freeport) && kafka_port=$(freeport)
+redis_port=$(freeport) && kafka_port=$(freeport "$redis_port")
 "$TOOLS/redis.sh" start "$tmp/redis" "$redis_port" >/dev/null
 # No RDB snapshots during the runs: at these rates Redis would fork and write its
 # dataset every minute (save 60 10000), and that stall on the shared cores would
@@ -58,8 +58,8 @@ start_relay() { # start_relay WAL_DIR [ENV=VALUE...] -> sets relay_pid, relay_po
     local dir=$1
     shift
     relay_port=$(freeport)
-    env "$@" RELAY_HTTP_LISTEN=127.0.0.1:$relay_port RELAY_WAL_DIR=$dir RELAY_WAL_MAX_SIZE=16g \
-        RELAY_KAFKA_BROKERS=$brokers RELAY_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
+    env "$@" RELAY_HTTP_LISTEN="127.0.0.1:$relay_port" RELAY_WAL_DIR="$dir" RELAY_WAL_MAX_SIZE=16g \
+        RELAY_KAFKA_BROKERS="$brokers" RELAY_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
         RELAY_LOG_LEVEL=warn "$BIN/relay" -c "$ROOT/relay.conf" 2>>"$tmp/relay.log" &
     relay_pid=$!
     local want='kafka:up redis:up'

@@ -16,8 +16,8 @@ PACKAGES=(
     # CLI makes the TLS test's self-signed certificate)
     libcriterion-dev libcurl4-openssl-dev openssl
     # fuzzing (make fuzz): clang with libFuzzer's runtime; clang-format for
-    # `make check-format`, which `make test` runs
-    clang libclang-rt-14-dev clang-format
+    # `make check-format` and shellcheck for `make shellcheck`, which `make test` runs
+    clang libclang-rt-14-dev clang-format shellcheck
     # the services the system tests and `make run` start, and their clients
     redis-server redis-tools kcat
     # load generator for bench/

@@ -63,14 +63,14 @@ seeds() {
         while read -r f; do
             for src in 0 2; do
                 for flags in 0 2 4; do
-                    { printf "\\x$(printf %02x $src)\\x$(printf %02x $flags)"; cat "$f"; } >"$dir/s$((i++))"
+                    { printf '%b%b' "\\x$(printf %02x "$src")" "\\x$(printf %02x "$flags")"; cat "$f"; } >"$dir/s$((i++))"
                 done
             done
         done < <(fixtures timely)
         while read -r f; do
             for src in 1 3 4 5; do
                 for flags in 0 2 4; do
-                    { printf "\\x$(printf %02x $src)\\x$(printf %02x $flags)"; cat "$f"; } >"$dir/s$((i++))"
+                    { printf '%b%b' "\\x$(printf %02x "$src")" "\\x$(printf %02x "$flags")"; cat "$f"; } >"$dir/s$((i++))"
                 done
             done
         done < <(fixtures whapi)

@@ -2,8 +2,8 @@
  * of events, and a checker that reads both sinks and counts what arrived, what was
  * lost, duplicated or reordered.
  *
- * Like harness.h (which it builds on) this is a header of static functions for one
- * test binary.
+ * It builds on harness.h. Only test_faults.c uses it, so unlike the harness (built
+ * once into $(BUILD)/libtests.a) it stays a header of static functions, FAULTS_API.
  *
  * The load generator runs one thread per channel. Each thread posts Timely events
  * "evt_<prefix>_c<channel>_<n>" for channel "chan_<channel>", n = 0, 1, 2, ... one at a
@@ -28,17 +28,20 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Static, and maybe unused by the one file that includes this header. */
+#define FAULTS_API static __attribute__((unused))
+
 #define LG_MAX_CHANNELS 16
 
 /* The long forms (make faults: RELAY_FAULTS_LONG=1) or the short ones (make test). */
-TH_API int faults_long(void)
+FAULTS_API int faults_long(void)
 {
     const char *v = getenv("RELAY_FAULTS_LONG");
     return v && *v && strcmp(v, "0") != 0;
 }
 
 /* A random seed, printed so that a failing run can be repeated (RELAY_FAULTS_SEED). */
-TH_API unsigned faults_seed(const char *test)
+FAULTS_API unsigned faults_seed(const char *test)
 {
     const char *v = getenv("RELAY_FAULTS_SEED");
     unsigned seed = v ? (unsigned)strtoul(v, NULL, 10) : (unsigned)time(NULL) ^ (unsigned)getpid();
@@ -150,7 +153,7 @@ static void *lg_main(void *arg)
 }
 
 /* Starts posting to relay r's source `source` on nch channels. */
-TH_API lg_t *lg_start(const th_relay_t *r, const char *source, int nch, int pause_ms, int pad)
+FAULTS_API lg_t *lg_start(const th_relay_t *r, const char *source, int nch, int pause_ms, int pad)
 {
     cr_assert(nch > 0 && nch <= LG_MAX_CHANNELS);
     lg_t *lg = calloc(1, sizeof *lg);
@@ -170,7 +173,7 @@ TH_API lg_t *lg_start(const th_relay_t *r, const char *source, int nch, int paus
 }
 
 /* Events answered 200 so far, over all channels. */
-TH_API long lg_acked(lg_t *lg)
+FAULTS_API long lg_acked(lg_t *lg)
 {
     long n = 0;
     for (int i = 0; i < lg->nch; i++)
@@ -180,7 +183,7 @@ TH_API long lg_acked(lg_t *lg)
 
 /* Waits until `more` further events were answered 200, or timeout_ms. Returns 1 when
  * they were. */
-TH_API int lg_wait_acked(lg_t *lg, long more, int timeout_ms)
+FAULTS_API int lg_wait_acked(lg_t *lg, long more, int timeout_ms)
 {
     long want = lg_acked(lg) + more;
     int64_t deadline = th_now_ms() + timeout_ms;
@@ -191,7 +194,7 @@ TH_API int lg_wait_acked(lg_t *lg, long more, int timeout_ms)
 
 /* Stops the threads: LG_FINISH lets every channel get its event in hand answered
  * 200 first (relay must be up), LG_ABANDON stops at once. The counters stay. */
-TH_API void lg_stop(lg_t *lg, int how)
+FAULTS_API void lg_stop(lg_t *lg, int how)
 {
     atomic_store(&lg->stop, how);
     for (int i = 0; i < lg->nch; i++)
@@ -223,7 +226,7 @@ static uint64_t ck_fnv(const void *p, size_t n)
     return h;
 }
 
-TH_API void ck_init(ck_sink_t *k, const char *name, lg_t *lg)
+FAULTS_API void ck_init(ck_sink_t *k, const char *name, lg_t *lg)
 {
     memset(k, 0, sizeof *k);
     k->name = name;
@@ -238,7 +241,7 @@ TH_API void ck_init(ck_sink_t *k, const char *name, lg_t *lg)
     }
 }
 
-TH_API void ck_free(ck_sink_t *k)
+FAULTS_API void ck_free(ck_sink_t *k)
 {
     for (int i = 0; i < LG_MAX_CHANNELS; i++) {
         free(k->ch[i].copies);
@@ -323,7 +326,7 @@ static int ck_done(void *arg)
 
 /* Reads the whole Kafka topic of r (events.message) into k, waiting up to timeout_ms
  * for every event answered 200. */
-TH_API void ck_read_kafka(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
+FAULTS_API void ck_read_kafka(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
 {
     char topic[256];
     ck_reset(k);
@@ -334,7 +337,7 @@ TH_API void ck_read_kafka(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
 /* Reads every channel's Redis stream into k, again and again until every event
  * answered 200 is there or timeout_ms passed, then once more after a pause so that
  * late copies count too. */
-TH_API void ck_read_redis(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
+FAULTS_API void ck_read_redis(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
 {
     int64_t deadline = th_now_ms() + timeout_ms;
     for (int settled = 0;;) {
@@ -363,8 +366,8 @@ TH_API void ck_read_redis(ck_sink_t *k, const th_relay_t *r, int timeout_ms)
 
 /* Prints the numbers of a fault test and checks the promise: nothing answered 200
  * is lost, first copies are in the accepted order, extra copies are identical. */
-TH_API void ck_report(const char *test, const lg_t *lg, const ck_sink_t *kafka,
-                      const ck_sink_t *redis)
+FAULTS_API void ck_report(const char *test, const lg_t *lg, const ck_sink_t *kafka,
+                          const ck_sink_t *redis)
 {
     fprintf(stderr,
             "FAULT %s: answered 200: %ld | on kafka: %ld, lost %ld, duplicated %ld | on redis: "
@@ -392,7 +395,7 @@ TH_API void ck_report(const char *test, const lg_t *lg, const ck_sink_t *kafka,
 }
 
 /* Reads both sinks of r and reports (ck_report). */
-TH_API void ck_check(const char *test, lg_t *lg, const th_relay_t *r, int timeout_ms)
+FAULTS_API void ck_check(const char *test, lg_t *lg, const th_relay_t *r, int timeout_ms)
 {
     ck_sink_t k, x;
     ck_init(&k, "kafka", lg);
@@ -407,7 +410,7 @@ TH_API void ck_check(const char *test, lg_t *lg, const th_relay_t *r, int timeou
 /* ---------------------------------------------------------------- relay's own view */
 
 /* GET /readyz parsed (the caller decrefs), *status its HTTP status (0: no answer). */
-TH_API json_t *fault_readyz(const th_relay_t *r, long *status)
+FAULTS_API json_t *fault_readyz(const th_relay_t *r, long *status)
 {
     th_resp_t resp;
     json_t *j = NULL;
@@ -421,13 +424,13 @@ TH_API json_t *fault_readyz(const th_relay_t *r, long *status)
 }
 
 /* readyz.sinks.<sink>.<field> as an integer (-1 when absent), or the state string. */
-TH_API long long fault_sink_num(json_t *rz, const char *sink, const char *field)
+FAULTS_API long long fault_sink_num(json_t *rz, const char *sink, const char *field)
 {
     json_t *v = json_object_get(json_object_get(json_object_get(rz, "sinks"), sink), field);
     return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
-TH_API const char *fault_sink_state(json_t *rz, const char *sink)
+FAULTS_API const char *fault_sink_state(json_t *rz, const char *sink)
 {
     const char *s = json_string_value(
         json_object_get(json_object_get(json_object_get(rz, "sinks"), sink), "state"));
@@ -435,7 +438,7 @@ TH_API const char *fault_sink_state(json_t *rz, const char *sink)
 }
 
 /* 1 when readyz.reasons holds `reason`. */
-TH_API int fault_has_reason(json_t *rz, const char *reason)
+FAULTS_API int fault_has_reason(json_t *rz, const char *reason)
 {
     json_t *reasons = json_object_get(rz, "reasons");
     for (size_t i = 0; i < json_array_size(reasons); i++) {

@@ -198,7 +198,7 @@ static int post_until_first_segment_is_gone(th_relay_t *r, const char *channel, 
      * can pass it and the WAL delete it between two looks). */
     while (n < max && count_wal_segments(r) < 2 && first_segment_exists(r)) {
         ids[n] = th_strf("evt_%s_seg_%d", r->prefix, n);
-        bodies[n] = timely_message(ids[n], channel, n);
+        bodies[n] = th_timely_message(ids[n], channel, n);
         post_one(r, "timely", bodies[n], ids[n]);
         n++;
     }
@@ -288,7 +288,7 @@ Test(dedup, window_survives_kill9_right_after_the_answer)
     TH_START(r);
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_k9_%d", r->prefix, i);
-        bodies[i] = timely_message(ids[i], "chan_k9", i);
+        bodies[i] = th_timely_message(ids[i], "chan_k9", i);
         post_one(r, "timely", bodies[i], ids[i]);
     }
     th_relay_kill(r);
@@ -308,7 +308,7 @@ Test(dedup, window_length_is_configurable)
     th_relay_setenv(r, "RELAY_DEDUP_WINDOW", "2s");
     TH_START(r);
     char *id = th_strf("evt_%s_window", r->prefix);
-    char *body = timely_message(id, "chan_window", 1);
+    char *body = th_timely_message(id, "chan_window", 1);
     post_one(r, "timely", body, id);
     post_dup(r, body, "retry inside the window");
     /* Remembered while now < received + window: 3 s later it is out (whole seconds). */
@@ -327,7 +327,7 @@ Test(dedup, bound_forgets_the_oldest_first_and_counts_it)
     TH_START(r);
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_bound_%d", r->prefix, i);
-        bodies[i] = timely_message(ids[i], "chan_bound", i);
+        bodies[i] = th_timely_message(ids[i], "chan_bound", i);
         post_one(r, "timely", bodies[i], ids[i]);
     }
     cr_expect_eq(th_relay_metric(r, "relay_dedup_entries", NULL), MAX);
@@ -410,7 +410,7 @@ static void same_instance_race(int shared)
     for (int i = 0; i < ROUNDS; i++) {
         racer_t out[2];
         ids[i] = th_strf("evt_%s_twice_%d", r->prefix, i);
-        char *body = timely_message(ids[i], "chan_twice", i);
+        char *body = th_timely_message(ids[i], "chan_twice", i);
         race(r, r, body, out);
         cr_expect(out[0].status == 200 && out[1].status == 200, "%s: HTTP %ld and %ld", ids[i],
                   out[0].status, out[1].status);
@@ -446,8 +446,8 @@ Test(dedup, two_instances_share_the_window)
     cr_expect(strstr(detail, "dedup:redis"), "/readyz: %s", detail);
 
     char *ids[2] = {th_strf("evt_%s_share_a", a->prefix), th_strf("evt_%s_share_b", a->prefix)};
-    char *body_a = timely_message(ids[0], "chan_share", 1);
-    char *body_b = timely_message(ids[1], "chan_share", 2);
+    char *body_a = th_timely_message(ids[0], "chan_share", 1);
+    char *body_b = th_timely_message(ids[1], "chan_share", 2);
     post_one(a, "timely", body_a, ids[0]);
     post_one(b, "timely", body_b, ids[1]);
     /* The retries land on the other instance. The owner confirms right after its fsync;
@@ -493,7 +493,7 @@ Test(dedup, race_of_two_instances_a_hundred_times)
     char *kp = start_pair(&a, &b);
     for (int i = 0; i < N; i++) {
         ids[i] = th_strf("evt_%s_race_%d", a->prefix, i);
-        bodies[i] = timely_message(ids[i], "chan_race", i);
+        bodies[i] = th_timely_message(ids[i], "chan_race", i);
         race(a, b, bodies[i], out[i]);
         int acc = 0;
         for (int k = 0; k < 2; k++) {
@@ -542,7 +542,7 @@ Test(dedup, claim_of_a_dead_instance_holds_the_id_until_it_expires)
     use_redis_store(a, kp);
     TH_START(a);
     char *ids[1] = {th_strf("evt_%s_orphan", a->prefix)};
-    char *body = timely_message(ids[0], "chan_orphan", 1);
+    char *body = th_timely_message(ids[0], "chan_orphan", 1);
     char key[512], val[64];
     snprintf(key, sizeof key, "%stimely:%s", kp, ids[0]);
     redisContext *c = redis_conn();
@@ -590,7 +590,7 @@ Test(dedup, redis_down_falls_back_to_the_local_window)
     char *bodies[3];
     for (int i = 0; i < 3; i++) {
         ids[i] = th_strf("evt_%s_down_%d", a->prefix, i);
-        bodies[i] = timely_message(ids[i], "chan_down", i);
+        bodies[i] = th_timely_message(ids[i], "chan_down", i);
     }
     post_one(a, "timely", bodies[0], ids[0]);
 

@@ -11,8 +11,6 @@
  * more, twice, and then reads the mock cluster back. The mock cluster is used for the
  * fault injection only; every other test publishes to the real broker. */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <ftw.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
@@ -29,6 +27,7 @@
 #include "metrics.h"
 #include "record.h"
 #include "sink.h"
+#include "tmpdir.h"
 #include "wal.h"
 
 #define TOPIC "events.message"
@@ -40,23 +39,15 @@
 
 static char tmpdir[64];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/relay-test-kfatal-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+    tu_tmpdir_make(tmpdir, sizeof tmpdir, "kfatal");
     rl_log_set_level("warn");
 }
 
 static void teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_tmpdir_remove(tmpdir);
 }
 
 TestSuite(faults_kafka, .init = setup, .fini = teardown, .timeout = 300);

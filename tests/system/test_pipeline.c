@@ -1366,7 +1366,7 @@ Test(pipeline, check_config_points_at_the_bad_line)
 
 Test(pipeline, check_config_of_a_missing_file_fails)
 {
-    char *path = th_strf("%s/does-not-exist.conf", th_state.test_dir);
+    char *path = th_strf("%s/does-not-exist.conf", th_test_dir());
     char *out = NULL;
     int rc = check_config(path, &out);
     cr_expect(rc > 0, "--check-config of a missing file exited %d: %s", rc, out);

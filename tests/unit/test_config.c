@@ -8,34 +8,26 @@
  * that set several variables still unset them as they go. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "tmpdir.h"
 
 static char tmpdir[64];
 static char path[128];
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay-test-config-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+    tu_tmpdir_make(tmpdir, sizeof tmpdir, "config");
     snprintf(path, sizeof(path), "%s/relay.conf", tmpdir);
 }
 
 static void teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_tmpdir_remove(tmpdir);
 }
 
 TestSuite(config, .init = setup, .fini = teardown);

@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,6 +26,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "tmpdir.h"
 #include "wal.h"
 
 #define HDR 16 /* u32 len | u32 crc | u64 seq, from wal.h */
@@ -41,16 +41,9 @@ static const char *const TWO[] = {"kafka", "redis"};
 static char tmpdir[64];
 static char waldir[128];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay-test-wal-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+    tu_tmpdir_make(tmpdir, sizeof tmpdir, "wal");
     /* A subdirectory that does not exist yet: rl_wal_open must create it. */
     snprintf(waldir, sizeof(waldir), "%s/a/wal", tmpdir);
     rl_log_set_level("error"); /* recovery warnings are expected here */
@@ -58,8 +51,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_tmpdir_remove(tmpdir);
 }
 
 TestSuite(wal, .init = setup, .fini = teardown);
