@@ -167,7 +167,7 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: fuzz-build
 	@tools/fuzz.sh $(FUZZ_BUILD) $(if $(FUZZ_TARGETS),$(FUZZ_TARGETS),$(patsubst $(FUZZ_BUILD)/fuzz_%,%,$(FUZZ_BIN)))
 
-# The config reference in README.md comes from the key table (relay --config-reference).
+# The config reference in docs/configuration.md comes from the key table (relay --config-reference).
 docs: $(BUILD)/relay
 	@tools/docs.sh update $(BUILD)/relay
 

@@ -175,7 +175,7 @@ static void ob_field(obuf_t *b, const char *key, const char *value)
 }
 
 /* Appends the CloudEvent of `ev` (the same fields, in the same order, as
- * DESIGN.md's "What is published"); `src` is its CloudEvent source. */
+ * docs/providers.md, "The CloudEvent"); `src` is its CloudEvent source. */
 static void ob_cloudevent(obuf_t *b, const rl_event_t *ev, const char *src, const char *provider)
 {
     OB_LIT(b, "{\"specversion\":\"1.0\"");

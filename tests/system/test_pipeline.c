@@ -1,4 +1,5 @@
-/* test_pipeline.c -- system tests of relay against the contract in DESIGN.md.
+/* test_pipeline.c -- system tests of relay against the contract in docs/http-api.md,
+ * docs/providers.md and docs/guarantees.md.
  *
  * Each test runs the real build/relay with its own config, port, WAL directory and
  * Kafka topic / Redis stream prefix, posts webhooks the way Timely and Whapi do, and
@@ -7,7 +8,7 @@
  * which order. Nothing here looks inside relay.
  *
  * Fixtures: the files in tests/system/fixtures/timely/ are the eight payloads of the Timely
- * seed documents, verbatim. Whapi bodies are written below from PROVIDERS.md. Bodies
+ * seed documents, verbatim. Whapi bodies are written below from docs/providers.md. Bodies
  * that must not collide with another test's (dedup may one day be shared through
  * Redis) carry the instance prefix in their ids. */
 #include "harness.h"
@@ -81,7 +82,7 @@ typedef struct want_ev {
     const json_t *raw;     /* data.raw must equal this; NULL: not checked */
 } want_ev_t;
 
-/* The CloudEvents 1.0 checks a consumer relies on (JSON format, PROVIDERS.md). */
+/* The CloudEvents 1.0 checks a consumer relies on (JSON format, docs/providers.md). */
 static void check_cloudevent(const json_t *ce, const want_ev_t *w, const char *where)
 {
     char b1[512], b2[512];
@@ -253,7 +254,7 @@ Test(pipeline, timely_seed_events_reach_kafka_and_redis)
         const th_kmsgs_t *topic = strcmp(seeds[i].family, "channel") == 0 ? &chan : &msg;
         expect_once_on_both(topic, &xs, &w);
 
-        /* The normalized fields a consumer filters on (DESIGN.md vocabulary). */
+        /* The normalized fields a consumer filters on (docs/providers.md vocabulary). */
         const th_kmsg_t *m = NULL;
         kcount(topic, w.id, &m);
         json_t *data = m && m->json ? json_object_get(m->json, "data") : NULL;

@@ -1,5 +1,5 @@
 /* test_auth.c -- per-source request authentication (relay/ingest/auth.c), tested
- * against auth.h and PROVIDERS.md: scheme token (for the Authorization header a
+ * against auth.h and docs/http-api.md: scheme token (for the Authorization header a
  * bearer credential, "Bearer <secret>", RFC 6750; for any other header the exact
  * value), and the signature schemes timely, standard-webhooks and
  * hub-signature-256, each with good, bad, missing, expired and rotated

@@ -1,5 +1,5 @@
 /* test_config.c -- configuration loading (relay/config/config.c), tested against
- * config.h and the contract in DESIGN.md: every error names FILE:LINE (or
+ * config.h and docs/configuration.md: every error names FILE:LINE (or
  * "environment: VAR"), every key has an environment override, secrets never
  * show in a dump.
  *

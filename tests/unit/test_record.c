@@ -1,6 +1,6 @@
 /* test_record.c -- WAL record payloads, CloudEvents and destination names
- * (relay/event/record.c), tested against record.h and DESIGN.md's "What is
- * published".
+ * (relay/event/record.c), tested against record.h and docs/providers.md ("The
+ * CloudEvent", "Where it is published").
  *
  * Payloads under test are copied into buffers of their exact size, so that under
  * ASan (make SANITIZE=1) any read past the end is reported. */
