@@ -1,5 +1,6 @@
 /* codec_util.c -- helpers shared by the provider codecs (see codec_util.h). */
 #include "codec_util.h"
+#include "err.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -246,11 +247,9 @@ int cu_error(char *errstr, size_t size, const char *fmt, ...)
 {
     va_list ap;
 
-    if (errstr && size) {
-        va_start(ap, fmt);
-        vsnprintf(errstr, size, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    rl_vseterr(errstr, size, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

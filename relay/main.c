@@ -17,6 +17,7 @@
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
+#include "err.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -62,21 +63,21 @@ static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
 {
     char why[256];
     if (cfg->kafka.enabled && rl_record_template_check(cfg->kafka.topic, why, sizeof(why))) {
-        snprintf(errstr, errstr_size, "%s: kafka.topic: %s", cfg->path, why);
+        rl_seterr(errstr, errstr_size, "%s: kafka.topic: %s", cfg->path, why);
         return -1;
     }
     if (cfg->redis.enabled && rl_record_template_check(cfg->redis.stream, why, sizeof(why))) {
-        snprintf(errstr, errstr_size, "%s: redis.stream: %s", cfg->path, why);
+        rl_seterr(errstr, errstr_size, "%s: redis.stream: %s", cfg->path, why);
         return -1;
     }
     if (cfg->kafka.enabled &&
         rl_record_template_check(cfg->kafka.deadletter_topic, why, sizeof(why))) {
-        snprintf(errstr, errstr_size, "%s: kafka.deadletter_topic: %s", cfg->path, why);
+        rl_seterr(errstr, errstr_size, "%s: kafka.deadletter_topic: %s", cfg->path, why);
         return -1;
     }
     if (cfg->redis.enabled &&
         rl_record_template_check(cfg->redis.deadletter_stream, why, sizeof(why))) {
-        snprintf(errstr, errstr_size, "%s: redis.deadletter_stream: %s", cfg->path, why);
+        rl_seterr(errstr, errstr_size, "%s: redis.deadletter_stream: %s", cfg->path, why);
         return -1;
     }
     /* Secrets the scheme cannot use (a whsec_ secret that is not Base64) stop
@@ -84,8 +85,8 @@ static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < cfg->nsources; i++) {
         rl_auth_t *a = rl_auth_new(&cfg->sources[i], why, sizeof(why));
         if (!a) {
-            snprintf(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, cfg->sources[i].line,
-                     cfg->sources[i].name, why);
+            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, cfg->sources[i].line,
+                      cfg->sources[i].name, why);
             return -1;
         }
         rl_auth_destroy(a);
@@ -93,8 +94,8 @@ static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
     for (int i = 0; i < 2 && *cfg->http.tls_cert; i++) {
         const char *path = i ? cfg->http.tls_key : cfg->http.tls_cert;
         if (access(path, R_OK) != 0) {
-            snprintf(errstr, errstr_size, "%s: http.%s %s: %s", cfg->path,
-                     i ? "tls_key" : "tls_cert", path, strerror(errno));
+            rl_seterr(errstr, errstr_size, "%s: http.%s %s: %s", cfg->path,
+                      i ? "tls_key" : "tls_cert", path, strerror(errno));
             return -1;
         }
     }

@@ -2,6 +2,8 @@
  * atomics, because a scrape needs no ordering with the hot path. */
 #include "metrics.h"
 
+#include "err.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -43,7 +45,7 @@ rl_metrics_t *rl_metrics_new(char *errstr, size_t errstr_size)
 {
     rl_metrics_t *m = calloc(1, sizeof(*m));
     if (!m) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&m->lock, NULL);

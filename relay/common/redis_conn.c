@@ -1,6 +1,8 @@
 /* redis_conn.c -- Redis URLs and connections (see redis_conn.h). */
 #include "redis_conn.h"
 
+#include "err.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,7 @@ int rl_redis_target_parse(rl_redis_target_t *t, const char *url, char *errstr, s
     }
     snprintf(t->host, sizeof(t->host), "%s", *hostpart ? hostpart : "127.0.0.1");
     if (t->port <= 0 || t->port > 65535) {
-        snprintf(errstr, errstr_size, "bad port in the Redis URL");
+        rl_seterr(errstr, errstr_size, "bad port in the Redis URL");
         return -1;
     }
     return 0;
@@ -58,7 +60,7 @@ static int setup_command(redisContext *c, redisReply *rep, const char *what, cha
     int ok = rep && rep->type != REDIS_REPLY_ERROR;
 
     if (!ok)
-        snprintf(errstr, errstr_size, "%s failed: %s", what, rep ? rep->str : c->errstr);
+        rl_seterr(errstr, errstr_size, "%s failed: %s", what, rep ? rep->str : c->errstr);
     freeReplyObject(rep);
     return ok ? 0 : -1;
 }
@@ -70,11 +72,11 @@ redisContext *rl_redis_connect(const rl_redis_target_t *t, struct timeval connec
                                       : redisConnectWithTimeout(t->host, t->port, connect_timeout);
 
     if (!c || c->err) {
-        snprintf(errstr, errstr_size, "connect: %s", c ? c->errstr : "out of memory");
+        rl_seterr(errstr, errstr_size, "connect: %s", c ? c->errstr : "out of memory");
         goto fail;
     }
     if (redisSetTimeout(c, timeout) != REDIS_OK) {
-        snprintf(errstr, errstr_size, "cannot set the command timeout");
+        rl_seterr(errstr, errstr_size, "cannot set the command timeout");
         goto fail;
     }
     if (t->password[0] &&

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "codec.h"
+#include "err.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -547,7 +548,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
                 const char *v = getenv(var);
                 if (v &&
                     parse_value(k, v, (char *)&cfg->sources[s] + k->off, why, sizeof(why)) != 0) {
-                    snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
+                    rl_seterr(errstr, errstr_size, "environment: %s: %s", var, why);
                     rc = -1;
                 }
             }
@@ -556,7 +557,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
         env_name(var, sizeof(var), k->section, NULL, k->name);
         const char *v = getenv(var);
         if (v && parse_value(k, v, (char *)cfg + k->off, why, sizeof(why)) != 0) {
-            snprintf(errstr, errstr_size, "environment: %s: %s", var, why);
+            rl_seterr(errstr, errstr_size, "environment: %s: %s", var, why);
             rc = -1;
         }
         if (v)
@@ -583,7 +584,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
             continue;
         if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
             kafka_prop_set(cfg, prop, eq + 1) != 0) {
-            snprintf(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
+            rl_seterr(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
             rc = -1;
         }
     }
@@ -615,27 +616,27 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
     char where[300];
 
     if (cfg->nsources == 0) {
-        snprintf(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
-                 cfg->path);
+        rl_seterr(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
+                  cfg->path);
         goto out;
     }
     for (size_t i = 0; i < cfg->nsources; i++) {
         rl_source_conf_t *s = &cfg->sources[i];
         if (!s->codec) {
-            snprintf(errstr, errstr_size, "%s:%d: [source %s] has no 'codec' key", cfg->path,
-                     s->line, s->name);
+            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] has no 'codec' key", cfg->path,
+                      s->line, s->name);
             goto out;
         }
         if (strcmp(s->auth, "none") != 0 && !s->secret[strspn(s->secret, ", \t")]) {
-            snprintf(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret", cfg->path,
-                     s->line, s->name, s->auth);
+            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret", cfg->path,
+                      s->line, s->name, s->auth);
             goto out;
         }
     }
     if (!*cfg->http.tls_cert != !*cfg->http.tls_key) {
         key_where(cfg, key_line, "http", *cfg->http.tls_cert ? "tls_cert" : "tls_key", where,
                   sizeof(where));
-        snprintf(errstr, errstr_size, "%s: http.tls_cert and http.tls_key go together", where);
+        rl_seterr(errstr, errstr_size, "%s: http.tls_cert and http.tls_key go together", where);
         goto out;
     }
     const char *colon = strrchr(cfg->http.listen, ':');
@@ -643,22 +644,22 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
     long port = colon ? strtol(colon + 1, &pend, 10) : -1;
     if (!colon || pend == colon + 1 || *pend || port < 0 || port > 65535) {
         key_where(cfg, key_line, "http", "listen", where, sizeof(where));
-        snprintf(errstr, errstr_size,
-                 "%s: http.listen '%s' is not host:port with a port from 0 to 65535", where,
-                 cfg->http.listen);
+        rl_seterr(errstr, errstr_size,
+                  "%s: http.listen '%s' is not host:port with a port from 0 to 65535", where,
+                  cfg->http.listen);
         goto out;
     }
     if (cfg->wal.segment_size > cfg->wal.max_size) {
         key_where(cfg, key_line, "wal", "segment_size", where, sizeof(where));
         if (!strcmp(where, cfg->path))
             key_where(cfg, key_line, "wal", "max_size", where, sizeof(where));
-        snprintf(errstr, errstr_size, "%s: wal.segment_size is larger than wal.max_size", where);
+        rl_seterr(errstr, errstr_size, "%s: wal.segment_size is larger than wal.max_size", where);
         goto out;
     }
     if (cfg->redis.enabled && strncmp(cfg->redis.url, "redis://", 8) != 0 &&
         strncmp(cfg->redis.url, "unix://", 7) != 0) {
         key_where(cfg, key_line, "redis", "url", where, sizeof(where));
-        snprintf(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://", where);
+        rl_seterr(errstr, errstr_size, "%s: redis.url must start with redis:// or unix://", where);
         goto out;
     }
     if (!strcmp(cfg->dedup.store, "redis")) {
@@ -666,10 +667,10 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
         key_where(cfg, key_line, "dedup", *cfg->dedup.redis_url ? "redis_url" : "store", where,
                   sizeof(where));
         if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "unix://", 7) != 0) {
-            snprintf(errstr, errstr_size,
-                     "%s: dedup.store = redis needs a redis:// or unix:// URL (dedup.redis_url "
-                     "or redis.url)",
-                     where);
+            rl_seterr(errstr, errstr_size,
+                      "%s: dedup.store = redis needs a redis:// or unix:// URL (dedup.redis_url "
+                      "or redis.url)",
+                      where);
             goto out;
         }
     }
@@ -686,7 +687,7 @@ rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
     int ok = 0;
 
     if (!cfg) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     cfg->path = strdup(path);
@@ -697,7 +698,7 @@ rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
     ps.cfg = cfg;
     ps.file = path;
     if (!(ps.fp = fopen(path, "r"))) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
         goto out;
     }
     int line = ini_parse_stream(counting_reader, &ps, on_ini_entry, &ps);
@@ -706,7 +707,7 @@ rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size)
         /* inih's syntax errors do not reach set_err: report whichever came first. */
         if (line != 0 && (!ps.err[0] || line < ps.err_line))
             snprintf(ps.err, sizeof(ps.err), "%s:%d: syntax error", path, line);
-        snprintf(errstr, errstr_size, "%s", ps.err);
+        rl_seterr(errstr, errstr_size, "%s", ps.err);
         goto out;
     }
     if (apply_env(cfg, ps.key_line, errstr, errstr_size) != 0 ||

@@ -19,6 +19,8 @@
  * per probe: about 25% slower claims on a full 1M table. */
 #include "dedup.h"
 
+#include "err.h"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -84,7 +86,7 @@ rl_dedup_hasher_t *rl_dedup_hasher_new(const unsigned char *key, char *errstr, s
 
     if (!h || !(h->md = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(h->ctx = EVP_MD_CTX_new())) {
         if (errstr && errstr_size > 0)
-            snprintf(errstr, errstr_size, "cannot set up SHA-256");
+            rl_seterr(errstr, errstr_size, "cannot set up SHA-256");
         rl_dedup_hasher_destroy(h);
         return NULL;
     }
@@ -435,7 +437,7 @@ rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsi
 
 fail:
     if (errstr && errstr_size > 0)
-        snprintf(errstr, errstr_size, "%s", err);
+        rl_seterr(errstr, errstr_size, "%s", err);
     rl_dedup_destroy(d);
     return NULL;
 }
@@ -447,7 +449,7 @@ rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, si
 
     if (RAND_bytes(key, sizeof(key)) != 1) {
         if (errstr && errstr_size > 0)
-            snprintf(errstr, errstr_size, "cannot get random bytes for the dedup key");
+            rl_seterr(errstr, errstr_size, "cannot get random bytes for the dedup key");
     } else {
         d = rl_dedup_new_keyed(window_s, max_entries, key, errstr, errstr_size);
     }

@@ -3,6 +3,7 @@
 
 #include "bytes.h"
 #include "log.h"
+#include "err.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -50,7 +51,7 @@ static void seg_path(const rl_dfile_t *f, uint64_t num, char *out, size_t outsz)
 static void set_err(char *errstr, size_t errstr_size, const char *what, const char *path)
 {
     if (errstr && errstr_size > 0)
-        snprintf(errstr, errstr_size, "%s %s: %s", what, path, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s %s: %s", what, path, strerror(errno));
 }
 
 /* ------------------------------------------------------------------- key -- */
@@ -88,7 +89,7 @@ static int key_create(rl_dfile_t *f, char *errstr, size_t errstr_size)
         closedir(d);
     }
     if (RAND_bytes(f->key, RL_DEDUP_KEY_LEN) != 1) {
-        snprintf(errstr, errstr_size, "cannot get random bytes for the dedup key");
+        rl_seterr(errstr, errstr_size, "cannot get random bytes for the dedup key");
         goto out;
     }
     memcpy(b, f->key, RL_DEDUP_KEY_LEN);
@@ -149,7 +150,7 @@ static int list_segments(rl_dfile_t *f, char *errstr, size_t errstr_size)
         if (end == de->d_name || strcmp(end, ".dd") != 0)
             continue;
         if (seg_push(f, num) != 0) {
-            snprintf(errstr, errstr_size, "out of memory");
+            rl_seterr(errstr, errstr_size, "out of memory");
             goto out;
         }
     }
@@ -322,7 +323,7 @@ rl_dfile_t *rl_dfile_open(const rl_dfile_opts_t *o, char *errstr, size_t errstr_
     int ok = 0;
 
     if (!f || !(f->dir = strdup(o->dir))) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     f->o = *o;
@@ -450,7 +451,7 @@ int rl_dfile_append(rl_dfile_t *f, const rl_dfile_rec_t *recs, size_t n, uint64_
     if (f->active_fd < 0 && seg_start(f, recs[0].t, errstr, errstr_size) != 0)
         return -1;
     if (!(buf = malloc(n * RL_DFILE_REC_SIZE))) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++)

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
+#include "err.h"
 
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -233,7 +234,7 @@ rl_dredis_t *rl_dredis_new(const rl_dredis_opts_t *o, char *errstr, size_t errst
     int ok = 0;
 
     if (!r) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&r->lock, NULL);
@@ -245,7 +246,7 @@ rl_dredis_t *rl_dredis_new(const rl_dredis_opts_t *o, char *errstr, size_t errst
     r->conns = calloc(o->pool, sizeof(*r->conns));
     r->busy = calloc(o->pool, 1);
     if (!r->prefix || !r->conns || !r->busy) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     r->prefix_len = strlen(r->prefix);
@@ -254,7 +255,7 @@ rl_dredis_t *rl_dredis_new(const rl_dredis_opts_t *o, char *errstr, size_t errst
     r->timeout.tv_usec = (o->timeout_ms % 1000) * 1000;
     r->pending_ttl_ms = o->pending_ttl_ms;
     if (RAND_bytes(tok, sizeof(tok)) != 1) {
-        snprintf(errstr, errstr_size, "cannot get random bytes for the instance token");
+        rl_seterr(errstr, errstr_size, "cannot get random bytes for the instance token");
         goto out;
     }
     snprintf(r->pending, sizeof(r->pending), DR_PENDING "%02x%02x%02x%02x%02x%02x%02x%02x", tok[0],

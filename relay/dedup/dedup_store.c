@@ -17,6 +17,7 @@
 #include "log.h"
 #include "record.h"
 #include "prio.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -446,7 +447,7 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     int ok = 0;
 
     if (!ds) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&ds->lock, NULL);
@@ -476,7 +477,7 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     register_metrics(ds, metrics);
     if (ds->reader) {
         if (pthread_create(&ds->thread, NULL, persist_main, ds) != 0) {
-            snprintf(errstr, errstr_size, "cannot start the dedup persister thread");
+            rl_seterr(errstr, errstr_size, "cannot start the dedup persister thread");
             goto out;
         }
         ds->started = 1;

@@ -4,6 +4,7 @@
 #include "bytes.h"
 #include "codec_util.h"
 #include "sig.h"
+#include "err.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -432,10 +433,10 @@ int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
                        1,   9,   1,           2,   2,    0,    RL_RECORD_EVENT};
     char out[1024];
     if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
-        snprintf(errstr, errstr_size,
-                 "template '%s': unknown or unclosed variable (known: {family} {type} {source} "
-                 "{channel_id})",
-                 tpl);
+        rl_seterr(errstr, errstr_size,
+                  "template '%s': unknown or unclosed variable (known: {family} {type} {source} "
+                  "{channel_id})",
+                  tpl);
         return -1;
     }
     return 0;

@@ -13,6 +13,7 @@
 #include "connguard.h"
 
 #include "clock.h"
+#include "err.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -154,7 +155,7 @@ rl_connguard_t *rl_connguard_new(const rl_connguard_opts_t *o, rl_metrics_t *met
     int ok = 0;
 
     if (!g) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     g->o = *o;
@@ -173,7 +174,7 @@ rl_connguard_t *rl_connguard_new(const rl_connguard_opts_t *o, rl_metrics_t *met
             rl_metrics_gauge(metrics, "relay_http_connections", "", "Client connections open now.");
     }
     if (pthread_create(&g->thread, NULL, deadline_main, g) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the connection deadline thread");
+        rl_seterr(errstr, errstr_size, "cannot start the connection deadline thread");
         goto out;
     }
     g->started = 1;

@@ -15,6 +15,7 @@
 #include "connguard.h"
 #include "clock.h"
 #include "log.h"
+#include "err.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -403,17 +404,17 @@ static char *read_pem(const char *path, const char *what, char *errstr, size_t e
     size_t n = 0;
 
     if (!f) {
-        snprintf(errstr, errstr_size, "http.%s %s: %s", what, path, strerror(errno));
+        rl_seterr(errstr, errstr_size, "http.%s %s: %s", what, path, strerror(errno));
         return NULL;
     }
     if ((buf = malloc(PEM_MAX + 1)))
         n = fread(buf, 1, PEM_MAX + 1, f);
     fclose(f);
     if (!buf || n == 0 || n > PEM_MAX) {
-        snprintf(errstr, errstr_size, "http.%s %s: %s", what, path,
-                 !buf ? "out of memory"
-                 : n  ? "larger than 1 MiB"
-                      : "empty");
+        rl_seterr(errstr, errstr_size, "http.%s %s: %s", what, path,
+                  !buf ? "out of memory"
+                  : n  ? "larger than 1 MiB"
+                       : "empty");
         free(buf);
         return NULL;
     }
@@ -430,7 +431,7 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, char *errstr
     int rc;
 
     if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
-        snprintf(errstr, errstr_size, "http.listen '%s' is not host:port", listen);
+        rl_seterr(errstr, errstr_size, "http.listen '%s' is not host:port", listen);
         return -1;
     }
     snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
@@ -443,7 +444,7 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, char *errstr
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     rc = getaddrinfo(*host ? host : NULL, colon + 1, &hints, &res);
     if (rc != 0) {
-        snprintf(errstr, errstr_size, "http.listen '%s': %s", listen, gai_strerror(rc));
+        rl_seterr(errstr, errstr_size, "http.listen '%s': %s", listen, gai_strerror(rc));
         return -1;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
@@ -465,7 +466,7 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     int ok = 0;
 
     if (!h) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     h->cfg = cfg;
@@ -542,8 +543,8 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
                             on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                             MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 3, MHD_OPTION_END);
     if (!h->d) {
-        snprintf(errstr, errstr_size, "cannot listen on %s (address in use or not permitted)",
-                 cfg->http.listen);
+        rl_seterr(errstr, errstr_size, "cannot listen on %s (address in use or not permitted)",
+                  cfg->http.listen);
         goto out;
     }
     atomic_store(&h->serving, 1);

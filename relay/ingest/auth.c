@@ -13,6 +13,7 @@
 #include "auth.h"
 
 #include "sig.h"
+#include "err.h"
 
 #include <ctype.h>
 #include <openssl/crypto.h>
@@ -73,16 +74,16 @@ static int add_key(rl_auth_t *a, const char *s, size_t len, char *errstr, size_t
     if ((n = rl_b64_decode(s, len, k->p, len / 4 * 3 + 1)) <= 0) {
         free(k->p);
         k->p = NULL;
-        snprintf(errstr, errstr_size,
-                 "secret #%zu is not whsec_ followed by padded Base64 (standard-webhooks)",
-                 a->nkeys + 1);
+        rl_seterr(errstr, errstr_size,
+                  "secret #%zu is not whsec_ followed by padded Base64 (standard-webhooks)",
+                  a->nkeys + 1);
         return -1;
     }
     k->len = (size_t)n;
     a->nkeys++;
     return 0;
 oom:
-    snprintf(errstr, errstr_size, "out of memory");
+    rl_seterr(errstr, errstr_size, "out of memory");
     return -1;
 }
 
@@ -102,7 +103,7 @@ rl_auth_t *rl_auth_new(const rl_source_conf_t *src, char *errstr, size_t errstr_
     int ok = 0;
 
     if (!a) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     a->src = src;
@@ -110,7 +111,7 @@ rl_auth_t *rl_auth_new(const rl_source_conf_t *src, char *errstr, size_t errstr_
         if (src->auth && !strcmp(src->auth, schemes[i].name))
             break;
     if (i == sizeof(schemes) / sizeof(schemes[0])) {
-        snprintf(errstr, errstr_size, "unknown auth scheme '%s'", src->auth ? src->auth : "");
+        rl_seterr(errstr, errstr_size, "unknown auth scheme '%s'", src->auth ? src->auth : "");
         goto out;
     }
     a->scheme = schemes[i].scheme;
@@ -121,7 +122,7 @@ rl_auth_t *rl_auth_new(const rl_source_conf_t *src, char *errstr, size_t errstr_
     for (const char *c = secret; *c; c++)
         max_keys += *c == ',';
     if (!(a->keys = calloc(max_keys, sizeof(*a->keys)))) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     /* Secrets are separated by commas; white space around each is not part of
@@ -140,7 +141,7 @@ rl_auth_t *rl_auth_new(const rl_source_conf_t *src, char *errstr, size_t errstr_
         p = next + 1;
     }
     if (a->nkeys == 0) {
-        snprintf(errstr, errstr_size, "auth = %s needs a secret", src->auth);
+        rl_seterr(errstr, errstr_size, "auth = %s needs a secret", src->auth);
         goto out;
     }
     ok = 1;

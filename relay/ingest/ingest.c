@@ -24,6 +24,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "record.h"
+#include "err.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -147,7 +148,7 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
     int ok = 0;
 
     if (!ig) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     ig->wal = wal;
@@ -166,18 +167,18 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         ig->src[i].ack_publish = !strcmp(sc->ack, "publish");
         ig->src[i].ack_timeout_ms = sc->ack_timeout * 1000;
         if (!ig->src[i].codec) {
-            snprintf(errstr, errstr_size, "source %s: unknown codec", sc->name);
+            rl_seterr(errstr, errstr_size, "source %s: unknown codec", sc->name);
             goto out;
         }
         if (!(ig->src[i].auth = rl_auth_new(sc, why, sizeof(why)))) {
-            snprintf(errstr, errstr_size, "source %s: %s", sc->name, why);
+            rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
             goto out;
         }
         if (sc->rate_limit > 0) {
             /* Default burst: one second's worth, at least one request. */
             long long burst = sc->rate_burst ? sc->rate_burst : (sc->rate_limit + 3599) / 3600;
             if (!(ig->src[i].rate = rl_ratelimit_new(sc->rate_limit, burst, why, sizeof(why)))) {
-                snprintf(errstr, errstr_size, "source %s: %s", sc->name, why);
+                rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
                 goto out;
             }
         }

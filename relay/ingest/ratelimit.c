@@ -3,6 +3,8 @@
  * no floating point drift between two takes. */
 #include "ratelimit.h"
 
+#include "err.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +26,11 @@ rl_ratelimit_t *rl_ratelimit_new(long long per_hour, long long burst, char *errs
     rl_ratelimit_t *r = NULL;
     /* The bounds keep the refill arithmetic below 2^64 (see rl_ratelimit_take). */
     if (per_hour <= 0 || per_hour > 3600000000LL || burst < 1 || burst > 1000000000LL) {
-        snprintf(errstr, errstr_size, "rate limit out of range");
+        rl_seterr(errstr, errstr_size, "rate limit out of range");
         return NULL;
     }
     if (!(r = calloc(1, sizeof(*r)))) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&r->lock, NULL);

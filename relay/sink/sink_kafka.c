@@ -12,6 +12,7 @@
 #include "log.h"
 #include "record.h"
 #include "prio.h"
+#include "err.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
@@ -166,7 +167,7 @@ static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
     if (rd_kafka_conf_interceptor_add_on_new(conf, "relay-prio", on_new, NULL)) {
-        snprintf(errstr, errstr_size, "cannot add the thread-priority interceptor");
+        rl_seterr(errstr, errstr_size, "cannot add the thread-priority interceptor");
         goto fail;
     }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -353,7 +354,7 @@ rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
 {
     kafka_t *k = calloc(1, sizeof(*k));
     if (!k) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     rl_sink_init(&k->base, "kafka", cfg, reader, metrics, cfg->kafka.outage_budget);
@@ -370,7 +371,7 @@ rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
     if (!(k->rk = producer_new(k, errstr, errstr_size)))
         goto fail;
     if (pthread_create(&k->base.thread, NULL, kafka_main, k) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the kafka thread");
+        rl_seterr(errstr, errstr_size, "cannot start the kafka thread");
         goto fail;
     }
     return &k->base;

@@ -12,6 +12,7 @@
 #include "record.h"
 #include "redis_conn.h"
 #include "prio.h"
+#include "err.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -238,7 +239,7 @@ rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
 {
     redis_sink_t *r = calloc(1, sizeof(*r));
     if (!r) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
     rl_sink_init(&r->base, "redis", cfg, reader, metrics, cfg->redis.outage_budget);
@@ -250,7 +251,7 @@ rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
         rl_redis_target_parse(&r->target, cfg->redis.url, errstr, errstr_size) != 0)
         goto fail;
     if (pthread_create(&r->base.thread, NULL, redis_main, r) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the redis thread");
+        rl_seterr(errstr, errstr_size, "cannot start the redis thread");
         goto fail;
     }
     return &r->base;

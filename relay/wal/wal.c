@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "prio.h"
+#include "err.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -334,7 +335,7 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
 
     *last_seq = 0;
     if (!d) {
-        snprintf(errstr, errstr_size, "%s: %s", w->dir, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", w->dir, strerror(errno));
         goto out;
     }
     while ((de = readdir(d))) {
@@ -352,11 +353,11 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
         uint64_t valid, last, fsize = 0;
         seg_path(w, w->segs[i].first_seq, path, sizeof(path));
         if (scan_segment(path, &w->segs[i], &valid, &last, &fsize) != 0) {
-            snprintf(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
+            rl_seterr(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
             goto out;
         }
         if (last && last < *last_seq) {
-            snprintf(errstr, errstr_size, "%s: sequence numbers go backwards", path);
+            rl_seterr(errstr, errstr_size, "%s: sequence numbers go backwards", path);
             goto out;
         }
         if (valid < fsize && zero_tail(path, valid, fsize)) {
@@ -369,7 +370,7 @@ static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t e
                    "wal: %s: dropping %llu bytes of torn or damaged records after offset %llu",
                    path, (unsigned long long)(fsize - valid), (unsigned long long)valid);
             if (truncate(path, (off_t)valid) != 0) {
-                snprintf(errstr, errstr_size, "%s: truncate: %s", path, strerror(errno));
+                rl_seterr(errstr, errstr_size, "%s: truncate: %s", path, strerror(errno));
                 goto out;
             }
             w->torn++;
@@ -409,7 +410,7 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
     if (create == OPEN_SPARE) {
         spare_path(w, spare, sizeof(spare));
         if (rename(spare, path) != 0) {
-            snprintf(errstr, errstr_size, "%s: rename: %s", spare, strerror(errno));
+            rl_seterr(errstr, errstr_size, "%s: rename: %s", spare, strerror(errno));
             return -1;
         }
     }
@@ -419,13 +420,13 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
     int fd =
         open(path, O_WRONLY | O_CLOEXEC | (create == OPEN_CREATE ? O_CREAT | O_EXCL : 0), 0644);
     if (fd < 0) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
         return -1;
     }
     /* The new file's directory entry must be durable too, or a crash could lose
      * a whole acknowledged segment. */
     if (create && w->fsync && fsync(w->dirfd) != 0) {
-        snprintf(errstr, errstr_size, "%s: fsync: %s", w->dir, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: fsync: %s", w->dir, strerror(errno));
         /* An empty file left behind would be read at the next start as a
          * segment named above records that went on into the older one, and
          * readers positioned on it would skip those records. */
@@ -453,7 +454,7 @@ static int reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl_met
     snprintf(path, sizeof(path), "%s/%s.cursor", w->dir, name);
     r->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (!r->name || r->cursor_fd < 0) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
         return -1;
     }
     /* u64 seq + u32 crc; an unreadable cursor means "replay all that is kept":
@@ -1035,7 +1036,7 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     int ok = 0;
 
     if (!w) {
-        snprintf(errstr, errstr_size, "out of memory");
+        rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
     w->dir = strdup(o->dir);
@@ -1060,11 +1061,11 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
         }
     }
     if (mkdir(cmd, 0755) != 0 && errno != EEXIST) {
-        snprintf(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
         goto out;
     }
     if ((w->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        snprintf(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
+        rl_seterr(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
         goto out;
     }
     if (load_segments(w, &last_seq, errstr, errstr_size) != 0)
@@ -1100,12 +1101,12 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     }
     register_metrics(w, metrics);
     if (pthread_create(&w->reaper, NULL, reaper_main, w) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the WAL reaper thread");
+        rl_seterr(errstr, errstr_size, "cannot start the WAL reaper thread");
         goto out;
     }
     w->reaper_started = 1;
     if (pthread_create(&w->flusher, NULL, flusher_main, w) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the WAL flusher thread");
+        rl_seterr(errstr, errstr_size, "cannot start the WAL flusher thread");
         goto out;
     }
     w->started = 1;
@@ -1411,7 +1412,7 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
         if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
             if (errno == ENOENT)
                 return 1; /* deleted between the lookup and the open */
-            snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+            rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
             return -1;
         }
         r->file_pos = 0;
@@ -1427,7 +1428,7 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
             size_t cap = r->bcap ? r->bcap * 2 : 256 * 1024;
             uint8_t *nb = realloc(r->buf, cap);
             if (!nb) {
-                snprintf(errstr, errstr_size, "out of memory");
+                rl_seterr(errstr, errstr_size, "out of memory");
                 return -1;
             }
             r->buf = nb;
@@ -1438,7 +1439,7 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
             want = (size_t)(limit - r->file_pos);
         ssize_t k = pread(r->fd, r->buf + r->blen, want, (off_t)r->file_pos);
         if (k <= 0) {
-            snprintf(errstr, errstr_size, "wal read: %s", k < 0 ? strerror(errno) : "short file");
+            rl_seterr(errstr, errstr_size, "wal read: %s", k < 0 ? strerror(errno) : "short file");
             return -1;
         }
         r->blen += (size_t)k;
@@ -1451,7 +1452,7 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
         char path[4096];
         seg_path(w, r->seg_first, path, sizeof(path));
         if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno != ENOENT) {
-            snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+            rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
             return -1;
         }
         return 1;
