@@ -8,8 +8,10 @@ doc=docs/configuration.md
 begin='<!-- config-reference:begin -->'
 end='<!-- config-reference:end -->'
 [[ -f $doc ]] || { echo "$doc: not found (run from the repository's top directory)" >&2; exit 1; }
-grep -qxF "$begin" "$doc" && grep -qxF "$end" "$doc" ||
-  { echo "$doc: the config-reference markers are missing" >&2; exit 1; }
+if ! grep -qxF "$begin" "$doc" || ! grep -qxF "$end" "$doc"; then
+  echo "$doc: the config-reference markers are missing" >&2
+  exit 1
+fi
 new=$(mktemp)
 trap 'rm -f "$new"' EXIT
 awk -v b="$begin" -v e="$end" -v ref="$("$bin" --config-reference)" '
