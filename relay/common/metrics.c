@@ -2,6 +2,7 @@
  * atomics, because a scrape needs no ordering with the hot path. */
 #include "metrics.h"
 
+#include "array.h"
 #include "err.h"
 
 #include <pthread.h>
@@ -38,7 +39,7 @@ struct rl_metrics {
     rl_metric_t **v;
     size_t n, cap;
     hook_t *hooks;
-    size_t nhooks;
+    size_t nhooks, caphooks;
 };
 
 rl_metrics_t *rl_metrics_new(char *errstr, size_t errstr_size)
@@ -85,16 +86,12 @@ static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, c
     if (!c->name || !c->labels || !c->help)
         goto fail;
     pthread_mutex_lock(&m->lock);
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        rl_metric_t **v = realloc(m->v, cap * sizeof(*v));
-        if (!v) {
-            pthread_mutex_unlock(&m->lock);
-            goto fail;
-        }
-        m->v = v;
-        m->cap = cap;
+    rl_metric_t **v = rl_array_grow(m->v, &m->cap, m->n + 1, sizeof(*v), 64);
+    if (!v) {
+        pthread_mutex_unlock(&m->lock);
+        goto fail;
     }
+    m->v = v;
     m->v[m->n++] = c;
     pthread_mutex_unlock(&m->lock);
     return c;
@@ -172,11 +169,26 @@ void rl_metric_set_f(rl_metric_t *g, double v)
 void rl_metrics_on_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg)
 {
     pthread_mutex_lock(&m->lock);
-    hook_t *h = realloc(m->hooks, (m->nhooks + 1) * sizeof(*h));
+    hook_t *h = rl_array_grow(m->hooks, &m->caphooks, m->nhooks + 1, sizeof(*h), 8);
     if (h) {
         m->hooks = h;
         h[m->nhooks++] = (hook_t){fn, arg};
     }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void rl_metrics_off_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg)
+{
+    if (!m)
+        return;
+    /* Under the lock a render holds while it runs the hooks: once this
+     * returns, none of them is running or will run. */
+    pthread_mutex_lock(&m->lock);
+    size_t keep = 0;
+    for (size_t i = 0; i < m->nhooks; i++)
+        if (m->hooks[i].fn != fn || m->hooks[i].arg != arg)
+            m->hooks[keep++] = m->hooks[i];
+    m->nhooks = keep;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -202,14 +214,12 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *p = realloc(b->p, cap);
+        char *p = rl_array_grow(b->p, &b->cap, b->len + (size_t)n + 1, 1, 0);
         if (!p) {
             b->oom = 1;
             return;
         }
         b->p = p;
-        b->cap = cap;
     }
 }
 

@@ -45,8 +45,21 @@ int64_t rl_metric_get(const rl_metric_t *c);
 void rl_metric_set_f(rl_metric_t *g, double v);
 
 /* Called (in registration order) before every render, to refresh gauges that
- * are cheaper to compute on demand (WAL bytes, sink lag). */
+ * are cheaper to compute on demand (WAL bytes, sink lag). fn(arg) runs on the
+ * rendering thread under the registry's lock, so it must not call back into
+ * the registry.
+ *
+ * Lifetime: the registry keeps `arg` and calls it at every render until the
+ * hook is unregistered with rl_metrics_off_render. The owner of `arg` must
+ * unregister the hook before it frees `arg`: in its destroy function, and on
+ * every failure path of its constructor after the registration. */
 void rl_metrics_on_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg);
+
+/* Unregisters the hook (fn, arg) (every registration of that pair). Once this
+ * returns no render runs it: a render in progress finishes first. NULL-safe (m
+ * NULL does nothing), and unregistering a hook that is not registered is a
+ * no-op. Not from inside a hook. */
+void rl_metrics_off_render(rl_metrics_t *m, void (*fn)(void *arg), void *arg);
 
 /* The exposition text; malloc'd, the caller frees it. NULL on out-of-memory. */
 char *rl_metrics_render(rl_metrics_t *m, size_t *len);

@@ -582,6 +582,7 @@ void rl_http_destroy(rl_http_t *h)
         return;
     if (h->d)
         MHD_stop_daemon(h->d);
+    rl_metrics_off_render(h->metrics, render_hook, h); /* before h is freed */
     rl_connguard_destroy(h->guard); /* after the daemon: it closed every connection */
     free(h->req_metric);
     free(h->m_body);

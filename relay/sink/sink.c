@@ -41,7 +41,14 @@ void rl_sink_init(rl_sink_t *s, const char *name, const rl_config_t *cfg, rl_wal
             rl_metrics_gauge(metrics, "relay_sink_down_seconds", l,
                              "How long the sink has been unreachable (0 while connected).");
         rl_metrics_on_render(metrics, render_hook, s);
+        s->metrics = metrics;
     }
+}
+
+void rl_sink_fini(rl_sink_t *s)
+{
+    rl_metrics_off_render(s->metrics, render_hook, s);
+    s->metrics = NULL;
 }
 
 void rl_sink_set_connected(rl_sink_t *s, int up)
@@ -120,6 +127,7 @@ void rl_sink_destroy(rl_sink_t *s)
     if (!atomic_load(&s->drain_until_ms))
         atomic_store(&s->stop, 1);
     pthread_join(s->thread, NULL);
+    rl_sink_fini(s);
     s->destroy_impl(s);
     free(s);
 }

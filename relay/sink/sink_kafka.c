@@ -376,6 +376,7 @@ rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
     }
     return &k->base;
 fail:
+    rl_sink_fini(&k->base);
     if (k->rk)
         rd_kafka_destroy(k->rk);
     kafka_free(&k->base);

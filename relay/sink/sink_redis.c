@@ -256,6 +256,7 @@ rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl
     }
     return &r->base;
 fail:
+    rl_sink_fini(&r->base);
     redis_free(&r->base);
     free(r);
     return NULL;

@@ -144,6 +144,7 @@ struct rl_wal {
     rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full, *m_max,
         *m_fill, *m_writable, *m_isfull, *m_torn_bytes, *m_commit;
     uint64_t torn_bytes;
+    rl_metrics_t *metrics; /* render_hook is registered there; rl_wal_close unregisters it */
 };
 
 /* What a preallocated segment is written with, and what its unused end is
@@ -1026,6 +1027,7 @@ static void register_metrics(rl_wal_t *w, rl_metrics_t *m)
     rl_metric_add(w->m_torn, w->torn);
     rl_metric_add(w->m_torn_bytes, w->torn_bytes);
     rl_metrics_on_render(m, render_hook, w);
+    w->metrics = m;
 }
 
 rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errstr,
@@ -1126,6 +1128,9 @@ void rl_wal_close(rl_wal_t *w)
 {
     if (!w)
         return;
+    /* First: a scrape must not run render_hook on a WAL being taken apart (and
+     * rl_wal_open's failure path frees w through here). */
+    rl_metrics_off_render(w->metrics, render_hook, w);
     if (w->started) {
         pthread_mutex_lock(&w->lock);
         w->stop = 1;

@@ -324,3 +324,38 @@ Test(metrics, histogram_renders_cumulative_buckets)
     free(text);
     rl_metrics_destroy(m);
 }
+
+/* A hook that was unregistered is never called again, the others still are;
+ * unregistering it again, an unknown hook, or in a NULL registry does nothing. */
+Test(metrics, off_render_unregisters_the_hook)
+{
+    rl_metrics_t *m = mk();
+    hook_state_t s = {.g = rl_metrics_gauge(m, "relay_hooked", "", "Set by a hook.")};
+    hook_state_t t = {.g = rl_metrics_gauge(m, "relay_other", "", "Set by another hook.")};
+    cr_assert_not_null(s.g);
+    cr_assert_not_null(t.g);
+    rl_metrics_on_render(m, hook_a, &s);
+    rl_metrics_on_render(m, hook_a, &t);
+
+    char *text = render(m);
+    cr_expect_eq(s.calls, 1);
+    cr_expect_eq(t.calls, 1);
+    free(text);
+
+    rl_metrics_off_render(m, hook_a, &s);
+    text = render(m);
+    cr_expect_eq(s.calls, 1, "an unregistered hook is not called");
+    cr_expect_eq(t.calls, 2, "the other hook still is");
+    cr_expect_not_null(strstr(text, "\nrelay_hooked 1\n"), "%s", text);
+    cr_expect_not_null(strstr(text, "\nrelay_other 2\n"), "%s", text);
+    free(text);
+
+    rl_metrics_off_render(m, hook_a, &s); /* again: a no-op */
+    rl_metrics_off_render(m, hook_b, &t); /* never registered */
+    rl_metrics_off_render(NULL, hook_a, &t);
+    text = render(m);
+    cr_expect_eq(s.calls, 1);
+    cr_expect_eq(t.calls, 3);
+    free(text);
+    rl_metrics_destroy(m);
+}
