@@ -5,6 +5,7 @@
  * flusher writes the batch it swapped out, readers pread what is durable. */
 #include "wal.h"
 
+#include "array.h"
 #include "bytes.h"
 #include "clock.h"
 #include "log.h"
@@ -169,36 +170,16 @@ static void seg_path(const rl_wal_t *w, uint64_t first_seq, char *out, size_t ou
 
 static int batch_reserve(batch_t *b, size_t more)
 {
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64 * 1024;
-    while (cap < b->len + more)
-        cap *= 2;
-    uint8_t *p = realloc(b->buf, cap);
+    uint8_t *p = rl_array_grow(b->buf, &b->cap, b->len + more, 1, 64 * 1024);
     if (!p)
         return -1;
     b->buf = p;
-    b->cap = cap;
     return 0;
-}
-
-/* Makes room for one more element in array v of *cap elements of `size` bytes,
- * n of them used (doubling, from `first`). Returns the array, maybe moved, or
- * NULL on out-of-memory (v is then unchanged and still owned by the caller). */
-static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
-{
-    if (n < *cap)
-        return v;
-    size_t c = *cap ? *cap * 2 : first;
-    void *p = realloc(v, c * size);
-    if (p)
-        *cap = c;
-    return p;
 }
 
 static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_t floor)
 {
-    waiter_t *v = grow(b->w, &b->capw, b->nw, sizeof(*v), 64);
+    waiter_t *v = rl_array_grow(b->w, &b->capw, b->nw + 1, sizeof(*v), 64);
     if (!v)
         return -1;
     b->w = v;
@@ -210,7 +191,7 @@ static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_
 static int seg_note_record(segment_t *seg, uint64_t seq, uint64_t off)
 {
     if (seg->count % IDX_EVERY == 0) {
-        idx_point_t *v = grow(seg->idx, &seg->capidx, seg->nidx, sizeof(*v), 16);
+        idx_point_t *v = rl_array_grow(seg->idx, &seg->capidx, seg->nidx + 1, sizeof(*v), 16);
         if (!v)
             return -1;
         seg->idx = v;
@@ -254,13 +235,10 @@ static int scan_segment(const char *path, segment_t *seg, uint64_t *valid, uint6
             memmove(buf, buf + at, have - at);
             have -= at;
             at = 0;
-            if (need > cap) {
-                uint8_t *nb = realloc(buf, need);
-                if (!nb)
-                    goto out;
-                buf = nb;
-                cap = need;
-            }
+            uint8_t *nb = rl_array_grow(buf, &cap, need, 1, 0);
+            if (!nb)
+                goto out;
+            buf = nb;
             ssize_t k = 0;
             while (have < need && (k = pread(fd, buf + have, cap - have, (off_t)(pos + have))) > 0)
                 have += (size_t)k;
@@ -300,7 +278,7 @@ static int cmp_seg(const void *a, const void *b)
 
 static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
 {
-    segment_t *v = grow(w->segs, &w->capsegs, w->nsegs, sizeof(*v), 16);
+    segment_t *v = rl_array_grow(w->segs, &w->capsegs, w->nsegs + 1, sizeof(*v), 16);
     if (!v)
         return -1;
     w->segs = v;
@@ -505,7 +483,7 @@ static void gc_segments(rl_wal_t *w)
             min = w->readers[i].cursor;
     size_t drop = 0;
     while (drop + 1 < w->nsegs && w->segs[drop + 1].first_seq - 1 <= min) {
-        uint64_t *v = grow(w->doomed, &w->capdoomed, w->ndoomed, sizeof(*v), 8);
+        uint64_t *v = rl_array_grow(w->doomed, &w->capdoomed, w->ndoomed + 1, sizeof(*v), 8);
         if (!v) {
             char path[4096]; /* out of memory: unlink it here after all */
             seg_path(w, w->segs[drop].first_seq, path, sizeof(path));
@@ -1330,7 +1308,7 @@ int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wa
     pthread_mutex_lock(&w->lock);
     if (w->stop || w->pub_cancelled)
         goto out;
-    pub_waiter_t *v = grow(w->pubw, &w->cappubw, w->npubw, sizeof(*v), 64);
+    pub_waiter_t *v = rl_array_grow(w->pubw, &w->cappubw, w->npubw + 1, sizeof(*v), 64);
     if (!v)
         goto out;
     w->pubw = v;
@@ -1429,16 +1407,12 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
             r->blen -= r->bpos;
             r->bpos = 0;
         }
-        if (r->blen == r->bcap) {
-            size_t cap = r->bcap ? r->bcap * 2 : 256 * 1024;
-            uint8_t *nb = realloc(r->buf, cap);
-            if (!nb) {
-                rl_seterr(errstr, errstr_size, "out of memory");
-                return -1;
-            }
-            r->buf = nb;
-            r->bcap = cap;
+        uint8_t *nb = rl_array_grow(r->buf, &r->bcap, r->blen + 1, 1, 256 * 1024);
+        if (!nb) {
+            rl_seterr(errstr, errstr_size, "out of memory");
+            return -1;
         }
+        r->buf = nb;
         size_t want = r->bcap - r->blen;
         if (want > limit - r->file_pos)
             want = (size_t)(limit - r->file_pos);
