@@ -1,172 +1,29 @@
-/* wal.c -- see wal.h for the format and the threading model.
- *
- * Locking: one mutex guards the segment list, sequence numbers, the pending
- * batch and the readers' committed cursors. File I/O happens outside it: the
- * flusher writes the batch it swapped out, readers pread what is durable. */
-#include "wal.h"
+/* wal.c -- see wal.h for the format and the threading model, wal_int.h for
+ * the state and the locking rules. This file: open and close, append and
+ * barriers, and the flusher (group commit: write, fsync, completion
+ * callbacks, lazy cursor persistence, probing an unwritable disk). The other
+ * jobs are in wal_record.c, wal_recover.c, wal_reader.c, wal_waiter.c and
+ * wal_spare.c. */
+#include "wal_int.h"
 
 #include "array.h"
 #include "bytes.h"
 #include "clock.h"
-#include "log.h"
-#include "prio.h"
 #include "err.h"
+#include "log.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-#include <isa-l/crc.h>
-#include <zlib.h>
 
-#define HDR 16u                         /* u32 len, u32 crc, u64 seq */
-#define SPARE_NAME "next-segment.zeros" /* not *.wal: never taken for a segment */
-#define SPARE_RETRY_MS 10000
-#define MAX_REC (64u * 1024 * 1024) /* sanity bound when scanning */
 #define CURSOR_PERSIST_MS 200
-#define SCAN_CHUNK (4u << 20) /* recovery reads segments this much at a time */
-#define IDX_EVERY 256         /* records between two points of a segment's sparse index */
-#define PROBE_MS 1000         /* while unwritable, how often the flusher tries the disk */
-#define PROBE_SIZE 4096       /* what the probe writes (and fsyncs) */
-#define ERR_LOG_MS 10000      /* repeated write errors are logged at most this often */
-
-/* Where one record of a segment starts: lag in bytes and events is measured
- * from the first record a reader has not acknowledged, found from the nearest
- * point below it by reading a few headers. */
-typedef struct idx_point {
-    uint64_t seq, off, ord; /* its seq, file offset and ordinal in the segment */
-} idx_point_t;
-
-typedef struct segment {
-    uint64_t first_seq; /* lower bound of its records' seqs; also its file name */
-    uint64_t size;      /* durable bytes */
-    uint64_t count;     /* durable records */
-    idx_point_t *idx;   /* every IDX_EVERY-th record, by seq (owned) */
-    size_t nidx, capidx;
-} segment_t;
-
-/* An ack = publish request waiting for every reader's cursor to reach seq. */
-typedef struct pub_waiter {
-    uint64_t seq;
-    int64_t deadline_ms; /* CLOCK_MONOTONIC */
-    rl_wal_done_cb cb;
-    void *opaque;
-} pub_waiter_t;
-
-typedef struct waiter {
-    rl_wal_done_cb cb;
-    void *opaque;
-    /* Barriers only: the first seq that was not durable when the barrier was
-     * set. If any record from there on failed, what the barrier vouches for may
-     * be among them, so the barrier fails too. 0 for appends. */
-    uint64_t floor;
-} waiter_t;
-
-typedef struct batch {
-    uint8_t *buf;
-    size_t len, cap;
-    waiter_t *w;
-    size_t nw, capw;
-    uint64_t first_seq, last_seq; /* 0 when it holds no record */
-} batch_t;
-
-struct rl_wal_reader {
-    rl_wal_t *w;
-    char *name;
-    int cursor_fd;
-    uint64_t cursor;    /* committed: every seq <= cursor is acknowledged (lock) */
-    uint64_t persisted; /* value last written to the cursor file (flusher) */
-    rl_metric_t *m_cursor, *m_lag, *m_lag_bytes;
-    /* Read position, touched only by the reader's own thread. */
-    int fd;
-    uint64_t seg_first; /* segment being read */
-    uint64_t file_pos;  /* next file offset to read into buf */
-    uint64_t want;      /* skip records below this seq */
-    uint8_t *buf;
-    size_t blen, bpos, bcap;
-};
-
-struct rl_wal {
-    char *dir;
-    uint64_t segment_size, max_size;
-    int fsync, dirfd, active_fd;
-
-    pthread_mutex_t lock;
-    pthread_cond_t flush_cv, read_cv, reap_cv;
-    pthread_t flusher, reaper;
-    int stop, started, writable, reaper_started;
-    /* Segments every reader has passed, to be unlinked by the reaper thread:
-     * unlinking a 64 MiB segment takes ext4 about 30 ms, which under the lock
-     * (or in the flusher) stalled every append and commit that long. */
-    uint64_t *doomed;
-    size_t ndoomed, capdoomed;
-    /* wal.preallocate: the reaper also writes the next segment ahead of time,
-     * full of zeros and synced, as SPARE_NAME; a roll renames it into place. A
-     * sync of a write inside such a file has no file size or block allocation
-     * to record, so ext4 flushes the data alone instead of committing its
-     * journal, which is shared with every other file on the disk (Kafka's
-     * logs): measured under load, fdatasync p99.9 went from 2.3-19 ms to
-     * 1.4-2.3 ms and its CPU time halved. */
-    int prealloc;
-    int spare_ready;        /* SPARE_NAME is whole and synced (lock) */
-    int64_t spare_retry_ms; /* after a failed preparation, not before (lock) */
-    int spare_warned;       /* the last preparation failed and said so (reaper only) */
-    atomic_int bg_stop;     /* rl_wal_close: abandon a preparation */
-    int full;               /* an append was refused for the cap and nothing was freed since */
-
-    batch_t pending, flushing;
-    uint64_t next_seq, durable_seq, torn;
-    uint64_t last_failed_seq; /* highest seq of a batch whose write failed */
-    uint64_t recovered_seq;   /* last record (or segment name - 1) found at open */
-    uint64_t bytes;           /* durable bytes on disk */
-    uint64_t inflight_bytes;  /* in the batch being written */
-    segment_t *segs;
-    size_t nsegs, capsegs;
-    rl_wal_reader_t *readers;
-    size_t nreaders;
-    int cursors_dirty;
-    uint64_t wakeups; /* rl_wal_wakeup calls: a waiting reader returns when it changes */
-
-    pub_waiter_t *pubw; /* ack = publish waiters, in no particular order */
-    size_t npubw, cappubw;
-    int pub_cancelled; /* rl_wal_cancel_published: fail them all, take no more */
-
-    /* Flusher-only: rate limit of the write-error log, time of the last probe. */
-    int64_t last_err_log_ms, last_probe_ms;
-    uint64_t errs_unlogged;
-
-    rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full, *m_max,
-        *m_fill, *m_writable, *m_isfull, *m_torn_bytes, *m_commit;
-    uint64_t torn_bytes;
-    rl_metrics_t *metrics; /* render_hook is registered there; rl_wal_close unregisters it */
-};
-
-/* What a preallocated segment is written with, and what its unused end is
- * compared against. */
-static const uint8_t zeros[1 << 20];
-
-/* The checksum covers the sequence number too, so a record copied to the wrong
- * place or with a damaged header is caught, not only damaged payloads. It is
- * zlib's CRC-32 (the same polynomial, seed and chaining: the unit tests forge
- * records with zlib's crc32), computed by ISA-L, whose carry-less-multiply
- * code runs about 4x faster than zlib's on records this size: recovery of a
- * large WAL was bound by it. */
-static uint32_t rec_crc(const uint8_t *seq8, const uint8_t *payload, size_t len)
-{
-    return crc32_gzip_refl(crc32_gzip_refl(0, seq8, 8), payload, (uint64_t)len);
-}
-
-static void seg_path(const rl_wal_t *w, uint64_t first_seq, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s/%020llu.wal", w->dir, (unsigned long long)first_seq);
-}
+#define PROBE_MS 1000    /* while unwritable, how often the flusher tries the disk */
+#define PROBE_SIZE 4096  /* what the probe writes (and fsyncs) */
+#define ERR_LOG_MS 10000 /* repeated write errors are logged at most this often */
 
 static int batch_reserve(batch_t *b, size_t more)
 {
@@ -187,196 +44,6 @@ static int batch_add_waiter(batch_t *b, rl_wal_done_cb cb, void *opaque, uint64_
     return 0;
 }
 
-/* Counts one more durable record of `seg` at file offset `off`. */
-static int seg_note_record(segment_t *seg, uint64_t seq, uint64_t off)
-{
-    if (seg->count % IDX_EVERY == 0) {
-        idx_point_t *v = rl_array_grow(seg->idx, &seg->capidx, seg->nidx + 1, sizeof(*v), 16);
-        if (!v)
-            return -1;
-        seg->idx = v;
-        seg->idx[seg->nidx++] = (idx_point_t){seq, off, seg->count};
-    }
-    seg->count++;
-    return 0;
-}
-
-/* ---- recovery ---------------------------------------------------------- */
-
-/* Reads a segment record by record, indexing them into seg. *valid is the
- * length of its longest valid prefix, *last_seq the last record's seq there (0
- * if none). The file is read in large chunks, not a header and a payload per
- * record: recovery of a WAL holding a million events is then bound by the CRCs,
- * not by two million system calls. */
-static int scan_segment(const char *path, segment_t *seg, uint64_t *valid, uint64_t *last_seq,
-                        uint64_t *file_size)
-{
-    int rc = -1, fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t cap = SCAN_CHUNK, have = 0, at = 0; /* buf[at..have) is file[pos..) */
-    uint8_t *buf = malloc(cap);
-    uint64_t pos = 0, prev = 0;
-    struct stat st;
-
-    *valid = *last_seq = 0;
-    if (fd < 0 || !buf || fstat(fd, &st) != 0)
-        goto out;
-    *file_size = (uint64_t)st.st_size;
-    while (pos + HDR <= *file_size) {
-        if (have - at < HDR || have - at < HDR + (size_t)get32(buf + at)) {
-            /* Not all of the next record is in the buffer: move what is to the
-             * front and read on (growing the buffer for a record larger than it). */
-            size_t need = HDR;
-            if (have - at >= HDR) {
-                uint32_t len = get32(buf + at);
-                if (len > MAX_REC)
-                    break;
-                need = HDR + len;
-            }
-            memmove(buf, buf + at, have - at);
-            have -= at;
-            at = 0;
-            uint8_t *nb = rl_array_grow(buf, &cap, need, 1, 0);
-            if (!nb)
-                goto out;
-            buf = nb;
-            ssize_t k = 0;
-            while (have < need && (k = pread(fd, buf + have, cap - have, (off_t)(pos + have))) > 0)
-                have += (size_t)k;
-            if (k < 0)
-                goto out;
-            if (have < need)
-                break; /* the file ends inside this record */
-        }
-        const uint8_t *hdr = buf + at;
-        uint32_t len = get32(hdr);
-        uint64_t seq = get64(hdr + 8);
-        if (len > MAX_REC || pos + HDR + len > *file_size || seq <= prev)
-            break;
-        if (rec_crc(hdr + 8, hdr + HDR, len) != get32(hdr + 4))
-            break;
-        if (seg_note_record(seg, seq, pos) != 0)
-            goto out;
-        prev = seq;
-        pos += HDR + len;
-        at += HDR + len;
-    }
-    *valid = pos;
-    *last_seq = prev;
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return rc;
-}
-
-static int cmp_seg(const void *a, const void *b)
-{
-    const segment_t *x = a, *y = b;
-    return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
-}
-
-static int seg_push(rl_wal_t *w, uint64_t first_seq, uint64_t size)
-{
-    segment_t *v = rl_array_grow(w->segs, &w->capsegs, w->nsegs + 1, sizeof(*v), 16);
-    if (!v)
-        return -1;
-    w->segs = v;
-    w->segs[w->nsegs++] = (segment_t){.first_seq = first_seq, .size = size};
-    return 0;
-}
-
-/* 1 when path's bytes [from, to) are all zero: the unused end of a
- * preallocated segment (wal.preallocate), which is not damage. */
-static int zero_tail(const char *path, uint64_t from, uint64_t to)
-{
-    const size_t chunk = 64 * 1024;
-    uint8_t *buf = malloc(chunk);
-    int fd = open(path, O_RDONLY | O_CLOEXEC), zero = buf && fd >= 0;
-
-    while (zero && from < to) {
-        size_t n = to - from < chunk ? (size_t)(to - from) : chunk;
-        ssize_t k = pread(fd, buf, n, (off_t)from);
-        zero = k > 0 && memcmp(buf, zeros, (size_t)k) == 0;
-        from += k > 0 ? (uint64_t)k : 0;
-    }
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return zero;
-}
-
-static int load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size_t errstr_size)
-{
-    DIR *d = opendir(w->dir);
-    struct dirent *de;
-    int rc = -1;
-
-    *last_seq = 0;
-    if (!d) {
-        rl_seterr(errstr, errstr_size, "%s: %s", w->dir, strerror(errno));
-        goto out;
-    }
-    while ((de = readdir(d))) {
-        char *end;
-        unsigned long long first = strtoull(de->d_name, &end, 10);
-        if (end == de->d_name || strcmp(end, ".wal") != 0)
-            continue;
-        if (seg_push(w, first, 0) != 0)
-            goto out;
-    }
-    if (w->nsegs) /* segs is NULL in an empty directory: qsort(NULL, 0) is undefined */
-        qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
-    for (size_t i = 0; i < w->nsegs; i++) {
-        char path[4096];
-        uint64_t valid, last, fsize = 0;
-        seg_path(w, w->segs[i].first_seq, path, sizeof(path));
-        if (scan_segment(path, &w->segs[i], &valid, &last, &fsize) != 0) {
-            rl_seterr(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
-            goto out;
-        }
-        if (last && last < *last_seq) {
-            rl_seterr(errstr, errstr_size, "%s: sequence numbers go backwards", path);
-            goto out;
-        }
-        if (valid < fsize && zero_tail(path, valid, fsize)) {
-            /* Preallocated and not used up: appends go on at `valid`. */
-        } else if (valid < fsize) {
-            /* A torn tail (crash mid-write) in the last segment is expected; in
-             * an older one it is damage. Either way only the valid prefix can be
-             * trusted, and it is all that was ever acknowledged. */
-            rl_log(i + 1 == w->nsegs ? RL_LOG_WARN : RL_LOG_ERROR,
-                   "wal: %s: dropping %llu bytes of torn or damaged records after offset %llu",
-                   path, (unsigned long long)(fsize - valid), (unsigned long long)valid);
-            if (truncate(path, (off_t)valid) != 0) {
-                rl_seterr(errstr, errstr_size, "%s: truncate: %s", path, strerror(errno));
-                goto out;
-            }
-            w->torn++;
-            w->torn_bytes += fsize - valid;
-        }
-        w->segs[i].size = valid;
-        w->bytes += valid;
-        if (last)
-            *last_seq = last;
-        /* A segment's records are never below its name, even when it is empty
-         * (a fresh active segment after the older ones were deleted): new seqs
-         * must not restart below it. */
-        if (w->segs[i].first_seq && w->segs[i].first_seq - 1 > *last_seq)
-            *last_seq = w->segs[i].first_seq - 1;
-    }
-    rc = 0;
-out:
-    if (d)
-        closedir(d);
-    return rc;
-}
-
-static void spare_path(const rl_wal_t *w, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s/" SPARE_NAME, w->dir);
-}
-
 /* Opens segment first_seq as the active one: OPEN_EXISTING, OPEN_CREATE (empty)
  * or OPEN_SPARE (the preallocated spare renamed into place). */
 enum { OPEN_EXISTING, OPEN_CREATE, OPEN_SPARE };
@@ -385,9 +52,9 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
                         size_t errstr_size)
 {
     char path[4096], spare[4096];
-    seg_path(w, first_seq, path, sizeof(path));
+    rl_wal_int_seg_path(w, first_seq, path, sizeof(path));
     if (create == OPEN_SPARE) {
-        spare_path(w, spare, sizeof(spare));
+        rl_wal_int_spare_path(w, spare, sizeof(spare));
         if (rename(spare, path) != 0) {
             rl_seterr(errstr, errstr_size, "%s: rename: %s", spare, strerror(errno));
             return -1;
@@ -419,220 +86,6 @@ static int open_segment(rl_wal_t *w, uint64_t first_seq, int create, char *errst
     return 0;
 }
 
-/* ---- cursors ------------------------------------------------------------ */
-
-static int reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl_metrics_t *m,
-                       char *errstr, size_t errstr_size)
-{
-    char path[4096], labels[128];
-    uint8_t b[12];
-
-    r->w = w;
-    r->fd = -1;
-    r->name = strdup(name);
-    snprintf(path, sizeof(path), "%s/%s.cursor", w->dir, name);
-    r->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (!r->name || r->cursor_fd < 0) {
-        rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* u64 seq + u32 crc; an unreadable cursor means "replay all that is kept":
-     * duplicates with the same id are allowed, losses are not. */
-    if (pread(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) &&
-        (uint32_t)crc32(0L, b, 8) == get32(b + 8))
-        r->cursor = get64(b);
-    r->persisted = r->cursor;
-    r->want = r->cursor + 1;
-    snprintf(labels, sizeof(labels), "sink=\"%s\"", name);
-    if (m) {
-        r->m_cursor = rl_metrics_gauge(m, "relay_wal_cursor", labels,
-                                       "Last WAL sequence number acknowledged by the sink.");
-        r->m_lag = rl_metrics_gauge(m, "relay_sink_lag_events", labels,
-                                    "Durable events the sink has not acknowledged yet.");
-        r->m_lag_bytes =
-            rl_metrics_gauge(m, "relay_sink_lag_bytes", labels,
-                             "WAL bytes the sink has not acknowledged yet (compare with "
-                             "relay_wal_max_bytes: the room left before relay answers 503).");
-    }
-    return 0;
-}
-
-/* Returns 0, or -1 when the cursor could not be written (it stays dirty). */
-static int persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync)
-{
-    uint8_t b[12];
-    put64(b, v);
-    put32(b + 8, (uint32_t)crc32(0L, b, 8));
-    if (pwrite(r->cursor_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        return -1;
-    r->persisted = v;
-    if (sync)
-        fdatasync(r->cursor_fd);
-    return 0;
-}
-
-/* Drops segments every reader has passed from the WAL and hands their files to
- * the reaper (reaper_main). Called with the lock held; the active (last) segment
- * always stays. Should relay stop before the reaper unlinks a file, the next
- * start finds the segment again, behind every cursor, and drops it again. */
-static void gc_segments(rl_wal_t *w)
-{
-    uint64_t min = w->durable_seq;
-    for (size_t i = 0; i < w->nreaders; i++)
-        if (w->readers[i].cursor < min)
-            min = w->readers[i].cursor;
-    size_t drop = 0;
-    while (drop + 1 < w->nsegs && w->segs[drop + 1].first_seq - 1 <= min) {
-        uint64_t *v = rl_array_grow(w->doomed, &w->capdoomed, w->ndoomed + 1, sizeof(*v), 8);
-        if (!v) {
-            char path[4096]; /* out of memory: unlink it here after all */
-            seg_path(w, w->segs[drop].first_seq, path, sizeof(path));
-            if (unlink(path) != 0 && errno != ENOENT) {
-                rl_warn("wal: cannot delete %s: %s", path, strerror(errno));
-                break;
-            }
-        } else {
-            w->doomed = v;
-            w->doomed[w->ndoomed++] = w->segs[drop].first_seq;
-        }
-        w->bytes -= w->segs[drop].size;
-        free(w->segs[drop].idx);
-        drop++;
-    }
-    if (drop) {
-        memmove(w->segs, w->segs + drop, (w->nsegs - drop) * sizeof(*w->segs));
-        w->nsegs -= drop;
-        w->full = 0; /* room again, perhaps: the next append will tell */
-        pthread_cond_signal(&w->reap_cv);
-    }
-}
-
-/* ---- the flusher -------------------------------------------------------- */
-
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t k = pwrite(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = ENOSPC; /* a regular file takes nothing: treat it as full */
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-/* Writes SPARE_NAME: segment_size zero bytes, synced. Background thread, no
- * lock; returns 0, or -1 (the file is removed). */
-static int prepare_spare(rl_wal_t *w)
-{
-    char path[4096];
-    int rc = -1, fd;
-
-    spare_path(w, path, sizeof(path));
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        goto out;
-    for (uint64_t off = 0; off < w->segment_size;) {
-        size_t n =
-            w->segment_size - off < sizeof(zeros) ? (size_t)(w->segment_size - off) : sizeof(zeros);
-        if (atomic_load(&w->bg_stop)) {
-            errno = ECANCELED;
-            goto out;
-        }
-        if (pwrite_all(fd, zeros, n, off) != 0)
-            goto out;
-        /* Written back a MiB at a time: 64 MiB of dirty pages at once would
-         * hold the disk, and the commits waiting on it, for a moment. */
-        if (w->fsync)
-            sync_file_range(fd, (off_t)off, (off_t)n,
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                SYNC_FILE_RANGE_WAIT_AFTER);
-        off += n;
-    }
-    if (w->fsync && fsync(fd) != 0)
-        goto out;
-    rc = 0;
-out:
-    if (rc != 0) {
-        int saved = errno;
-        if (saved != ECANCELED && !w->spare_warned) /* once, not at every retry */
-            rl_warn("wal: cannot preallocate the next segment (%s): %s; segments grow as "
-                    "written until it works (retried every %d s)",
-                    path, strerror(saved), SPARE_RETRY_MS / 1000);
-        w->spare_warned = saved != ECANCELED;
-        unlink(path);
-    } else if (w->spare_warned) {
-        rl_info("wal: preallocating segments again");
-        w->spare_warned = 0;
-    }
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
-/* The WAL's background thread ("reaper"): unlinks doomed segments and, with
- * wal.preallocate, prepares the spare, outside the lock. On stop, it finishes
- * the unlinks first. */
-static void *reaper_main(void *arg)
-{
-    rl_wal_t *w = arg;
-    uint64_t *batch = NULL;
-    size_t cap = 0;
-
-    pthread_setname_np(pthread_self(), "rl-wal-gc"); /* top -H, perf */
-    rl_prio_background();
-    pthread_mutex_lock(&w->lock);
-    for (;;) {
-        int64_t now = rl_clock_mono_ms();
-        int want_spare = w->prealloc && !w->spare_ready && now >= w->spare_retry_ms;
-        if (!w->ndoomed && !want_spare && !w->stop) {
-            if (w->prealloc && !w->spare_ready) /* a retry is due later */
-                rl_cond_wait_until(&w->reap_cv, &w->lock, w->spare_retry_ms);
-            else {
-                pthread_cond_wait(&w->reap_cv, &w->lock);
-            }
-            continue;
-        }
-        if (w->ndoomed) {
-            /* Swap the list out: gc_segments goes on filling the other one. */
-            uint64_t *v = w->doomed;
-            size_t n = w->ndoomed, c = w->capdoomed;
-            w->doomed = batch;
-            w->capdoomed = cap;
-            w->ndoomed = 0;
-            batch = v;
-            cap = c;
-            pthread_mutex_unlock(&w->lock);
-            for (size_t i = 0; i < n; i++) {
-                char path[4096];
-                seg_path(w, batch[i], path, sizeof(path));
-                if (unlink(path) != 0 && errno != ENOENT)
-                    rl_warn("wal: cannot delete %s: %s (it is deleted at the next start)", path,
-                            strerror(errno));
-            }
-            pthread_mutex_lock(&w->lock);
-            continue;
-        }
-        if (w->stop)
-            break;
-        pthread_mutex_unlock(&w->lock);
-        int rc = prepare_spare(w);
-        pthread_mutex_lock(&w->lock);
-        if (rc == 0)
-            w->spare_ready = 1;
-        else
-            w->spare_retry_ms = rl_clock_mono_ms() + SPARE_RETRY_MS;
-    }
-    pthread_mutex_unlock(&w->lock);
-    free(batch);
-    return NULL;
-}
-
 static void roll_if_full(rl_wal_t *w)
 {
     char errstr[256];
@@ -653,7 +106,7 @@ static void roll_if_full(rl_wal_t *w)
         rl_error("wal: cannot start a new segment: %s", errstr); /* keep appending */
         return;
     }
-    seg_push(w, first, 0);
+    rl_wal_int_seg_push(w, first, 0);
 }
 
 /* Writes a batch at the end of the active segment (no lock held). Returns 0
@@ -663,7 +116,7 @@ static void roll_if_full(rl_wal_t *w)
 static int write_batch(rl_wal_t *w, int fd, const batch_t *b, uint64_t before)
 {
     uint64_t t0 = rl_clock_mono_us();
-    int err = pwrite_all(fd, b->buf, b->len, before);
+    int err = rl_wal_int_pwrite_all(fd, b->buf, b->len, before);
     if (!err && w->fsync) {
         err = fdatasync(fd);
         rl_metric_add(w->m_fsyncs, 1);
@@ -703,7 +156,7 @@ static int write_batch(rl_wal_t *w, int fd, const batch_t *b, uint64_t before)
 static int probe_disk(int fd, uint64_t size)
 {
     static const uint8_t zeros[PROBE_SIZE];
-    int ok = pwrite_all(fd, zeros, sizeof(zeros), size) == 0 && fdatasync(fd) == 0;
+    int ok = rl_wal_int_pwrite_all(fd, zeros, sizeof(zeros), size) == 0 && fdatasync(fd) == 0;
     if (ftruncate(fd, (off_t)size) != 0)
         ok = 0;
     return ok;
@@ -716,93 +169,10 @@ static void note_batch(rl_wal_t *w, const batch_t *b, uint64_t before)
     segment_t *act = &w->segs[w->nsegs - 1];
     for (size_t o = 0; o + HDR <= b->len;) {
         uint32_t len = get32(b->buf + o);
-        if (seg_note_record(act, get64(b->buf + o + 8), before + o) != 0)
+        if (rl_wal_int_seg_note(act, get64(b->buf + o + 8), before + o) != 0)
             act->count++; /* out of memory: the lag is then measured coarser */
         o += HDR + len;
     }
-}
-
-static uint64_t min_cursor(const rl_wal_t *w)
-{
-    uint64_t min = UINT64_MAX;
-    for (size_t i = 0; i < w->nreaders; i++)
-        if (w->readers[i].cursor < min)
-            min = w->readers[i].cursor;
-    return min;
-}
-
-/* Takes the publish waiters that are settled (published, timed out or
- * cancelled) out of the list into *out (malloc'd; lock held). *next_ms gets the
- * nearest deadline of those left, or INT64_MAX. Returns how many were taken. */
-static size_t take_settled(rl_wal_t *w, pub_waiter_t **out, int **status, int64_t *next_ms)
-{
-    uint64_t min = min_cursor(w);
-    int64_t now = rl_clock_mono_ms();
-    size_t n = 0, keep = 0, settled = 0;
-
-    *out = NULL;
-    *status = NULL;
-    *next_ms = INT64_MAX;
-    for (size_t i = 0; i < w->npubw; i++) {
-        const pub_waiter_t *p = &w->pubw[i];
-        if (p->seq <= min || w->pub_cancelled || w->stop || now >= p->deadline_ms)
-            settled++;
-        else if (p->deadline_ms < *next_ms)
-            *next_ms = p->deadline_ms;
-    }
-    if (!settled)
-        return 0;
-    *next_ms = INT64_MAX;
-    *out = malloc(settled * sizeof(**out));
-    *status = malloc(settled * sizeof(**status));
-    if (!*out || !*status) {
-        free(*out);
-        free(*status);
-        *out = NULL;
-        *status = NULL;
-        *next_ms = now + 10; /* try again shortly */
-        return 0;
-    }
-    for (size_t i = 0; i < w->npubw; i++) {
-        pub_waiter_t *p = &w->pubw[i];
-        int st = 1;
-        if (p->seq <= min)
-            st = 0;
-        else if (w->pub_cancelled || w->stop)
-            st = RL_WAL_ERR;
-        else if (now >= p->deadline_ms)
-            st = RL_WAL_TIMEOUT;
-        if (st != 1) {
-            (*out)[n] = *p;
-            (*status)[n++] = st;
-        } else {
-            w->pubw[keep++] = *p;
-            if (p->deadline_ms < *next_ms)
-                *next_ms = p->deadline_ms;
-        }
-    }
-    w->npubw = keep;
-    return n;
-}
-
-/* Settles publish waiters: takes them under the lock, calls them without it.
- * Returns the nearest deadline left (INT64_MAX when none). Lock held on entry
- * and on return. */
-static int64_t settle_published(rl_wal_t *w)
-{
-    pub_waiter_t *done;
-    int *status;
-    int64_t next;
-    size_t n = take_settled(w, &done, &status, &next);
-    if (n) {
-        pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < n; i++)
-            done[i].cb(done[i].opaque, status[i]);
-        pthread_mutex_lock(&w->lock);
-    }
-    free(done);
-    free(status);
-    return next;
 }
 
 static void *flusher_main(void *arg)
@@ -816,7 +186,7 @@ static void *flusher_main(void *arg)
     for (;;) {
         /* Idle: sleep until something is appended, a cursor moves, a publish
          * waiter's deadline comes, or it is time to probe an unwritable disk. */
-        int64_t next_pub = settle_published(w);
+        int64_t next_pub = rl_wal_int_settle_published(w);
         while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
             int64_t now = rl_clock_mono_ms(), wait = 1000;
             if (next_pub != INT64_MAX && next_pub - now < wait)
@@ -835,7 +205,7 @@ static void *flusher_main(void *arg)
                 continue;
             }
             rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
-            next_pub = settle_published(w);
+            next_pub = rl_wal_int_settle_published(w);
         }
         if (w->stop && !w->pending.nw && !w->pending.len)
             break;
@@ -886,14 +256,14 @@ static void *flusher_main(void *arg)
             int failed = 0;
             for (size_t i = 0; i < w->nreaders; i++)
                 if (w->readers[i].cursor != w->readers[i].persisted)
-                    failed |= persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
+                    failed |= rl_wal_int_persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
             w->cursors_dirty = failed != 0;
             last_persist = now;
-            gc_segments(w);
+            rl_wal_int_gc_segments(w);
         } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
             /* Nothing else to do: sleep until it is time to persist, settling
              * publish waiters (whom the cursors just moved) first. */
-            int64_t next = settle_published(w);
+            int64_t next = rl_wal_int_settle_published(w);
             int64_t wait = CURSOR_PERSIST_MS - (rl_clock_mono_ms() - last_persist);
             if (next != INT64_MAX && next - rl_clock_mono_ms() < wait)
                 wait = next - rl_clock_mono_ms();
@@ -902,55 +272,10 @@ static void *flusher_main(void *arg)
         }
     }
     /* Stopping: whoever still waits for publication is told it did not happen. */
-    settle_published(w);
+    rl_wal_int_settle_published(w);
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
-
-/* ---- lag ----------------------------------------------------------------- */
-
-/* Durable records after `cursor`, and their bytes on disk (lock held). The
- * first of them is found from the nearest index point of its segment by
- * reading at most IDX_EVERY headers: this runs per scrape, not per event. */
-static void lag_locked(rl_wal_t *w, uint64_t cursor, uint64_t *events, uint64_t *bytes)
-{
-    size_t i = 0;
-    *events = *bytes = 0;
-    if (cursor >= w->durable_seq || !w->nsegs)
-        return;
-    for (size_t j = 0; j < w->nsegs; j++)
-        if (w->segs[j].first_seq <= cursor + 1)
-            i = j;
-    const segment_t *seg = &w->segs[i];
-    uint64_t off = 0, ord = 0;
-    for (size_t k = 0; k < seg->nidx && seg->idx[k].seq <= cursor; k++) {
-        off = seg->idx[k].off;
-        ord = seg->idx[k].ord;
-    }
-    if (off < seg->size) {
-        char path[4096];
-        seg_path(w, seg->first_seq, path, sizeof(path));
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        uint8_t hdr[HDR];
-        while (fd >= 0 && off + HDR <= seg->size &&
-               pread(fd, hdr, HDR, (off_t)off) == (ssize_t)HDR && get64(hdr + 8) <= cursor) {
-            off += HDR + get32(hdr);
-            ord++;
-        }
-        if (fd >= 0)
-            close(fd);
-    }
-    if (off < seg->size) {
-        *bytes = seg->size - off;
-        *events = seg->count > ord ? seg->count - ord : 0;
-    }
-    for (size_t j = i + 1; j < w->nsegs; j++) {
-        *bytes += w->segs[j].size;
-        *events += w->segs[j].count;
-    }
-}
-
-/* ---- public ------------------------------------------------------------- */
 
 static void render_hook(void *arg)
 {
@@ -964,7 +289,7 @@ static void render_hook(void *arg)
     rl_metric_set(w->m_isfull, w->full);
     for (size_t i = 0; i < w->nreaders; i++) {
         uint64_t ev, by;
-        lag_locked(w, w->readers[i].cursor, &ev, &by);
+        rl_wal_int_lag_locked(w, w->readers[i].cursor, &ev, &by);
         rl_metric_set(w->readers[i].m_cursor, (int64_t)w->readers[i].cursor);
         rl_metric_set(w->readers[i].m_lag, (int64_t)ev);
         rl_metric_set(w->readers[i].m_lag_bytes, (int64_t)by);
@@ -1048,10 +373,10 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
         rl_seterr(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
         goto out;
     }
-    if (load_segments(w, &last_seq, errstr, errstr_size) != 0)
+    if (rl_wal_int_load_segments(w, &last_seq, errstr, errstr_size) != 0)
         goto out;
     char spare[4096]; /* a preparation cut short; prepared again in the background */
-    spare_path(w, spare, sizeof(spare));
+    rl_wal_int_spare_path(w, spare, sizeof(spare));
     unlink(spare);
     w->recovered_seq = last_seq;
 
@@ -1060,7 +385,8 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
         goto out;
     for (size_t i = 0; i < o->nreaders; i++) {
         w->nreaders++;
-        if (reader_init(w, &w->readers[i], o->readers[i], metrics, errstr, errstr_size) != 0)
+        if (rl_wal_int_reader_init(w, &w->readers[i], o->readers[i], metrics, errstr,
+                                   errstr_size) != 0)
             goto out;
         /* Sequence numbers must keep growing past every cursor even when all
          * segments were deleted, or new records would look acknowledged. */
@@ -1076,15 +402,14 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
             goto out;
     } else {
         if (open_segment(w, w->next_seq, OPEN_CREATE, errstr, errstr_size) != 0 ||
-            seg_push(w, w->next_seq, 0) != 0)
+            rl_wal_int_seg_push(w, w->next_seq, 0) != 0)
             goto out;
     }
     register_metrics(w, metrics);
-    if (pthread_create(&w->reaper, NULL, reaper_main, w) != 0) {
+    if (rl_wal_int_reaper_start(w) != 0) {
         rl_seterr(errstr, errstr_size, "cannot start the WAL reaper thread");
         goto out;
     }
-    w->reaper_started = 1;
     if (pthread_create(&w->flusher, NULL, flusher_main, w) != 0) {
         rl_seterr(errstr, errstr_size, "cannot start the WAL flusher thread");
         goto out;
@@ -1117,25 +442,9 @@ void rl_wal_close(rl_wal_t *w)
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->flusher, NULL);
     }
-    if (w->reaper_started) { /* after the flusher: its last gc is reaped too */
-        atomic_store(&w->bg_stop, 1);
-        pthread_mutex_lock(&w->lock);
-        w->stop = 1;
-        pthread_cond_signal(&w->reap_cv);
-        pthread_mutex_unlock(&w->lock);
-        pthread_join(w->reaper, NULL);
-    }
-    for (size_t i = 0; i < w->nreaders; i++) {
-        rl_wal_reader_t *r = &w->readers[i];
-        if (r->cursor_fd >= 0 && w->started)
-            persist_cursor(r, r->cursor, 1);
-        if (r->cursor_fd >= 0)
-            close(r->cursor_fd);
-        if (r->fd >= 0)
-            close(r->fd);
-        free(r->buf);
-        free(r->name);
-    }
+    rl_wal_int_reaper_stop(w); /* after the flusher: its last gc is reaped too */
+    for (size_t i = 0; i < w->nreaders; i++)
+        rl_wal_int_reader_fini(&w->readers[i], w->started);
     if (w->active_fd >= 0) {
         if (w->fsync)
             fdatasync(w->active_fd);
@@ -1192,7 +501,7 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
         put32(p, (uint32_t)payloads[i].iov_len);
         put64(p + 8, seq);
         memcpy(p + HDR, payloads[i].iov_base, payloads[i].iov_len);
-        put32(p + 4, rec_crc(p + 8, p + HDR, payloads[i].iov_len));
+        put32(p + 4, rl_wal_int_rec_crc(p + 8, p + HDR, payloads[i].iov_len));
         w->pending.len += HDR + payloads[i].iov_len;
         if (!w->pending.first_seq)
             w->pending.first_seq = seq;
@@ -1299,260 +608,4 @@ void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st)
     st->writable = w->writable;
     st->full = w->full;
     pthread_mutex_unlock(&w->lock);
-}
-
-int rl_wal_await_published(rl_wal_t *w, uint64_t seq, int64_t deadline_ms, rl_wal_done_cb cb,
-                           void *opaque)
-{
-    int rc = RL_WAL_ERR;
-    pthread_mutex_lock(&w->lock);
-    if (w->stop || w->pub_cancelled)
-        goto out;
-    pub_waiter_t *v = rl_array_grow(w->pubw, &w->cappubw, w->npubw + 1, sizeof(*v), 64);
-    if (!v)
-        goto out;
-    w->pubw = v;
-    w->pubw[w->npubw++] = (pub_waiter_t){seq, deadline_ms, cb, opaque};
-    pthread_cond_signal(&w->flush_cv); /* it may be published already, or have no time */
-    rc = RL_WAL_OK;
-out:
-    pthread_mutex_unlock(&w->lock);
-    return rc;
-}
-
-void rl_wal_cancel_published(rl_wal_t *w)
-{
-    pthread_mutex_lock(&w->lock);
-    w->pub_cancelled = 1;
-    pthread_cond_signal(&w->flush_cv);
-    pthread_mutex_unlock(&w->lock);
-}
-
-rl_wal_reader_t *rl_wal_reader(rl_wal_t *w, const char *name)
-{
-    for (size_t i = 0; i < w->nreaders; i++)
-        if (!strcmp(w->readers[i].name, name))
-            return &w->readers[i];
-    return NULL;
-}
-
-void rl_wal_wakeup(rl_wal_t *w)
-{
-    pthread_mutex_lock(&w->lock);
-    w->wakeups++;
-    pthread_cond_broadcast(&w->read_cv);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void reader_close_file(rl_wal_reader_t *r)
-{
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
-    r->blen = r->bpos = 0;
-    r->file_pos = 0;
-}
-
-/* Makes more durable bytes available in r->buf. Returns 1 when progress was
- * made, 0 when nothing is durable beyond the read position, -1 on error. */
-static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
-{
-    rl_wal_t *w = r->w;
-    uint64_t limit = 0, next_first = 0;
-    size_t i;
-    int found = 0;
-
-    pthread_mutex_lock(&w->lock);
-    if (r->fd < 0) {
-        /* Position on the last segment whose first seq is <= want. */
-        if (w->nsegs == 0) {
-            pthread_mutex_unlock(&w->lock);
-            return 0;
-        }
-        size_t pick = 0;
-        for (i = 0; i < w->nsegs; i++)
-            if (w->segs[i].first_seq <= r->want)
-                pick = i;
-        r->seg_first = w->segs[pick].first_seq;
-    }
-    for (i = 0; i < w->nsegs; i++) {
-        if (w->segs[i].first_seq == r->seg_first) {
-            found = 1;
-            limit = w->segs[i].size;
-            next_first = i + 1 < w->nsegs ? w->segs[i + 1].first_seq : 0;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&w->lock);
-
-    if (!found) { /* deleted under us: everything in it was acknowledged */
-        reader_close_file(r);
-        return 1;
-    }
-    if (r->fd < 0) {
-        char path[4096];
-        seg_path(w, r->seg_first, path, sizeof(path));
-        if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-            if (errno == ENOENT)
-                return 1; /* deleted between the lookup and the open */
-            rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-            return -1;
-        }
-        r->file_pos = 0;
-        r->blen = r->bpos = 0;
-    }
-    if (r->file_pos < limit) {
-        if (r->bpos > 0) { /* keep the unread tail at the front */
-            memmove(r->buf, r->buf + r->bpos, r->blen - r->bpos);
-            r->blen -= r->bpos;
-            r->bpos = 0;
-        }
-        uint8_t *nb = rl_array_grow(r->buf, &r->bcap, r->blen + 1, 1, 256 * 1024);
-        if (!nb) {
-            rl_seterr(errstr, errstr_size, "out of memory");
-            return -1;
-        }
-        r->buf = nb;
-        size_t want = r->bcap - r->blen;
-        if (want > limit - r->file_pos)
-            want = (size_t)(limit - r->file_pos);
-        ssize_t k = pread(r->fd, r->buf + r->blen, want, (off_t)r->file_pos);
-        if (k <= 0) {
-            rl_seterr(errstr, errstr_size, "wal read: %s", k < 0 ? strerror(errno) : "short file");
-            return -1;
-        }
-        r->blen += (size_t)k;
-        r->file_pos += (uint64_t)k;
-        return 1;
-    }
-    if (r->bpos == r->blen && next_first) { /* segment done: go on to the next */
-        reader_close_file(r);
-        r->seg_first = next_first;
-        char path[4096];
-        seg_path(w, r->seg_first, path, sizeof(path));
-        if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno != ENOENT) {
-            rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-            return -1;
-        }
-        return 1;
-    }
-    return 0;
-}
-
-int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, char *errstr,
-                       size_t errstr_size)
-{
-    int64_t deadline = 0;
-    int have_deadline = 0; /* read the clock only once there is nothing to return:
-                            * a sink catching up calls this per record */
-
-    for (;;) {
-        while (r->blen - r->bpos >= HDR) {
-            const uint8_t *p = r->buf + r->bpos;
-            uint32_t len = get32(p);
-            if (r->blen - r->bpos < HDR + len)
-                break;
-            uint64_t seq = get64(p + 8);
-            r->bpos += HDR + len;
-            if (seq < r->want)
-                continue;
-            r->want = seq + 1;
-            rec->seq = seq;
-            rec->data = p + HDR;
-            rec->len = len;
-            return 1;
-        }
-        int k = reader_fill(r, errstr, errstr_size);
-        if (k < 0)
-            return -1;
-        if (k > 0)
-            continue;
-        /* Nothing durable beyond us: wait for the flusher, then look again. */
-        if (!have_deadline) {
-            deadline = rl_clock_mono_ms() + timeout_ms;
-            have_deadline = 1;
-        }
-        rl_wal_t *w = r->w;
-        pthread_mutex_lock(&w->lock);
-        int rc = w->stop ? ETIMEDOUT : 0;
-        uint64_t durable = w->durable_seq, wakeups = w->wakeups;
-        if (!rc && durable < r->want)
-            rc = rl_cond_wait_until(&w->read_cv, &w->lock, deadline);
-        int woken = w->wakeups != wakeups;
-        pthread_mutex_unlock(&w->lock);
-        if (rc == ETIMEDOUT || woken)
-            return 0;
-        if (durable >= r->want) {
-            /* Data is durable but fill found none: the segment rolled, or our
-             * buffer is stale; loop once more, but honour the deadline. */
-            if (rl_clock_mono_ms() >= deadline)
-                return 0;
-            struct timespec pause = {0, 1000000};
-            nanosleep(&pause, NULL);
-        }
-    }
-}
-
-void rl_wal_reader_rewind(rl_wal_reader_t *r)
-{
-    pthread_mutex_lock(&r->w->lock);
-    r->want = r->cursor + 1;
-    pthread_mutex_unlock(&r->w->lock);
-    reader_close_file(r);
-}
-
-void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq)
-{
-    rl_wal_t *w = r->w;
-    pthread_mutex_lock(&w->lock);
-    if (seq > r->cursor) {
-        r->cursor = seq;
-        w->cursors_dirty = 1;
-        pthread_cond_signal(&w->flush_cv);
-    }
-    pthread_mutex_unlock(&w->lock);
-}
-
-void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes)
-{
-    pthread_mutex_lock(&r->w->lock);
-    lag_locked(r->w, r->cursor, events, bytes);
-    pthread_mutex_unlock(&r->w->lock);
-}
-
-int rl_wal_reader_caught_up(rl_wal_reader_t *r)
-{
-    uint64_t events, bytes;
-    rl_wal_reader_lag(r, &events, &bytes);
-    return events == 0;
-}
-
-uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)
-{
-    pthread_mutex_lock(&r->w->lock);
-    uint64_t v = r->cursor;
-    pthread_mutex_unlock(&r->w->lock);
-    return v;
-}
-
-int rl_wal_scan(rl_wal_t *w, uint64_t from_seq, rl_wal_scan_fn fn, void *arg, char *errstr,
-                size_t errstr_size)
-{
-    /* A private reader with no cursor file, positioned like a reader whose cursor
-     * is from_seq - 1: segments wholly before from_seq are never opened. */
-    rl_wal_reader_t r = {0};
-    rl_wal_rec_t rec;
-    int k, rc = 0;
-
-    r.w = w;
-    r.fd = r.cursor_fd = -1;
-    r.want = from_seq;
-    r.cursor = from_seq ? from_seq - 1 : 0;
-    while ((k = rl_wal_reader_next(&r, &rec, 0, errstr, errstr_size)) > 0)
-        fn(arg, rec.seq, rec.data, rec.len);
-    if (k < 0)
-        rc = -1;
-    reader_close_file(&r);
-    free(r.buf);
-    return rc;
 }
