@@ -9,6 +9,7 @@
  * The persister never takes the lock: it reads the WAL and writes the file. */
 #include "dedup_store.h"
 
+#include "array.h"
 #include "dedup.h"
 #include "dedup_file.h"
 #include "bytes.h"
@@ -97,14 +98,12 @@ static int flight_find(const rl_dstore_t *ds, const rl_dedup_digest_t *dg)
 
 static int flight_add(rl_dstore_t *ds, const rl_dedup_digest_t *dg)
 {
-    if (ds->nflight == ds->capflight) {
-        size_t cap = ds->capflight ? ds->capflight * 2 : 64;
-        rl_dedup_digest_t *v = realloc(ds->flight, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        ds->flight = v;
-        ds->capflight = cap;
-    }
+    rl_dedup_digest_t *v =
+        rl_array_grow(ds->flight, &ds->capflight, ds->nflight + 1, sizeof(*v), 64);
+
+    if (!v)
+        return -1;
+    ds->flight = v;
     ds->flight[ds->nflight++] = *dg;
     return 0;
 }
@@ -132,17 +131,11 @@ typedef struct batch {
 static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
 {
     size_t need = rec->source_len + rec->id_len;
+    char *t = rl_array_grow(b->text, &b->captext, b->ntext + need, 1, 64 * 1024);
 
-    if (b->ntext + need > b->captext) {
-        size_t cap = b->captext ? b->captext : 64 * 1024;
-        while (cap < b->ntext + need)
-            cap *= 2;
-        char *t = realloc(b->text, cap);
-        if (!t)
-            return -1;
-        b->text = t;
-        b->captext = cap;
-    }
+    if (!t)
+        return -1;
+    b->text = t;
     /* Offsets now, pointers once the buffer stops moving (batch_keys). */
     memcpy(b->text + b->ntext, rec->source, rec->source_len);
     memcpy(b->text + b->ntext + rec->source_len, rec->id, rec->id_len);

@@ -1,6 +1,7 @@
 /* record.c -- event payload encoding, CloudEvent building, destination names. */
 #include "record.h"
 
+#include "array.h"
 #include "bytes.h"
 #include "codec_util.h"
 #include "sig.h"
@@ -40,18 +41,12 @@ static int ob_reserve(obuf_t *b, size_t more)
 {
     if (b->oom)
         return -1;
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + more)
-        cap *= 2;
-    uint8_t *np = realloc(b->p, cap);
+    uint8_t *np = rl_array_grow(b->p, &b->cap, b->len + more, 1, 1024);
     if (!np) {
         b->oom = 1;
         return -1;
     }
     b->p = np;
-    b->cap = cap;
     return 0;
 }
 

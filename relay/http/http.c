@@ -12,6 +12,7 @@
  * still seen, and counted, when it completes. */
 #include "http.h"
 
+#include "array.h"
 #include "connguard.h"
 #include "clock.h"
 #include "log.h"
@@ -274,16 +275,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->discarded += n;
             return rq->len + rq->discarded > 2 * max_body ? MHD_NO : MHD_YES;
         }
-        if (rq->len + n > rq->cap) {
-            size_t cap = rq->cap ? rq->cap : 4096;
-            while (cap < rq->len + n)
-                cap *= 2;
-            char *b = realloc(rq->body, cap);
-            if (!b)
-                return MHD_NO;
-            rq->body = b;
-            rq->cap = cap;
-        }
+        char *b = rl_array_grow(rq->body, &rq->cap, rq->len + n, 1, 4096);
+        if (!b)
+            return MHD_NO;
+        rq->body = b;
         memcpy(rq->body + rq->len, upload_data, n);
         rq->len += n;
         return MHD_YES;
