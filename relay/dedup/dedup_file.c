@@ -122,7 +122,7 @@ static int seg_push(rl_dfile_t *f, uint64_t num)
     if (!v)
         return -1;
     f->segs = v;
-    f->segs[f->nsegs++] = (df_seg_t){num, 0, 0};
+    f->segs[f->nsegs++] = (df_seg_t){.num = num, .records = 0, .tmax = 0};
     return 0;
 }
 

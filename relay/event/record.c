@@ -424,8 +424,20 @@ int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, ch
 
 int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
 {
-    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1,
-                       1,   9,   1,           2,   2,    0,    RL_RECORD_EVENT};
+    rl_record_t rec = {.source = "s",
+                       .id = "i",
+                       .type = "channel.x",
+                       .channel_id = "c",
+                       .ce_source = "/s",
+                       .event = "{}",
+                       .source_len = 1,
+                       .id_len = 1,
+                       .type_len = 9,
+                       .channel_id_len = 1,
+                       .ce_source_len = 2,
+                       .event_len = 2,
+                       .received_ms = 0,
+                       .kind = RL_RECORD_EVENT};
     char out[1024];
     if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
         rl_seterr(errstr, errstr_size,

@@ -293,7 +293,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->too_large)
         return send_error(rq, 413, "payload_too_large", "the body is larger than http.max_body");
 
-    rl_ingest_req_t ir = {rq->source, (const uint8_t *)rq->body, rq->len, header_of, conn};
+    rl_ingest_req_t ir = {.source = rq->source,
+                          .body = (const uint8_t *)rq->body,
+                          .len = rq->len,
+                          .header = header_of,
+                          .header_ctx = conn};
     rl_reply_t reply = {0};
     rl_connguard_received(h->guard, conn_of(conn)); /* no deadline while the WAL decides */
     rq->submitted = 1;
@@ -481,9 +485,10 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     h->m_header =
         rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_header\"", RL_LIMIT_HITS_HELP);
     h->m_idle = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
-    rl_connguard_opts_t go = {(size_t)cfg->http.max_connections,
-                              (size_t)cfg->http.max_connections_per_ip,
-                              (int)(cfg->http.request_timeout * 1000), 0};
+    rl_connguard_opts_t go = {.max_total = (size_t)cfg->http.max_connections,
+                              .max_per_ip = (size_t)cfg->http.max_connections_per_ip,
+                              .request_timeout_ms = (int)(cfg->http.request_timeout * 1000),
+                              .tick_ms = 0};
     if (!(h->guard = rl_connguard_new(&go, metrics, errstr, errstr_size)))
         goto out;
     int tls = *cfg->http.tls_cert != '\0';

@@ -382,7 +382,8 @@ static int append_new(void *arg, const int *verdict, size_t n)
 static int claim_and_append(rl_ingest_t *ig, pending_t *p, const char *const *ids, size_t n,
                             const rl_event_list_t *evs, struct iovec *iov, rl_reply_t *reply)
 {
-    append_ctx_t a = {ig, p, ids, evs, iov, 0, RL_WAL_ERR};
+    append_ctx_t a = {
+        .ig = ig, .p = p, .ids = ids, .evs = evs, .iov = iov, .nnew = 0, .rc = RL_WAL_ERR};
     int *verdict = malloc(n * sizeof(*verdict));
     size_t nnew;
     int rc;
@@ -433,15 +434,15 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
                        const char *msg_id, uint64_t now_ms, const char *reason, const char *msg,
                        rl_ingest_done_cb cb, void *opaque, rl_reply_t *reply)
 {
-    rl_deadletter_t dl = {src->conf->name,
-                          src->codec->name,
-                          reason,
-                          msg,
-                          req->header(req->header_ctx, "Content-Type"),
-                          msg_id,
-                          req->body,
-                          req->len};
-    struct iovec iov = {NULL, 0};
+    rl_deadletter_t dl = {.source = src->conf->name,
+                          .provider = src->codec->name,
+                          .reason = reason,
+                          .message = msg,
+                          .content_type = req->header(req->header_ctx, "Content-Type"),
+                          .msg_id = msg_id,
+                          .body = req->body,
+                          .len = req->len};
+    struct iovec iov = {.iov_base = NULL, .iov_len = 0};
     uint8_t *buf = NULL;
     rl_reply_t answer;
     char *id = NULL;
