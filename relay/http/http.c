@@ -194,6 +194,7 @@ static enum MHD_Result handle_get(req_t *rq, const char *url)
 static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
 {
     rl_http_t *h = rq->h;
+    const rl_source_conf_t *sc;
     const char *cl, *ct;
 
     if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) != 0) {
@@ -207,9 +208,10 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     }
     rq->webhook = 1;
     rq->source = strdup(url + strlen(WEBHOOK_PREFIX));
-    for (size_t i = 0; rq->source && i < h->cfg->nsources; i++)
-        if (!strcmp(h->cfg->sources[i].name, rq->source))
-            rq->src_idx = (int)i;
+    /* The metrics' row: the source's index in the configuration (ingest keeps its
+     * sources in the same order). */
+    if (rq->source && (sc = rl_config_source(h->cfg, rq->source)))
+        rq->src_idx = (int)(sc - h->cfg->sources);
     if (rq->src_idx < 0)
         return send_error(rq, 404, "unknown_source", "no such source is configured");
     if (strcmp(method, "POST") != 0)

@@ -54,6 +54,7 @@ typedef struct source_rt {
 } source_rt_t;
 
 struct rl_ingest {
+    const rl_config_t *cfg; /* borrowed; sources[i] is src[i].conf */
     rl_wal_t *wal;
     rl_dstore_t *dedup;
     source_rt_t *src;
@@ -151,6 +152,7 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
+    ig->cfg = cfg;
     ig->wal = wal;
     ig->dedup = rl_dstore_new(cfg, wal, metrics, errstr, errstr_size);
     ig->src = calloc(cfg->nsources, sizeof(*ig->src));
@@ -313,12 +315,12 @@ const char *rl_ingest_dedup_state(const rl_ingest_t *ig)
     return rl_dstore_state(ig->dedup);
 }
 
+/* The runtime entry of the source named `name` (the configuration's lookup: src[i] is
+ * built from cfg->sources[i]), or NULL. */
 static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
 {
-    for (size_t i = 0; i < ig->nsrc; i++)
-        if (!strcmp(ig->src[i].conf->name, name))
-            return &ig->src[i];
-    return NULL;
+    const rl_source_conf_t *sc = rl_config_source(ig->cfg, name);
+    return sc ? &ig->src[sc - ig->cfg->sources] : NULL;
 }
 
 static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
