@@ -58,7 +58,7 @@ TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harnes
 SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh) .ci/run
 
 .PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
-        check-docs bench fuzz fuzz-build shellcheck
+        check-docs bench fuzz fuzz-build shellcheck lint
 
 all: $(BUILD)/relay
 
@@ -109,6 +109,7 @@ test: deps
 	@tools/docs.sh check $(BUILD)/relay
 	@$(MAKE) -s --no-print-directory check-format
 	@$(MAKE) -s --no-print-directory shellcheck
+	@$(MAKE) -s --no-print-directory lint
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 # The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
@@ -134,6 +135,18 @@ check-format:
 # The shell scripts: tools/, bench/ and CI's entry point (make test runs it).
 shellcheck:
 	shellcheck $(SHELL_SCRIPTS)
+
+# Every clock and timed wait goes through relay/common/clock.c (clock.h says why): no
+# pthread_cond_timedwait, pthread_cond_init( or CLOCK_REALTIME elsewhere in relay/ or
+# codecs/. Wall time is rl_clock_wall_ms. clock.h is excluded too: it names them in the
+# comments that state this rule.
+LINT_CLOCK := pthread_cond_timedwait|pthread_cond_init\(|CLOCK_REALTIME
+lint:
+	@if grep -rnE '$(LINT_CLOCK)' --include='*.[ch]' relay codecs \
+	        | grep -vE '^relay/common/clock\.[ch]:'; then \
+	    echo "lint: use clock.h (rl_clock_*, rl_cond_init, rl_cond_wait_*) instead" >&2; \
+	    exit 1; \
+	fi
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -1,5 +1,6 @@
 /* codec_util.c -- helpers shared by the provider codecs (see codec_util.h). */
 #include "codec_util.h"
+#include "array.h"
 #include "err.h"
 
 #include <ctype.h>
@@ -185,22 +186,15 @@ typedef struct canon_buf {
 static int canon_append(const char *buf, size_t size, void *data)
 {
     canon_buf_t *b = data;
-    size_t cap;
     char *p;
 
     if (b->failed)
         return -1;
-    if (b->len + size + 1 > b->cap) {
-        cap = b->cap ? b->cap : 256;
-        while (cap < b->len + size + 1)
-            cap *= 2;
-        if (!(p = realloc(b->p, cap))) {
-            b->failed = 1;
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
+    if (!(p = rl_array_grow(b->p, &b->cap, b->len + size + 1, 1, 256))) {
+        b->failed = 1;
+        return -1;
     }
+    b->p = p;
     memcpy(b->p + b->len, buf, size);
     b->len += size;
     b->p[b->len] = '\0';

@@ -4,6 +4,8 @@
  * declare it below and add it to rl_codecs[]. */
 #include "codec.h"
 
+#include "array.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,15 +46,10 @@ void rl_event_list_init(rl_event_list_t *l)
 rl_event_t *rl_event_list_push(rl_event_list_t *l)
 {
     rl_event_t *v;
-    size_t cap;
 
-    if (l->n == l->cap) {
-        cap = l->cap ? l->cap * 2 : 8;
-        if (!(v = realloc(l->v, cap * sizeof(*v))))
-            return NULL;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (!(v = rl_array_grow(l->v, &l->cap, l->n + 1, sizeof(*v), 8)))
+        return NULL;
+    l->v = v;
     memset(&l->v[l->n], 0, sizeof(l->v[0]));
     return &l->v[l->n++];
 }

@@ -2,6 +2,8 @@
  * fprintf keeps lines from different threads whole. */
 #include "log.h"
 
+#include "clock.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,15 +28,15 @@ void rl_log(int level, const char *fmt, ...)
     if (level < min_level)
         return;
     char msg[1024], ts[32];
-    struct timespec now;
+    int64_t now_ms = rl_clock_wall_ms();
+    time_t now_s = (time_t)(now_ms / 1000);
     struct tm tm;
     va_list ap;
 
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
+    gmtime_r(&now_s, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s.%03ldZ %-5s %s\n", ts, now.tv_nsec / 1000000, names[level], msg);
+    fprintf(stderr, "%s.%03ldZ %-5s %s\n", ts, (long)(now_ms % 1000), names[level], msg);
 }

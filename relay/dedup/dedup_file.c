@@ -1,6 +1,7 @@
 /* dedup_file.c -- see dedup_file.h for the format and the compaction rule. */
 #include "dedup_file.h"
 
+#include "array.h"
 #include "bytes.h"
 #include "log.h"
 #include "err.h"
@@ -116,15 +117,12 @@ out:
 
 static int seg_push(rl_dfile_t *f, uint64_t num)
 {
-    if (f->nsegs == f->capsegs) {
-        size_t cap = f->capsegs ? f->capsegs * 2 : 16;
-        df_seg_t *v = realloc(f->segs, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        f->segs = v;
-        f->capsegs = cap;
-    }
-    f->segs[f->nsegs++] = (df_seg_t){num, 0, 0};
+    df_seg_t *v = rl_array_grow(f->segs, &f->capsegs, f->nsegs + 1, sizeof(*v), 16);
+
+    if (!v)
+        return -1;
+    f->segs = v;
+    f->segs[f->nsegs++] = (df_seg_t){.num = num, .records = 0, .tmax = 0};
     return 0;
 }
 

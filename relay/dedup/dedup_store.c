@@ -9,6 +9,7 @@
  * The persister never takes the lock: it reads the WAL and writes the file. */
 #include "dedup_store.h"
 
+#include "array.h"
 #include "dedup.h"
 #include "dedup_file.h"
 #include "bytes.h"
@@ -97,14 +98,12 @@ static int flight_find(const rl_dstore_t *ds, const rl_dedup_digest_t *dg)
 
 static int flight_add(rl_dstore_t *ds, const rl_dedup_digest_t *dg)
 {
-    if (ds->nflight == ds->capflight) {
-        size_t cap = ds->capflight ? ds->capflight * 2 : 64;
-        rl_dedup_digest_t *v = realloc(ds->flight, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        ds->flight = v;
-        ds->capflight = cap;
-    }
+    rl_dedup_digest_t *v =
+        rl_array_grow(ds->flight, &ds->capflight, ds->nflight + 1, sizeof(*v), 64);
+
+    if (!v)
+        return -1;
+    ds->flight = v;
     ds->flight[ds->nflight++] = *dg;
     return 0;
 }
@@ -132,22 +131,17 @@ typedef struct batch {
 static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
 {
     size_t need = rec->source_len + rec->id_len;
+    char *t = rl_array_grow(b->text, &b->captext, b->ntext + need, 1, 64 * 1024);
 
-    if (b->ntext + need > b->captext) {
-        size_t cap = b->captext ? b->captext : 64 * 1024;
-        while (cap < b->ntext + need)
-            cap *= 2;
-        char *t = realloc(b->text, cap);
-        if (!t)
-            return -1;
-        b->text = t;
-        b->captext = cap;
-    }
+    if (!t)
+        return -1;
+    b->text = t;
     /* Offsets now, pointers once the buffer stops moving (batch_keys). */
     memcpy(b->text + b->ntext, rec->source, rec->source_len);
     memcpy(b->text + b->ntext + rec->source_len, rec->id, rec->id_len);
     b->off[i] = b->ntext;
-    b->keys[i] = (rl_dredis_key_t){NULL, NULL, rec->source_len, rec->id_len};
+    b->keys[i] = (rl_dredis_key_t){
+        .source = NULL, .id = NULL, .source_len = rec->source_len, .id_len = rec->id_len};
     b->ntext += need;
     return 0;
 }
@@ -332,7 +326,7 @@ static void rebuild_one(void *arg, uint64_t seq, const uint8_t *payload, size_t 
 
 long rl_dstore_rebuild(rl_dstore_t *ds, char *errstr, size_t errstr_size)
 {
-    rebuild_t rb = {ds, wall_now(), 0};
+    rebuild_t rb = {.ds = ds, .now = wall_now(), .n = 0};
     int rc = 0;
 
     if (!ds->wal)
@@ -396,8 +390,11 @@ static void register_metrics(rl_dstore_t *ds, rl_metrics_t *m)
 static int open_file(rl_dstore_t *ds, const rl_config_t *cfg, char *errstr, size_t errstr_size)
 {
     char dir[4096];
-    rl_dfile_opts_t fo = {dir, (uint64_t)cfg->dedup.window, (uint64_t)cfg->dedup.max_entries, 0,
-                          (int)cfg->wal.fsync};
+    rl_dfile_opts_t fo = {.dir = dir,
+                          .window_s = (uint64_t)cfg->dedup.window,
+                          .max_entries = (uint64_t)cfg->dedup.max_entries,
+                          .segment_records = 0,
+                          .fsync = (int)cfg->wal.fsync};
     int64_t t0;
 
     snprintf(dir, sizeof(dir), "%s/dedup", cfg->wal.dir);
@@ -464,10 +461,11 @@ rl_dstore_t *rl_dstore_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         goto out;
     }
     if (!strcmp(cfg->dedup.store, "redis")) {
-        rl_dredis_opts_t ro = {*cfg->dedup.redis_url ? cfg->dedup.redis_url : cfg->redis.url,
-                               cfg->dedup.redis_prefix, (int)cfg->dedup.redis_timeout_ms,
-                               (uint64_t)cfg->dedup.pending_ttl * 1000,
-                               (size_t)cfg->http.threads + 1};
+        rl_dredis_opts_t ro = {.url = *cfg->dedup.redis_url ? cfg->dedup.redis_url : cfg->redis.url,
+                               .prefix = cfg->dedup.redis_prefix,
+                               .timeout_ms = (int)cfg->dedup.redis_timeout_ms,
+                               .pending_ttl_ms = (uint64_t)cfg->dedup.pending_ttl * 1000,
+                               .pool = (size_t)cfg->http.threads + 1};
         if (!(ds->redis = rl_dredis_new(&ro, errstr, errstr_size)))
             goto out;
         rl_info("dedup: window shared through Redis (keys %s{source}:{id}, timeout %d ms, "
@@ -626,7 +624,8 @@ static int claim_shared(rl_dstore_t *ds, const char *source, const char *const *
         if (flight_add(ds, &dg[i]) != 0)
             continue; /* out of memory: decided locally below */
         ask[i] = 1;
-        keys[i] = (rl_dredis_key_t){source, ids[i], strlen(source), strlen(ids[i])};
+        keys[i] = (rl_dredis_key_t){
+            .source = source, .id = ids[i], .source_len = strlen(source), .id_len = strlen(ids[i])};
     }
     pthread_mutex_unlock(&ds->lock);
 

@@ -1,6 +1,7 @@
 /* record.c -- event payload encoding, CloudEvent building, destination names. */
 #include "record.h"
 
+#include "array.h"
 #include "bytes.h"
 #include "codec_util.h"
 #include "sig.h"
@@ -40,18 +41,12 @@ static int ob_reserve(obuf_t *b, size_t more)
 {
     if (b->oom)
         return -1;
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + more)
-        cap *= 2;
-    uint8_t *np = realloc(b->p, cap);
+    uint8_t *np = rl_array_grow(b->p, &b->cap, b->len + more, 1, 1024);
     if (!np) {
         b->oom = 1;
         return -1;
     }
     b->p = np;
-    b->cap = cap;
     return 0;
 }
 
@@ -429,8 +424,20 @@ int rl_record_render(const char *tpl, const rl_record_t *rec, int topic_safe, ch
 
 int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
 {
-    rl_record_t rec = {"s", "i", "channel.x", "c", "/s", "{}", 1,
-                       1,   9,   1,           2,   2,    0,    RL_RECORD_EVENT};
+    rl_record_t rec = {.source = "s",
+                       .id = "i",
+                       .type = "channel.x",
+                       .channel_id = "c",
+                       .ce_source = "/s",
+                       .event = "{}",
+                       .source_len = 1,
+                       .id_len = 1,
+                       .type_len = 9,
+                       .channel_id_len = 1,
+                       .ce_source_len = 2,
+                       .event_len = 2,
+                       .received_ms = 0,
+                       .kind = RL_RECORD_EVENT};
     char out[1024];
     if (!*tpl || rl_record_render(tpl, &rec, 0, out, sizeof(out)) < 0) {
         rl_seterr(errstr, errstr_size,

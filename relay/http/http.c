@@ -12,6 +12,7 @@
  * still seen, and counted, when it completes. */
 #include "http.h"
 
+#include "array.h"
 #include "connguard.h"
 #include "clock.h"
 #include "log.h"
@@ -193,6 +194,7 @@ static enum MHD_Result handle_get(req_t *rq, const char *url)
 static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
 {
     rl_http_t *h = rq->h;
+    const rl_source_conf_t *sc;
     const char *cl, *ct;
 
     if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) != 0) {
@@ -206,9 +208,10 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     }
     rq->webhook = 1;
     rq->source = strdup(url + strlen(WEBHOOK_PREFIX));
-    for (size_t i = 0; rq->source && i < h->cfg->nsources; i++)
-        if (!strcmp(h->cfg->sources[i].name, rq->source))
-            rq->src_idx = (int)i;
+    /* The metrics' row: the source's index in the configuration (ingest keeps its
+     * sources in the same order). */
+    if (rq->source && (sc = rl_config_source(h->cfg, rq->source)))
+        rq->src_idx = (int)(sc - h->cfg->sources);
     if (rq->src_idx < 0)
         return send_error(rq, 404, "unknown_source", "no such source is configured");
     if (strcmp(method, "POST") != 0)
@@ -274,16 +277,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->discarded += n;
             return rq->len + rq->discarded > 2 * max_body ? MHD_NO : MHD_YES;
         }
-        if (rq->len + n > rq->cap) {
-            size_t cap = rq->cap ? rq->cap : 4096;
-            while (cap < rq->len + n)
-                cap *= 2;
-            char *b = realloc(rq->body, cap);
-            if (!b)
-                return MHD_NO;
-            rq->body = b;
-            rq->cap = cap;
-        }
+        char *b = rl_array_grow(rq->body, &rq->cap, rq->len + n, 1, 4096);
+        if (!b)
+            return MHD_NO;
+        rq->body = b;
         memcpy(rq->body + rq->len, upload_data, n);
         rq->len += n;
         return MHD_YES;
@@ -298,7 +295,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->too_large)
         return send_error(rq, 413, "payload_too_large", "the body is larger than http.max_body");
 
-    rl_ingest_req_t ir = {rq->source, (const uint8_t *)rq->body, rq->len, header_of, conn};
+    rl_ingest_req_t ir = {.source = rq->source,
+                          .body = (const uint8_t *)rq->body,
+                          .len = rq->len,
+                          .header = header_of,
+                          .header_ctx = conn};
     rl_reply_t reply = {0};
     rl_connguard_received(h->guard, conn_of(conn)); /* no deadline while the WAL decides */
     rq->submitted = 1;
@@ -486,9 +487,10 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     h->m_header =
         rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_header\"", RL_LIMIT_HITS_HELP);
     h->m_idle = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
-    rl_connguard_opts_t go = {(size_t)cfg->http.max_connections,
-                              (size_t)cfg->http.max_connections_per_ip,
-                              (int)(cfg->http.request_timeout * 1000), 0};
+    rl_connguard_opts_t go = {.max_total = (size_t)cfg->http.max_connections,
+                              .max_per_ip = (size_t)cfg->http.max_connections_per_ip,
+                              .request_timeout_ms = (int)(cfg->http.request_timeout * 1000),
+                              .tick_ms = 0};
     if (!(h->guard = rl_connguard_new(&go, metrics, errstr, errstr_size)))
         goto out;
     int tls = *cfg->http.tls_cert != '\0';

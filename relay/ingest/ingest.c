@@ -54,6 +54,7 @@ typedef struct source_rt {
 } source_rt_t;
 
 struct rl_ingest {
+    const rl_config_t *cfg; /* borrowed; sources[i] is src[i].conf */
     rl_wal_t *wal;
     rl_dstore_t *dedup;
     source_rt_t *src;
@@ -151,6 +152,7 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
+    ig->cfg = cfg;
     ig->wal = wal;
     ig->dedup = rl_dstore_new(cfg, wal, metrics, errstr, errstr_size);
     ig->src = calloc(cfg->nsources, sizeof(*ig->src));
@@ -313,12 +315,12 @@ const char *rl_ingest_dedup_state(const rl_ingest_t *ig)
     return rl_dstore_state(ig->dedup);
 }
 
+/* The runtime entry of the source named `name` (the configuration's lookup: src[i] is
+ * built from cfg->sources[i]), or NULL. */
 static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
 {
-    for (size_t i = 0; i < ig->nsrc; i++)
-        if (!strcmp(ig->src[i].conf->name, name))
-            return &ig->src[i];
-    return NULL;
+    const rl_source_conf_t *sc = rl_config_source(ig->cfg, name);
+    return sc ? &ig->src[sc - ig->cfg->sources] : NULL;
 }
 
 static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
@@ -382,7 +384,8 @@ static int append_new(void *arg, const int *verdict, size_t n)
 static int claim_and_append(rl_ingest_t *ig, pending_t *p, const char *const *ids, size_t n,
                             const rl_event_list_t *evs, struct iovec *iov, rl_reply_t *reply)
 {
-    append_ctx_t a = {ig, p, ids, evs, iov, 0, RL_WAL_ERR};
+    append_ctx_t a = {
+        .ig = ig, .p = p, .ids = ids, .evs = evs, .iov = iov, .nnew = 0, .rc = RL_WAL_ERR};
     int *verdict = malloc(n * sizeof(*verdict));
     size_t nnew;
     int rc;
@@ -433,15 +436,15 @@ static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t 
                        const char *msg_id, uint64_t now_ms, const char *reason, const char *msg,
                        rl_ingest_done_cb cb, void *opaque, rl_reply_t *reply)
 {
-    rl_deadletter_t dl = {src->conf->name,
-                          src->codec->name,
-                          reason,
-                          msg,
-                          req->header(req->header_ctx, "Content-Type"),
-                          msg_id,
-                          req->body,
-                          req->len};
-    struct iovec iov = {NULL, 0};
+    rl_deadletter_t dl = {.source = src->conf->name,
+                          .provider = src->codec->name,
+                          .reason = reason,
+                          .message = msg,
+                          .content_type = req->header(req->header_ctx, "Content-Type"),
+                          .msg_id = msg_id,
+                          .body = req->body,
+                          .len = req->len};
+    struct iovec iov = {.iov_base = NULL, .iov_len = 0};
     uint8_t *buf = NULL;
     rl_reply_t answer;
     char *id = NULL;

@@ -8,6 +8,7 @@
  * recreates the producer, then re-sends from the cursor. */
 #include "sink_common.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "log.h"
 #include "record.h"
@@ -258,17 +259,17 @@ static void *kafka_main(void *arg)
     pthread_setname_np(pthread_self(), "rl-kafka"); /* top -H, perf */
     rl_prio_background();
     char errstr[512];
-    int backoff = 100;
+    rl_backoff_t backoff;
 
+    rl_backoff_init(&backoff, 100, 5000);
     while (!rl_sink_should_stop(&k->base)) {
         if (!k->rk) {
             if (!(k->rk = producer_new(k, errstr, sizeof(errstr)))) {
                 rl_error("kafka: cannot create producer: %s", errstr);
-                rl_sink_sleep(&k->base, backoff);
-                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                rl_sink_sleep(&k->base, rl_backoff_next(&backoff));
                 continue;
             }
-            backoff = 100;
+            rl_backoff_reset(&backoff);
         }
         if (k->fatal) {
             rewind_all(k);

@@ -7,6 +7,7 @@
  * once; a resend after a lost reply is a second entry with the same id). */
 #include "sink_common.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "log.h"
 #include "record.h"
@@ -183,19 +184,19 @@ static void *redis_main(void *arg)
 
     pthread_setname_np(pthread_self(), "rl-redis"); /* top -H, perf */
     rl_prio_background();
-    int backoff = 100;
+    rl_backoff_t backoff;
     int64_t last_ping = 0; /* rl_clock_mono_ms */
 
+    rl_backoff_init(&backoff, 100, 5000);
     while (!rl_sink_should_stop(&r->base)) {
         if (!r->c) {
             if (connect_redis(r) != 0) {
                 rl_sink_set_connected(&r->base, 0);
                 rl_metric_add(r->base.m_errors, 1);
-                rl_sink_sleep(&r->base, backoff);
-                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                rl_sink_sleep(&r->base, rl_backoff_next(&backoff));
                 continue;
             }
-            backoff = 100;
+            rl_backoff_reset(&backoff);
             rl_sink_set_connected(&r->base, 1);
         }
         long long k = pump(r, 100);
@@ -205,8 +206,7 @@ static void *redis_main(void *arg)
             disconnect(r);
             rl_sink_set_connected(&r->base, 0);
             rl_wal_reader_rewind(r->base.reader);
-            rl_sink_sleep(&r->base, backoff);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            rl_sink_sleep(&r->base, rl_backoff_next(&backoff));
             continue;
         }
         /* Idle (nothing in flight, or PING's reply would be an XADD's): a PING

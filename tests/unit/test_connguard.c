@@ -36,7 +36,8 @@ static struct sockaddr_in6 v6(const char *ip)
 static rl_connguard_t *guard(rl_metrics_t *m, size_t total, size_t per_ip, int timeout_ms)
 {
     char err[128] = "";
-    rl_connguard_opts_t o = {total, per_ip, timeout_ms, 10};
+    rl_connguard_opts_t o = {
+        .max_total = total, .max_per_ip = per_ip, .request_timeout_ms = timeout_ms, .tick_ms = 10};
     rl_connguard_t *g = rl_connguard_new(&o, m, err, sizeof(err));
     cr_assert_not_null(g, "%s", err);
     return g;
