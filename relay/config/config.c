@@ -8,8 +8,10 @@
  * otherwise cut and parse as two lines. */
 #include "config.h"
 
+#include "auth.h"
 #include "codec.h"
 #include "err.h"
+#include "record.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* T_RATE: "N", "N/s", "N/m" or "N/h", stored as requests per hour so that slow
  * rates stay integers. */
@@ -632,7 +635,7 @@ static void key_where(const rl_config_t *cfg, const int *key_line, const char *s
 static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t errstr_size)
 {
     int rc = -1;
-    char where[300];
+    char where[300], why[256];
 
     if (cfg->nsources == 0) {
         rl_seterr(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
@@ -690,6 +693,48 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
                       "%s: dedup.store = redis needs a redis:// or unix:// URL (dedup.redis_url "
                       "or redis.url)",
                       where);
+            goto out;
+        }
+    }
+    /* The destination templates of the sinks that are on. */
+    const struct {
+        long long on;
+        const char *section, *name, *tpl;
+    } tpls[] = {
+        {cfg->kafka.enabled, "kafka", "topic", cfg->kafka.topic},
+        {cfg->redis.enabled, "redis", "stream", cfg->redis.stream},
+        {cfg->kafka.enabled, "kafka", "deadletter_topic", cfg->kafka.deadletter_topic},
+        {cfg->redis.enabled, "redis", "deadletter_stream", cfg->redis.deadletter_stream},
+    };
+    for (size_t i = 0; i < sizeof(tpls) / sizeof(tpls[0]); i++) {
+        if (tpls[i].on && rl_record_template_check(tpls[i].tpl, why, sizeof(why)) != 0) {
+            key_where(cfg, key_line, tpls[i].section, tpls[i].name, where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s: %s.%s: %s", where, tpls[i].section, tpls[i].name,
+                      why);
+            goto out;
+        }
+    }
+    /* Secrets the scheme cannot use (a whsec_ secret that is not Base64): the
+     * checker start-up builds is built once here and thrown away. */
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        const rl_source_conf_t *s = &cfg->sources[i];
+        rl_auth_t *a = rl_auth_new(s, why, sizeof(why));
+        if (!a) {
+            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, s->line, s->name,
+                      why);
+            goto out;
+        }
+        rl_auth_destroy(a);
+    }
+    /* The TLS files (both set or neither, above) must be readable now, not at
+     * the first connection. */
+    for (int i = 0; i < 2 && *cfg->http.tls_cert; i++) {
+        const char *name = i ? "tls_key" : "tls_cert";
+        const char *file = i ? cfg->http.tls_key : cfg->http.tls_cert;
+        if (access(file, R_OK) != 0) {
+            key_where(cfg, key_line, "http", name, where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s: http.%s %s: %s", where, name, file,
+                      strerror(errno));
             goto out;
         }
     }

@@ -71,9 +71,12 @@ typedef struct rl_config {
     size_t nsources;
 } rl_config_t;
 
-/* Loads `path`, applies environment overrides, validates. Returns a config owned
- * by the caller (free with rl_config_destroy), or NULL with "FILE:LINE: why"
- * (or "environment: VAR: why") in errstr. */
+/* Loads `path`, applies environment overrides, validates: each value, and the
+ * keys together (each source's codec and secrets, the TLS files both set and
+ * readable, the sinks' templates, ...), so that --check-config finds all that
+ * start-up would refuse. Returns a config owned by the caller (free with
+ * rl_config_destroy), or NULL with "FILE:LINE: why" (or "environment: VAR:
+ * why") in errstr. */
 rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size);
 void rl_config_destroy(rl_config_t *cfg); /* NULL-safe */
 
