@@ -116,7 +116,7 @@ static void wait_inflight(app_t *a, int64_t until)
 {
     int64_t next_note = rl_clock_mono_ms() + 5000;
     while (rl_http_inflight(a->http) > 0 && rl_clock_mono_ms() < until) {
-        struct timespec ts = {0, 20 * 1000000L};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000L};
         nanosleep(&ts, NULL);
         if (rl_clock_mono_ms() >= next_note) {
             rl_warn("shutdown: %d requests still wait for the WAL", rl_http_inflight(a->http));
@@ -180,13 +180,15 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         readers[nreaders++] = "kafka";
     if (cfg->redis.enabled)
         readers[nreaders++] = "redis";
-    rl_wal_opts_t wo = {cfg->wal.dir,
-                        (uint64_t)cfg->wal.segment_size,
-                        (uint64_t)cfg->wal.max_size,
-                        (int)cfg->wal.fsync,
-                        readers,
-                        nreaders,
-                        (int)cfg->wal.preallocate};
+    rl_wal_opts_t wo = {
+        .dir = cfg->wal.dir,
+        .segment_size = (uint64_t)cfg->wal.segment_size,
+        .max_size = (uint64_t)cfg->wal.max_size,
+        .fsync = (int)cfg->wal.fsync,
+        .readers = readers,
+        .nreaders = nreaders,
+        .preallocate = (int)cfg->wal.preallocate,
+    };
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))
@@ -222,12 +224,14 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"check-config", no_argument, NULL, 'k'},
-                                         {"config-reference", no_argument, NULL, 'r'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {.name = "config", .has_arg = required_argument, .val = 'c'},
+        {.name = "check-config", .has_arg = no_argument, .val = 'k'},
+        {.name = "config-reference", .has_arg = no_argument, .val = 'r'},
+        {.name = "version", .has_arg = no_argument, .val = 'V'},
+        {.name = "help", .has_arg = no_argument, .val = 'h'},
+        {0},
+    };
     const char *path = "relay.conf";
     int check = 0, c, rc = 1, sig = 0;
     char errstr[1024];
