@@ -8,6 +8,7 @@
  * otherwise cut and parse as two lines. */
 #include "config.h"
 
+#include "array.h"
 #include "auth.h"
 #include "codec.h"
 #include "err.h"
@@ -355,7 +356,8 @@ static rl_source_conf_t *source_get(rl_config_t *cfg, const char *name, int line
     for (size_t i = 0; i < cfg->nsources; i++)
         if (!strcmp(cfg->sources[i].name, name))
             return &cfg->sources[i];
-    rl_source_conf_t *v = realloc(cfg->sources, (cfg->nsources + 1) * sizeof(*v));
+    rl_source_conf_t *v =
+        rl_array_grow(cfg->sources, &cfg->sources_cap, cfg->nsources + 1, sizeof(*v), 4);
     if (!v)
         return NULL;
     cfg->sources = v;
@@ -387,23 +389,38 @@ static int kafka_prop_check(const char *name, const char *value, char *why, size
     return rc ? 0 : -1;
 }
 
-static int kafka_prop_set(rl_config_t *cfg, const char *name, const char *value)
+static int kafka_prop_set(rl_config_t *cfg, const char *name, const char *value, char *why,
+                          size_t whysz)
 {
+    rl_conf_prop_t *p = NULL;
+    char *v = strdup(value);
+    int rc = -1;
+
+    if (!v)
+        goto out;
     for (size_t i = 0; i < cfg->kafka.nprops; i++) {
         if (!strcmp(cfg->kafka.props[i].name, name)) {
             free(cfg->kafka.props[i].value);
-            cfg->kafka.props[i].value = strdup(value);
-            return 0;
+            cfg->kafka.props[i].value = v;
+            rc = 0;
+            goto out;
         }
     }
-    rl_conf_prop_t *p = realloc(cfg->kafka.props, (cfg->kafka.nprops + 1) * sizeof(*p));
+    p = rl_array_grow(cfg->kafka.props, &cfg->kafka.props_cap, cfg->kafka.nprops + 1, sizeof(*p),
+                      8);
     if (!p)
-        return -1;
+        goto out;
     cfg->kafka.props = p;
-    p[cfg->kafka.nprops].name = strdup(name);
-    p[cfg->kafka.nprops].value = strdup(value);
-    cfg->kafka.nprops++;
-    return 0;
+    if (!(p[cfg->kafka.nprops].name = strdup(name)))
+        goto out;
+    p[cfg->kafka.nprops++].value = v;
+    rc = 0;
+out:
+    if (rc != 0) {
+        free(v);
+        rl_seterr(why, whysz, "out of memory");
+    }
+    return rc;
 }
 
 /* Sets section.name = value; the common path of the file and the environment. */
@@ -432,7 +449,7 @@ static int set_key(rl_config_t *cfg, const char *section, const char *name, cons
     if (!k && !strcmp(section, "kafka")) {
         if (kafka_prop_check(name, value, why, whysz) != 0)
             return -1;
-        return kafka_prop_set(cfg, name, value);
+        return kafka_prop_set(cfg, name, value, why, whysz);
     }
     if (!k) {
         if (known_section(section))
@@ -605,7 +622,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
         if (own_kafka_env(*e, (size_t)(eq - *e))) /* relay's own key, applied above */
             continue;
         if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
-            kafka_prop_set(cfg, prop, eq + 1) != 0) {
+            kafka_prop_set(cfg, prop, eq + 1, why, sizeof(why)) != 0) {
             rl_seterr(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
             rc = -1;
         }

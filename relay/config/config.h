@@ -57,7 +57,7 @@ typedef struct rl_config {
         char *brokers, *topic;
         char *deadletter_topic; /* template of the dead-letter topic */
         rl_conf_prop_t *props;
-        size_t nprops;
+        size_t nprops, props_cap; /* props_cap: room (rl_array_grow) */
     } kafka;
     struct {
         long long enabled, maxlen, batch, outage_budget;
@@ -68,7 +68,7 @@ typedef struct rl_config {
         char *level;
     } log;
     rl_source_conf_t *sources;
-    size_t nsources;
+    size_t nsources, sources_cap; /* sources_cap: room (rl_array_grow) */
 } rl_config_t;
 
 /* Loads `path`, applies environment overrides, validates: each value, and the
