@@ -5,7 +5,6 @@
  * in-flight requests get their answer, let the sinks publish what the WAL
  * holds, then close the WAL (cursors persisted, fsynced) and exit 0. What was
  * not published is replayed at the next start. */
-#include "auth.h"
 #include "clock.h"
 #include "codec.h"
 #include "config.h"
@@ -13,22 +12,17 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
-#include "record.h"
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
-#include "err.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
-#include <unistd.h>
 
 typedef struct app {
     rl_config_t *cfg;
@@ -56,50 +50,6 @@ static void usage(FILE *out)
             "\ncodecs:\n");
     for (size_t i = 0; rl_codecs[i]; i++)
         fprintf(out, "  %-8s %s\n", rl_codecs[i]->name, rl_codecs[i]->help);
-}
-
-/* Checks that need more than the config module knows about. */
-static int check_more(const rl_config_t *cfg, char *errstr, size_t errstr_size)
-{
-    char why[256];
-    if (cfg->kafka.enabled && rl_record_template_check(cfg->kafka.topic, why, sizeof(why))) {
-        rl_seterr(errstr, errstr_size, "%s: kafka.topic: %s", cfg->path, why);
-        return -1;
-    }
-    if (cfg->redis.enabled && rl_record_template_check(cfg->redis.stream, why, sizeof(why))) {
-        rl_seterr(errstr, errstr_size, "%s: redis.stream: %s", cfg->path, why);
-        return -1;
-    }
-    if (cfg->kafka.enabled &&
-        rl_record_template_check(cfg->kafka.deadletter_topic, why, sizeof(why))) {
-        rl_seterr(errstr, errstr_size, "%s: kafka.deadletter_topic: %s", cfg->path, why);
-        return -1;
-    }
-    if (cfg->redis.enabled &&
-        rl_record_template_check(cfg->redis.deadletter_stream, why, sizeof(why))) {
-        rl_seterr(errstr, errstr_size, "%s: redis.deadletter_stream: %s", cfg->path, why);
-        return -1;
-    }
-    /* Secrets the scheme cannot use (a whsec_ secret that is not Base64) stop
-     * start-up here, so that --check-config finds them too. */
-    for (size_t i = 0; i < cfg->nsources; i++) {
-        rl_auth_t *a = rl_auth_new(&cfg->sources[i], why, sizeof(why));
-        if (!a) {
-            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, cfg->sources[i].line,
-                      cfg->sources[i].name, why);
-            return -1;
-        }
-        rl_auth_destroy(a);
-    }
-    for (int i = 0; i < 2 && *cfg->http.tls_cert; i++) {
-        const char *path = i ? cfg->http.tls_key : cfg->http.tls_cert;
-        if (access(path, R_OK) != 0) {
-            rl_seterr(errstr, errstr_size, "%s: http.%s %s: %s", cfg->path,
-                      i ? "tls_key" : "tls_cert", path, strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* /readyz: ready while the WAL can take events (writable, under its cap) and
@@ -166,7 +116,7 @@ static void wait_inflight(app_t *a, int64_t until)
 {
     int64_t next_note = rl_clock_mono_ms() + 5000;
     while (rl_http_inflight(a->http) > 0 && rl_clock_mono_ms() < until) {
-        struct timespec ts = {0, 20 * 1000000L};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000L};
         nanosleep(&ts, NULL);
         if (rl_clock_mono_ms() >= next_note) {
             rl_warn("shutdown: %d requests still wait for the WAL", rl_http_inflight(a->http));
@@ -230,13 +180,15 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         readers[nreaders++] = "kafka";
     if (cfg->redis.enabled)
         readers[nreaders++] = "redis";
-    rl_wal_opts_t wo = {cfg->wal.dir,
-                        (uint64_t)cfg->wal.segment_size,
-                        (uint64_t)cfg->wal.max_size,
-                        (int)cfg->wal.fsync,
-                        readers,
-                        nreaders,
-                        (int)cfg->wal.preallocate};
+    rl_wal_opts_t wo = {
+        .dir = cfg->wal.dir,
+        .segment_size = (uint64_t)cfg->wal.segment_size,
+        .max_size = (uint64_t)cfg->wal.max_size,
+        .fsync = (int)cfg->wal.fsync,
+        .readers = readers,
+        .nreaders = nreaders,
+        .preallocate = (int)cfg->wal.preallocate,
+    };
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))
@@ -272,12 +224,14 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"check-config", no_argument, NULL, 'k'},
-                                         {"config-reference", no_argument, NULL, 'r'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {.name = "config", .has_arg = required_argument, .val = 'c'},
+        {.name = "check-config", .has_arg = no_argument, .val = 'k'},
+        {.name = "config-reference", .has_arg = no_argument, .val = 'r'},
+        {.name = "version", .has_arg = no_argument, .val = 'V'},
+        {.name = "help", .has_arg = no_argument, .val = 'h'},
+        {0},
+    };
     const char *path = "relay.conf";
     int check = 0, c, rc = 1, sig = 0;
     char errstr[1024];
@@ -298,10 +252,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!(app.cfg = rl_config_load(path, errstr, sizeof(errstr))) ||
-        check_more(app.cfg, errstr, sizeof(errstr)) != 0) {
+    if (!(app.cfg = rl_config_load(path, errstr, sizeof(errstr)))) {
         fprintf(stderr, "%s\n", errstr);
-        rl_config_destroy(app.cfg);
         return 1;
     }
     if (check) {

@@ -8,8 +8,11 @@
  * otherwise cut and parse as two lines. */
 #include "config.h"
 
+#include "array.h"
+#include "auth.h"
 #include "codec.h"
 #include "err.h"
+#include "record.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* T_RATE: "N", "N/s", "N/m" or "N/h", stored as requests per hour so that slow
  * rates stay integers. */
@@ -28,135 +32,154 @@ typedef struct key {
     const char *section; /* "source" for per-source keys */
     const char *name;
     key_type_t type;
-    const char *def; /* NULL: required (sources) or empty */
-    long long min, max;
-    const char *choices; /* T_ENUM: "a|b|c" */
-    int secret;
-    size_t off; /* into rl_config_t, or rl_source_conf_t for "source" */
-    const char *help;
+    const char *def;     /* REQUIRED (NULL): no default, the key must be set */
+    long long min, max;  /* T_INT, T_SIZE, T_DURATION, T_RATE: bounds, after the unit */
+    const char *choices; /* T_ENUM: "a|b|c"; CODEC_NAMES (NULL): a codec's name */
+    int secret;          /* never shown: "(set)" in a dump */
+    size_t off;          /* into rl_config_t (G), or rl_source_conf_t (S) for "source" */
+    const char *help;    /* the reference's description */
 } key_t_;
 
 #define G(f) offsetof(rl_config_t, f)
 #define S(f) offsetof(rl_source_conf_t, f)
 #define GiB (1024LL * 1024 * 1024)
+#define REQUIRED NULL
+#define CODEC_NAMES NULL /* the choices are codecs.c's table */
+
+/* One row per key, named by its type: SECTION, NAME, DEFAULT, what the type
+ * needs (MIN, MAX after the unit; CHOICES), the FIELD (G or S) and the HELP of
+ * the reference. A SECRET_KEY is a string that --check-config shows as "(set)". */
+/* clang-format off */
+#define KEY_(sec, nm, t, dflt, fld, hlp) \
+    .section = (sec), .name = (nm), .type = (t), .def = (dflt), .off = (fld), .help = (hlp)
+#define STR_KEY(sec, nm, dflt, fld, hlp)              {KEY_(sec, nm, T_STR, dflt, fld, hlp)}
+#define SECRET_KEY(sec, nm, dflt, fld, hlp)           {KEY_(sec, nm, T_STR, dflt, fld, hlp), .secret = 1}
+#define INT_KEY(sec, nm, dflt, lo, hi, fld, hlp)      {KEY_(sec, nm, T_INT, dflt, fld, hlp), .min = (lo), .max = (hi)}
+#define SIZE_KEY(sec, nm, dflt, lo, hi, fld, hlp)     {KEY_(sec, nm, T_SIZE, dflt, fld, hlp), .min = (lo), .max = (hi)}
+#define DURATION_KEY(sec, nm, dflt, lo, hi, fld, hlp) {KEY_(sec, nm, T_DURATION, dflt, fld, hlp), .min = (lo), .max = (hi)}
+#define RATE_KEY(sec, nm, dflt, lo, hi, fld, hlp)     {KEY_(sec, nm, T_RATE, dflt, fld, hlp), .min = (lo), .max = (hi)}
+#define BOOL_KEY(sec, nm, dflt, fld, hlp)             {KEY_(sec, nm, T_BOOL, dflt, fld, hlp), .max = 1}
+#define ENUM_KEY(sec, nm, dflt, ch, fld, hlp)         {KEY_(sec, nm, T_ENUM, dflt, fld, hlp), .choices = (ch)}
+/* clang-format on */
 
 static const key_t_ keys[] = {
-    {"http", "listen", T_STR, "0.0.0.0:8080", 0, 0, NULL, 0, G(http.listen),
-     "Address and port of the webhook listener (host:port; [v6]:port)."},
-    {"http", "threads", T_INT, "2", 1, 256, NULL, 0, G(http.threads),
-     "HTTP worker threads (libmicrohttpd thread pool, epoll)."},
-    {"http", "max_body", T_SIZE, "1m", 256, GiB, NULL, 0, G(http.max_body),
-     "Largest accepted request body; larger Content-Length is answered 413 before reading."},
-    {"http", "timeout", T_DURATION, "30", 1, 3600, NULL, 0, G(http.timeout),
-     "Idle connection timeout in seconds."},
-    {"http", "max_connections", T_INT, "1024", 1, 100000, NULL, 0, G(http.max_connections),
-     "Most concurrent client connections; more are closed at once (metric)."},
-    {"http", "shutdown_grace", T_DURATION, "5", 0, 3600, NULL, 0, G(http.shutdown_grace),
-     "On SIGTERM/SIGINT: longest wait for in-flight requests to be answered and for the sinks "
-     "to publish what the WAL holds. relay then exits 0; the rest is replayed at the next "
-     "start."},
-    {"http", "max_connections_per_ip", T_INT, "256", 1, 100000, NULL, 0,
-     G(http.max_connections_per_ip),
-     "Most concurrent connections from one client address (behind a proxy every client has "
-     "the proxy's: raise it to max_connections)."},
-    {"http", "max_header", T_SIZE, "32k", 8192, 1024 * 1024, NULL, 0, G(http.max_header),
-     "Memory for one request's line and headers; a request that does not fit is answered 431 "
-     "(414 for the line)."},
-    {"http", "request_timeout", T_DURATION, "30", 1, 3600, NULL, 0, G(http.request_timeout),
-     "Seconds a client may take to send a whole request, counted from its connection or its "
-     "previous answer; slower clients (slowloris) are cut off."},
-    {"http", "max_json_depth", T_INT, "64", 1, 2048, NULL, 0, G(http.max_json_depth),
-     "Deepest nesting of arrays and objects accepted in a body; deeper is answered 400."},
-    {"http", "max_items", T_INT, "1000", 1, 1000000, NULL, 0, G(http.max_items),
-     "Most events one request may carry; more is answered 413."},
-    {"http", "tls_cert", T_STR, "", 0, 0, NULL, 0, G(http.tls_cert),
-     "PEM certificate (chain) file: with tls_key, the listener speaks HTTPS (TLS 1.2 and 1.3 "
-     "only)."},
-    {"http", "tls_key", T_STR, "", 0, 0, NULL, 0, G(http.tls_key),
-     "PEM private key file of tls_cert."},
-    {"wal", "dir", T_STR, "./data/wal", 0, 0, NULL, 0, G(wal.dir),
-     "Directory of the write-ahead log (segments and sink cursors)."},
-    {"wal", "segment_size", T_SIZE, "64m", 64 * 1024, 4 * GiB, NULL, 0, G(wal.segment_size),
-     "Size at which a WAL segment is closed and a new one started."},
-    {"wal", "max_size", T_SIZE, "1g", 1024 * 1024, 1024 * GiB, NULL, 0, G(wal.max_size),
-     "Hard cap on WAL bytes on disk; past it requests are answered 503 with Retry-After."},
-    {"wal", "fsync", T_BOOL, "true", 0, 1, NULL, 0, G(wal.fsync),
-     "fsync before answering 200. false trades durability across power loss for speed."},
-    {"wal", "preallocate", T_BOOL, "true", 0, 1, NULL, 0, G(wal.preallocate),
-     "Write each next segment full of zeros ahead of time, in the background: a sync then "
-     "flushes data only, not the file system's journal, so commits are quicker and no longer "
-     "wait behind other programs' writes (Kafka's, on a shared disk). Costs up to two "
-     "segment_size files more on disk than max_size, and writing each segment twice."},
-    {"dedup", "window", T_DURATION, "24h", 1, 30LL * 86400, NULL, 0, G(dedup.window),
-     "How long a (source, id) is remembered to drop provider retries."},
-    {"dedup", "max_entries", T_INT, "2000000", 1, 1000000000, NULL, 0, G(dedup.max_entries),
-     "Most ids remembered; past it the oldest are forgotten first (metric)."},
-    {"dedup", "store", T_ENUM, "local", 0, 0, "local|redis", 0, G(dedup.store),
-     "local: this instance's window, kept in wal.dir/dedup/ across restarts and crashes. "
-     "redis: shared by every instance through Redis, the local window in front as a cache."},
-    {"dedup", "redis_url", T_STR, "", 0, 0, NULL, 1, G(dedup.redis_url),
-     "Redis of store = redis, redis://[:password@]host:port[/db] or unix://; empty: redis.url."},
-    {"dedup", "redis_prefix", T_STR, "relay:dedup:", 0, 0, NULL, 0, G(dedup.redis_prefix),
-     "Prefix of the Redis key of each id, PREFIX{source}:{id}; the instances that share a "
-     "window use the same."},
-    {"dedup", "redis_timeout_ms", T_INT, "250", 10, 10000, NULL, 0, G(dedup.redis_timeout_ms),
-     "Longest a request waits for Redis (connect or reply) before deciding on the local "
-     "window alone (degraded)."},
-    {"dedup", "pending_ttl", T_DURATION, "10", 1, 3600, NULL, 0, G(dedup.pending_ttl),
-     "How long an unconfirmed claim in Redis holds an id: a retry of an event whose instance "
-     "died before making it durable is refused 503 for at most this long."},
-    {"kafka", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(kafka.enabled), "Publish to Kafka."},
-    {"kafka", "brokers", T_STR, "127.0.0.1:9092", 0, 0, NULL, 0, G(kafka.brokers),
-     "Bootstrap brokers (librdkafka bootstrap.servers)."},
-    {"kafka", "topic", T_STR, "events.{family}", 0, 0, NULL, 0, G(kafka.topic),
-     "Topic template; {family} {type} {source} {channel_id} are replaced."},
-    {"kafka", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(kafka.outage_budget),
-     "/readyz fails once Kafka has been unreachable this long (0: never; the WAL buffers)."},
-    {"kafka", "deadletter_topic", T_STR, "events.deadletter", 0, 0, NULL, 0,
-     G(kafka.deadletter_topic),
-     "Topic (template) of dead letters: authenticated bodies answered 400, kept raw."},
-    {"redis", "enabled", T_BOOL, "true", 0, 1, NULL, 0, G(redis.enabled),
-     "Publish to Redis streams."},
-    {"redis", "url", T_STR, "redis://127.0.0.1:6379/0", 0, 0, NULL, 1, G(redis.url),
-     "redis://[:password@]host:port[/db] (secret: may hold a password)."},
-    {"redis", "stream", T_STR, "events:{channel_id}", 0, 0, NULL, 0, G(redis.stream),
-     "Stream key template; {family} {type} {source} {channel_id} are replaced."},
-    {"redis", "deadletter_stream", T_STR, "events:deadletter", 0, 0, NULL, 0,
-     G(redis.deadletter_stream),
-     "Stream key (template) of dead letters: authenticated bodies answered 400, kept raw."},
-    {"redis", "maxlen", T_INT, "1000000", 1, 1LL << 40, NULL, 0, G(redis.maxlen),
-     "XADD MAXLEN ~ N: approximate cap on each stream's length."},
-    {"redis", "batch", T_INT, "1024", 1, 100000, NULL, 0, G(redis.batch),
-     "Most XADD commands pipelined in one round trip (two batches are in flight; a larger "
-     "batch drains a backlog faster, and a quiet stream sends what there is at once)."},
-    {"redis", "outage_budget", T_DURATION, "0", 0, 30LL * 86400, NULL, 0, G(redis.outage_budget),
-     "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."},
-    {"log", "level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, G(log.level),
-     "Least severe level written to stderr."},
-    {"source", "codec", T_ENUM, NULL, 0, 0, NULL, 0, S(codec),
-     "Provider codec decoding this source's bodies (required): see relay --help."},
-    {"source", "auth", T_ENUM, "none", 0, 0,
-     "none|token|timely|standard-webhooks|hub-signature-256", 0, S(auth),
-     "How requests are authenticated: a static token header, or an HMAC-SHA256 signature of "
-     "the raw body (README: Authentication)."},
-    {"source", "secret", T_STR, "", 0, 0, NULL, 1, S(secret),
-     "Secret(s) of the auth scheme, separated by commas (rotation: any one matches). Never "
-     "logged."},
-    {"source", "token_header", T_STR, "Authorization", 0, 0, NULL, 0, S(token_header),
-     "auth = token: header carrying the token ('Bearer <secret>' for Authorization)."},
-    {"source", "ack", T_ENUM, "wal", 0, 0, "wal|publish", 0, S(ack),
-     "When 200 is sent. wal: once every new event is durable in the WAL. publish: once every "
-     "sink has acknowledged it too (end-to-end; slower, and 503 past ack_timeout)."},
-    {"source", "ack_timeout", T_DURATION, "10", 1, 3600, NULL, 0, S(ack_timeout),
-     "ack = publish: longest wait for the sinks; past it 503 + Retry-After (the events stay "
-     "in the WAL and a retry is answered once they are published)."},
-    {"source", "timestamp_tolerance", T_DURATION, "5m", 1, 86400, NULL, 0, S(timestamp_tolerance),
-     "Signature schemes with a signed timestamp: how far it may be from relay's clock."},
-    {"source", "rate_limit", T_RATE, "0", 0, 3600000000LL, NULL, 0, S(rate_limit),
-     "Authenticated requests allowed (N/s, N/m or N/h; 0: no limit); past it 429 with "
-     "Retry-After."},
-    {"source", "rate_burst", T_INT, "0", 0, 1000000, NULL, 0, S(rate_burst),
-     "Requests rate_limit lets through at once (0: one second's worth, at least 1)."},
+    STR_KEY("http", "listen", "0.0.0.0:8080", G(http.listen),
+            "Address and port of the webhook listener (host:port; [v6]:port)."),
+    INT_KEY("http", "threads", "2", 1, 256, G(http.threads),
+            "HTTP worker threads (libmicrohttpd thread pool, epoll)."),
+    SIZE_KEY(
+        "http", "max_body", "1m", 256, GiB, G(http.max_body),
+        "Largest accepted request body; larger Content-Length is answered 413 before reading."),
+    DURATION_KEY("http", "timeout", "30", 1, 3600, G(http.timeout),
+                 "Idle connection timeout in seconds."),
+    INT_KEY("http", "max_connections", "1024", 1, 100000, G(http.max_connections),
+            "Most concurrent client connections; more are closed at once (metric)."),
+    DURATION_KEY("http", "shutdown_grace", "5", 0, 3600, G(http.shutdown_grace),
+                 "On SIGTERM/SIGINT: longest wait for in-flight requests to be answered and for "
+                 "the sinks to publish what the WAL holds. relay then exits 0; the rest is "
+                 "replayed at the next start."),
+    INT_KEY("http", "max_connections_per_ip", "256", 1, 100000, G(http.max_connections_per_ip),
+            "Most concurrent connections from one client address (behind a proxy every client has "
+            "the proxy's: raise it to max_connections)."),
+    SIZE_KEY("http", "max_header", "32k", 8192, 1024 * 1024, G(http.max_header),
+             "Memory for one request's line and headers; a request that does not fit is answered "
+             "431 (414 for the line)."),
+    DURATION_KEY("http", "request_timeout", "30", 1, 3600, G(http.request_timeout),
+                 "Seconds a client may take to send a whole request, counted from its connection "
+                 "or its previous answer; slower clients (slowloris) are cut off."),
+    INT_KEY("http", "max_json_depth", "64", 1, 2048, G(http.max_json_depth),
+            "Deepest nesting of arrays and objects accepted in a body; deeper is answered 400."),
+    INT_KEY("http", "max_items", "1000", 1, 1000000, G(http.max_items),
+            "Most events one request may carry; more is answered 413."),
+    STR_KEY("http", "tls_cert", "", G(http.tls_cert),
+            "PEM certificate (chain) file: with tls_key, the listener speaks HTTPS (TLS 1.2 and "
+            "1.3 only)."),
+    STR_KEY("http", "tls_key", "", G(http.tls_key), "PEM private key file of tls_cert."),
+    STR_KEY("wal", "dir", "./data/wal", G(wal.dir),
+            "Directory of the write-ahead log (segments and sink cursors)."),
+    SIZE_KEY("wal", "segment_size", "64m", 64 * 1024, 4 * GiB, G(wal.segment_size),
+             "Size at which a WAL segment is closed and a new one started."),
+    SIZE_KEY("wal", "max_size", "1g", 1024 * 1024, 1024 * GiB, G(wal.max_size),
+             "Hard cap on WAL bytes on disk; past it requests are answered 503 with Retry-After."),
+    BOOL_KEY("wal", "fsync", "true", G(wal.fsync),
+             "fsync before answering 200. false trades durability across power loss for speed."),
+    BOOL_KEY("wal", "preallocate", "true", G(wal.preallocate),
+             "Write each next segment full of zeros ahead of time, in the background: a sync then "
+             "flushes data only, not the file system's journal, so commits are quicker and no "
+             "longer wait behind other programs' writes (Kafka's, on a shared disk). Costs up to "
+             "two segment_size files more on disk than max_size, and writing each segment twice."),
+    DURATION_KEY("dedup", "window", "24h", 1, 30LL * 86400, G(dedup.window),
+                 "How long a (source, id) is remembered to drop provider retries."),
+    INT_KEY("dedup", "max_entries", "2000000", 1, 1000000000, G(dedup.max_entries),
+            "Most ids remembered; past it the oldest are forgotten first (metric)."),
+    ENUM_KEY(
+        "dedup", "store", "local", "local|redis", G(dedup.store),
+        "local: this instance's window, kept in wal.dir/dedup/ across restarts and crashes. redis: "
+        "shared by every instance through Redis, the local window in front as a cache."),
+    SECRET_KEY(
+        "dedup", "redis_url", "", G(dedup.redis_url),
+        "Redis of store = redis, redis://[:password@]host:port[/db] or unix://; empty: redis.url."),
+    STR_KEY("dedup", "redis_prefix", "relay:dedup:", G(dedup.redis_prefix),
+            "Prefix of the Redis key of each id, PREFIX{source}:{id}; the instances that share a "
+            "window use the same."),
+    INT_KEY("dedup", "redis_timeout_ms", "250", 10, 10000, G(dedup.redis_timeout_ms),
+            "Longest a request waits for Redis (connect or reply) before deciding on the local "
+            "window alone (degraded)."),
+    DURATION_KEY("dedup", "pending_ttl", "10", 1, 3600, G(dedup.pending_ttl),
+                 "How long an unconfirmed claim in Redis holds an id: a retry of an event whose "
+                 "instance died before making it durable is refused 503 for at most this long."),
+    BOOL_KEY("kafka", "enabled", "true", G(kafka.enabled), "Publish to Kafka."),
+    STR_KEY("kafka", "brokers", "127.0.0.1:9092", G(kafka.brokers),
+            "Bootstrap brokers (librdkafka bootstrap.servers)."),
+    STR_KEY("kafka", "topic", "events.{family}", G(kafka.topic),
+            "Topic template; {family} {type} {source} {channel_id} are replaced."),
+    DURATION_KEY(
+        "kafka", "outage_budget", "0", 0, 30LL * 86400, G(kafka.outage_budget),
+        "/readyz fails once Kafka has been unreachable this long (0: never; the WAL buffers)."),
+    STR_KEY("kafka", "deadletter_topic", "events.deadletter", G(kafka.deadletter_topic),
+            "Topic (template) of dead letters: authenticated bodies answered 400, kept raw."),
+    BOOL_KEY("redis", "enabled", "true", G(redis.enabled), "Publish to Redis streams."),
+    SECRET_KEY("redis", "url", "redis://127.0.0.1:6379/0", G(redis.url),
+               "redis://[:password@]host:port[/db] (secret: may hold a password)."),
+    STR_KEY("redis", "stream", "events:{channel_id}", G(redis.stream),
+            "Stream key template; {family} {type} {source} {channel_id} are replaced."),
+    STR_KEY("redis", "deadletter_stream", "events:deadletter", G(redis.deadletter_stream),
+            "Stream key (template) of dead letters: authenticated bodies answered 400, kept raw."),
+    INT_KEY("redis", "maxlen", "1000000", 1, 1LL << 40, G(redis.maxlen),
+            "XADD MAXLEN ~ N: approximate cap on each stream's length."),
+    INT_KEY("redis", "batch", "1024", 1, 100000, G(redis.batch),
+            "Most XADD commands pipelined in one round trip (two batches are in flight; a larger "
+            "batch drains a backlog faster, and a quiet stream sends what there is at once)."),
+    DURATION_KEY(
+        "redis", "outage_budget", "0", 0, 30LL * 86400, G(redis.outage_budget),
+        "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."),
+    ENUM_KEY("log", "level", "info", "debug|info|warn|error", G(log.level),
+             "Least severe level written to stderr."),
+    ENUM_KEY("source", "codec", REQUIRED, CODEC_NAMES, S(codec),
+             "Provider codec decoding this source's bodies (required): see relay --help."),
+    ENUM_KEY("source", "auth", "none", "none|token|timely|standard-webhooks|hub-signature-256",
+             S(auth),
+             "How requests are authenticated: a static token header, or an HMAC-SHA256 signature "
+             "of the raw body (README: Authentication)."),
+    SECRET_KEY("source", "secret", "", S(secret),
+               "Secret(s) of the auth scheme, separated by commas (rotation: any one matches). "
+               "Never logged."),
+    STR_KEY("source", "token_header", "Authorization", S(token_header),
+            "auth = token: header carrying the token ('Bearer <secret>' for Authorization)."),
+    ENUM_KEY("source", "ack", "wal", "wal|publish", S(ack),
+             "When 200 is sent. wal: once every new event is durable in the WAL. publish: once "
+             "every sink has acknowledged it too (end-to-end; slower, and 503 past ack_timeout)."),
+    DURATION_KEY("source", "ack_timeout", "10", 1, 3600, S(ack_timeout),
+                 "ack = publish: longest wait for the sinks; past it 503 + Retry-After (the events "
+                 "stay in the WAL and a retry is answered once they are published)."),
+    DURATION_KEY(
+        "source", "timestamp_tolerance", "5m", 1, 86400, S(timestamp_tolerance),
+        "Signature schemes with a signed timestamp: how far it may be from relay's clock."),
+    RATE_KEY("source", "rate_limit", "0", 0, 3600000000LL, S(rate_limit),
+             "Authenticated requests allowed (N/s, N/m or N/h; 0: no limit); past it 429 with "
+             "Retry-After."),
+    INT_KEY("source", "rate_burst", "0", 0, 1000000, S(rate_burst),
+            "Requests rate_limit lets through at once (0: one second's worth, at least 1)."),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -333,7 +356,8 @@ static rl_source_conf_t *source_get(rl_config_t *cfg, const char *name, int line
     for (size_t i = 0; i < cfg->nsources; i++)
         if (!strcmp(cfg->sources[i].name, name))
             return &cfg->sources[i];
-    rl_source_conf_t *v = realloc(cfg->sources, (cfg->nsources + 1) * sizeof(*v));
+    rl_source_conf_t *v =
+        rl_array_grow(cfg->sources, &cfg->sources_cap, cfg->nsources + 1, sizeof(*v), 4);
     if (!v)
         return NULL;
     cfg->sources = v;
@@ -365,23 +389,38 @@ static int kafka_prop_check(const char *name, const char *value, char *why, size
     return rc ? 0 : -1;
 }
 
-static int kafka_prop_set(rl_config_t *cfg, const char *name, const char *value)
+static int kafka_prop_set(rl_config_t *cfg, const char *name, const char *value, char *why,
+                          size_t whysz)
 {
+    rl_conf_prop_t *p = NULL;
+    char *v = strdup(value);
+    int rc = -1;
+
+    if (!v)
+        goto out;
     for (size_t i = 0; i < cfg->kafka.nprops; i++) {
         if (!strcmp(cfg->kafka.props[i].name, name)) {
             free(cfg->kafka.props[i].value);
-            cfg->kafka.props[i].value = strdup(value);
-            return 0;
+            cfg->kafka.props[i].value = v;
+            rc = 0;
+            goto out;
         }
     }
-    rl_conf_prop_t *p = realloc(cfg->kafka.props, (cfg->kafka.nprops + 1) * sizeof(*p));
+    p = rl_array_grow(cfg->kafka.props, &cfg->kafka.props_cap, cfg->kafka.nprops + 1, sizeof(*p),
+                      8);
     if (!p)
-        return -1;
+        goto out;
     cfg->kafka.props = p;
-    p[cfg->kafka.nprops].name = strdup(name);
-    p[cfg->kafka.nprops].value = strdup(value);
-    cfg->kafka.nprops++;
-    return 0;
+    if (!(p[cfg->kafka.nprops].name = strdup(name)))
+        goto out;
+    p[cfg->kafka.nprops++].value = v;
+    rc = 0;
+out:
+    if (rc != 0) {
+        free(v);
+        rl_seterr(why, whysz, "out of memory");
+    }
+    return rc;
 }
 
 /* Sets section.name = value; the common path of the file and the environment. */
@@ -410,7 +449,7 @@ static int set_key(rl_config_t *cfg, const char *section, const char *name, cons
     if (!k && !strcmp(section, "kafka")) {
         if (kafka_prop_check(name, value, why, whysz) != 0)
             return -1;
-        return kafka_prop_set(cfg, name, value);
+        return kafka_prop_set(cfg, name, value, why, whysz);
     }
     if (!k) {
         if (known_section(section))
@@ -583,7 +622,7 @@ static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errst
         if (own_kafka_env(*e, (size_t)(eq - *e))) /* relay's own key, applied above */
             continue;
         if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
-            kafka_prop_set(cfg, prop, eq + 1) != 0) {
+            kafka_prop_set(cfg, prop, eq + 1, why, sizeof(why)) != 0) {
             rl_seterr(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
             rc = -1;
         }
@@ -613,7 +652,7 @@ static void key_where(const rl_config_t *cfg, const int *key_line, const char *s
 static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t errstr_size)
 {
     int rc = -1;
-    char where[300];
+    char where[300], why[256];
 
     if (cfg->nsources == 0) {
         rl_seterr(errstr, errstr_size, "%s: no [source NAME] section: nothing could be received",
@@ -671,6 +710,48 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
                       "%s: dedup.store = redis needs a redis:// or unix:// URL (dedup.redis_url "
                       "or redis.url)",
                       where);
+            goto out;
+        }
+    }
+    /* The destination templates of the sinks that are on. */
+    const struct {
+        long long on;
+        const char *section, *name, *tpl;
+    } tpls[] = {
+        {cfg->kafka.enabled, "kafka", "topic", cfg->kafka.topic},
+        {cfg->redis.enabled, "redis", "stream", cfg->redis.stream},
+        {cfg->kafka.enabled, "kafka", "deadletter_topic", cfg->kafka.deadletter_topic},
+        {cfg->redis.enabled, "redis", "deadletter_stream", cfg->redis.deadletter_stream},
+    };
+    for (size_t i = 0; i < sizeof(tpls) / sizeof(tpls[0]); i++) {
+        if (tpls[i].on && rl_record_template_check(tpls[i].tpl, why, sizeof(why)) != 0) {
+            key_where(cfg, key_line, tpls[i].section, tpls[i].name, where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s: %s.%s: %s", where, tpls[i].section, tpls[i].name,
+                      why);
+            goto out;
+        }
+    }
+    /* Secrets the scheme cannot use (a whsec_ secret that is not Base64): the
+     * checker start-up builds is built once here and thrown away. */
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        const rl_source_conf_t *s = &cfg->sources[i];
+        rl_auth_t *a = rl_auth_new(s, why, sizeof(why));
+        if (!a) {
+            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, s->line, s->name,
+                      why);
+            goto out;
+        }
+        rl_auth_destroy(a);
+    }
+    /* The TLS files (both set or neither, above) must be readable now, not at
+     * the first connection. */
+    for (int i = 0; i < 2 && *cfg->http.tls_cert; i++) {
+        const char *name = i ? "tls_key" : "tls_cert";
+        const char *file = i ? cfg->http.tls_key : cfg->http.tls_cert;
+        if (access(file, R_OK) != 0) {
+            key_where(cfg, key_line, "http", name, where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s: http.%s %s: %s", where, name, file,
+                      strerror(errno));
             goto out;
         }
     }

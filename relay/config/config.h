@@ -57,7 +57,7 @@ typedef struct rl_config {
         char *brokers, *topic;
         char *deadletter_topic; /* template of the dead-letter topic */
         rl_conf_prop_t *props;
-        size_t nprops;
+        size_t nprops, props_cap; /* props_cap: room (rl_array_grow) */
     } kafka;
     struct {
         long long enabled, maxlen, batch, outage_budget;
@@ -68,12 +68,15 @@ typedef struct rl_config {
         char *level;
     } log;
     rl_source_conf_t *sources;
-    size_t nsources;
+    size_t nsources, sources_cap; /* sources_cap: room (rl_array_grow) */
 } rl_config_t;
 
-/* Loads `path`, applies environment overrides, validates. Returns a config owned
- * by the caller (free with rl_config_destroy), or NULL with "FILE:LINE: why"
- * (or "environment: VAR: why") in errstr. */
+/* Loads `path`, applies environment overrides, validates: each value, and the
+ * keys together (each source's codec and secrets, the TLS files both set and
+ * readable, the sinks' templates, ...), so that --check-config finds all that
+ * start-up would refuse. Returns a config owned by the caller (free with
+ * rl_config_destroy), or NULL with "FILE:LINE: why" (or "environment: VAR:
+ * why") in errstr. */
 rl_config_t *rl_config_load(const char *path, char *errstr, size_t errstr_size);
 void rl_config_destroy(rl_config_t *cfg); /* NULL-safe */
 

@@ -35,12 +35,17 @@ TestSuite(config, .init = setup, .fini = teardown);
 /* The smallest valid config: one source. */
 #define SRC "[source timely]\ncodec = timely\n"
 
-static void write_file(const char *text)
+static void write_file_at(const char *file, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f, "%s: %s", file, strerror(errno));
     cr_assert_eq(fputs(text, f) >= 0, 1);
     fclose(f);
+}
+
+static void write_file(const char *text)
+{
+    write_file_at(path, text);
 }
 
 static rl_config_t *load_text(const char *text, char *err, size_t errsz)
@@ -713,22 +718,31 @@ Test(config, auth_and_limit_keys)
     cr_expect_eq(s->rate_burst, 0);
     rl_config_destroy(c);
 
-    c = load_ok("[http]\nmax_connections_per_ip = 3\nmax_header = 8k\nrequest_timeout = 2m\n"
-                "max_json_depth = 5\nmax_items = 7\ntls_cert = /c.pem\ntls_key = /k.pem\n"
-                "[kafka]\ndeadletter_topic = dl.{source}\n"
-                "[redis]\ndeadletter_stream = dl:{source}\n"
-                "[source a]\ncodec = whapi\nauth = standard-webhooks\n"
-                "secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\ntimestamp_tolerance = 1m\n"
-                "rate_limit = 5/m\nrate_burst = 9\n"
-                "[source b]\ncodec = whapi\nauth = hub-signature-256\nsecret = x, y\n"
-                "[source c]\ncodec = timely\nauth = timely\nsecret = t\n");
+    /* The TLS files must be readable (the check of the load). */
+    char cert[160], key[160], text[1024];
+    snprintf(cert, sizeof(cert), "%s/c.pem", tmpdir);
+    snprintf(key, sizeof(key), "%s/k.pem", tmpdir);
+    write_file_at(cert, "cert\n");
+    write_file_at(key, "key\n");
+    snprintf(text, sizeof(text),
+             "[http]\nmax_connections_per_ip = 3\nmax_header = 8k\nrequest_timeout = 2m\n"
+             "max_json_depth = 5\nmax_items = 7\ntls_cert = %s\ntls_key = %s\n"
+             "[kafka]\ndeadletter_topic = dl.{source}\n"
+             "[redis]\ndeadletter_stream = dl:{source}\n"
+             "[source a]\ncodec = whapi\nauth = standard-webhooks\n"
+             "secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\ntimestamp_tolerance = 1m\n"
+             "rate_limit = 5/m\nrate_burst = 9\n"
+             "[source b]\ncodec = whapi\nauth = hub-signature-256\nsecret = x, y\n"
+             "[source c]\ncodec = timely\nauth = timely\nsecret = t\n",
+             cert, key);
+    c = load_ok(text);
     cr_expect_eq(c->http.max_connections_per_ip, 3);
     cr_expect_eq(c->http.max_header, 8192);
     cr_expect_eq(c->http.request_timeout, 120);
     cr_expect_eq(c->http.max_json_depth, 5);
     cr_expect_eq(c->http.max_items, 7);
-    cr_expect_str_eq(c->http.tls_cert, "/c.pem");
-    cr_expect_str_eq(c->http.tls_key, "/k.pem");
+    cr_expect_str_eq(c->http.tls_cert, cert);
+    cr_expect_str_eq(c->http.tls_key, key);
     cr_expect_str_eq(c->kafka.deadletter_topic, "dl.{source}");
     cr_expect_str_eq(c->redis.deadletter_stream, "dl:{source}");
     s = rl_config_source(c, "a");
@@ -845,4 +859,81 @@ Test(config, reference_lists_the_auth_and_limit_keys)
         cr_expect_not_null(strstr(buf, want), "reference lacks %s", want);
     }
     free(buf);
+}
+
+/* ---- checks across keys (moved from main.c into the load) ------------------------------ */
+
+/* The destination templates of a sink that is on; errors name the key's line. */
+Test(config, templates_are_checked)
+{
+    static const bad_t bad[] = {
+        {"[kafka]\ntopic = events.{nope}\n" SRC, 2, "kafka.topic: template 'events.{nope}'"},
+        {"[redis]\n\nstream = s:{channel_id\n" SRC, 3, "redis.stream: template"},
+        {"[kafka]\ndeadletter_topic = dl.{famly}\n" SRC, 2, "kafka.deadletter_topic: template"},
+        {"[redis]\ndeadletter_stream =\n" SRC, 2, "redis.deadletter_stream: template"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error_at(bad[i].text, bad[i].line, bad[i].why);
+
+    /* A sink that is off is not published to: its templates are not checked. */
+    rl_config_t *c = load_ok("[kafka]\nenabled = false\ntopic = {nope}\ndeadletter_topic = {x}\n"
+                             "[redis]\nenabled = false\nstream = {nope}\n" SRC);
+    rl_config_destroy(c);
+
+    /* From the environment: the variable is named. */
+    static const char want[] = "environment: RELAY_KAFKA_TOPIC: kafka.topic: template 't.{nope}'";
+    char err[1024];
+    setenv("RELAY_KAFKA_TOPIC", "t.{nope}", 1);
+    c = load_text(SRC, err, sizeof(err));
+    unsetenv("RELAY_KAFKA_TOPIC");
+    cr_expect_null(c);
+    rl_config_destroy(c);
+    cr_expect(strncmp(err, want, strlen(want)) == 0, "'%s' is not '%s...'", err, want);
+}
+
+/* Each source's secrets must suit its scheme; the error names the source's header. */
+Test(config, secrets_the_scheme_cannot_use)
+{
+    expect_error_at(SRC "[source sw]\ncodec = whapi\nauth = standard-webhooks\n"
+                        "secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_not*base64\n",
+                    3, "[source sw] secret #2 is not whsec_");
+    expect_error_at("[source sw]\ncodec = whapi\nauth = standard-webhooks\nsecret = !!!!\n", 1,
+                    "[source sw] secret #1 is not whsec_");
+    /* The same bytes are a fine secret for a scheme that uses them as they are. */
+    rl_config_t *c = load_ok("[source h]\ncodec = whapi\nauth = hub-signature-256\n"
+                             "secret = whsec_not*base64\n");
+    rl_config_destroy(c);
+}
+
+/* The TLS files must be readable at load time, naming the key that named the file. */
+Test(config, tls_files_must_be_readable)
+{
+    char cert[160], key[160], text[512];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tmpdir);
+    snprintf(key, sizeof(key), "%s/key.pem", tmpdir);
+
+    /* Neither exists: the certificate is named first. */
+    snprintf(text, sizeof(text), "[http]\ntls_cert = %s\ntls_key = %s\n" SRC, cert, key);
+    expect_error_at(text, 2, "http.tls_cert");
+    expect_error_at(text, 2, strerror(ENOENT));
+    /* The certificate alone exists: the key is named, with its own line. */
+    write_file_at(cert, "cert\n");
+    snprintf(text, sizeof(text), "[http]\ntls_cert = %s\n\ntls_key = %s\n" SRC, cert, key);
+    expect_error_at(text, 4, "http.tls_key");
+    write_file_at(key, "key\n");
+    rl_config_t *c = load_ok(text);
+    cr_expect_str_eq(c->http.tls_key, key);
+    rl_config_destroy(c);
+
+    /* From the environment: the variable is named. */
+    char err[1024];
+    setenv("RELAY_HTTP_TLS_CERT", "/nonexistent/cert.pem", 1);
+    snprintf(text, sizeof(text), "[http]\ntls_key = %s\n" SRC, key);
+    c = load_text(text, err, sizeof(err));
+    unsetenv("RELAY_HTTP_TLS_CERT");
+    cr_expect_null(c);
+    rl_config_destroy(c);
+    static const char want[] =
+        "environment: RELAY_HTTP_TLS_CERT: http.tls_cert /nonexistent/cert.pem: ";
+    cr_expect(strncmp(err, want, strlen(want)) == 0, "'%s' is not '%s...'", err, want);
 }
