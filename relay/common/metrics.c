@@ -127,6 +127,12 @@ rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *l
     return reg(m, name, labels, help, 1, 1, 0);
 }
 
+rl_metric_t *rl_metrics_counter_f(rl_metrics_t *m, const char *name, const char *labels,
+                                  const char *help)
+{
+    return reg(m, name, labels, help, 0, 1, 0);
+}
+
 rl_metric_t *rl_metrics_histogram(rl_metrics_t *m, const char *name, const char *labels,
                                   const char *help)
 {
