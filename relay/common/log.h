@@ -1,4 +1,14 @@
 /* log.h -- leveled logging to stderr (journald picks it up under systemd).
+ *
+ * Messages are written "module: what happened" (the module a lowercase word
+ * before the first ": "). Two formats:
+ *   - text (the default): "2026-12-05T11:27:28.123Z info  wal: ...";
+ *   - json: one object per line, {"time":"…","level":"info","module":"wal",
+ *     "message":"…"} ("module" left out when the message has no prefix), for
+ *     log shippers (Fluent Bit, Vector, Loki's promtail) that parse JSON.
+ * One write per line keeps lines from different threads whole. The level and
+ * the format are set once at start-up, before threads start.
+ *
  * Never pass a secret to these functions: callers log names, never values. */
 #ifndef RL_LOG_H
 #define RL_LOG_H
@@ -7,6 +17,8 @@ enum { RL_LOG_DEBUG, RL_LOG_INFO, RL_LOG_WARN, RL_LOG_ERROR };
 
 /* Sets the minimum level from "debug|info|warn|error"; returns -1 when unknown. */
 int rl_log_set_level(const char *name);
+/* Sets the format from "text|json"; returns -1 when unknown. */
+int rl_log_set_format(const char *name);
 void rl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define rl_debug(...) rl_log(RL_LOG_DEBUG, __VA_ARGS__)

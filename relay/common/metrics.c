@@ -124,6 +124,12 @@ rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *l
     return reg(m, name, labels, help, 1, 1, 0);
 }
 
+rl_metric_t *rl_metrics_counter_f(rl_metrics_t *m, const char *name, const char *labels,
+                                  const char *help)
+{
+    return reg(m, name, labels, help, 0, 1, 0);
+}
+
 rl_metric_t *rl_metrics_histogram(rl_metrics_t *m, const char *name, const char *labels,
                                   const char *help)
 {
@@ -228,9 +234,11 @@ static void sb_value(sbuf_t *b, const rl_metric_t *c)
 {
     int64_t bits = rl_metric_get(c);
     if (c->real) {
+        /* 15 significant digits: a start time in seconds since the epoch
+         * keeps its fraction, and 0.1 still prints as 0.1. */
         double d;
         memcpy(&d, &bits, sizeof(d));
-        sb_printf(b, "%.6g\n", d);
+        sb_printf(b, "%.15g\n", d);
     } else {
         sb_printf(b, "%lld\n", (long long)bits);
     }

@@ -32,6 +32,11 @@ rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *lab
 rl_metric_t *rl_metrics_gauge_f(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help);
 
+/* A counter whose value is a real number (seconds of CPU), set with
+ * rl_metric_set_f from a source that only grows. */
+rl_metric_t *rl_metrics_counter_f(rl_metrics_t *m, const char *name, const char *labels,
+                                  const char *help);
+
 /* A histogram of durations, rendered in seconds with fixed buckets from 250 us
  * to 30 s (`name_bucket{le=...}`, `name_sum`, `name_count`); fed with
  * rl_metric_observe_us. */
