@@ -12,6 +12,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "procmetrics.h"
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
@@ -27,6 +28,7 @@
 typedef struct app {
     rl_config_t *cfg;
     rl_metrics_t *metrics;
+    rl_procmetrics_t *proc;
     rl_wal_t *wal;
     rl_ingest_t *ingest;
     rl_sink_t *sinks[2];
@@ -166,6 +168,7 @@ static void app_stop(app_t *a)
     }
     rl_ingest_destroy(a->ingest);
     rl_wal_close(a->wal);
+    rl_procmetrics_destroy(a->proc);
     rl_metrics_destroy(a->metrics);
     rl_config_destroy(a->cfg);
 }
@@ -190,6 +193,8 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         .preallocate = (int)cfg->wal.preallocate,
     };
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
+        return -1;
+    if (!(a->proc = rl_procmetrics_new(a->metrics, RELAY_VERSION, errstr, errstr_size)))
         return -1;
     if (!(a->wal = rl_wal_open(&wo, a->metrics, errstr, errstr_size)))
         return -1;
@@ -263,6 +268,7 @@ int main(int argc, char **argv)
         return 0;
     }
     rl_log_set_level(app.cfg->log.level);
+    rl_log_set_format(app.cfg->log.format);
     for (size_t i = 0; i < app.cfg->nsources; i++)
         if (!app.cfg->sources[i].secret[0])
             rl_warn("source %s has no secret: anyone who can reach relay can post to it",

@@ -20,6 +20,8 @@ PACKAGES=(
     clang libclang-rt-14-dev clang-format shellcheck
     # the services the system tests and `make run` start, and their clients
     redis-server redis-tools kcat
+    # promtool (Prometheus's linter) checks the /metrics exposition in a system test
+    prometheus
     # load generator for bench/
     wrk
     # Kafka's broker is a JVM program; maven fetches its jars (tools/kafka.sh)

@@ -155,6 +155,9 @@ static const key_t_ keys[] = {
         "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."),
     ENUM_KEY("log", "level", "info", "debug|info|warn|error", G(log.level),
              "Least severe level written to stderr."),
+    ENUM_KEY("log", "format", "text", "text|json", G(log.format),
+             "Line format on stderr: text (time, level, message) or json (one object a line: "
+             "time, level, module, message) for log shippers."),
     ENUM_KEY("source", "codec", REQUIRED, CODEC_NAMES, S(codec),
              "Provider codec decoding this source's bodies (required): see relay --help."),
     ENUM_KEY("source", "auth", "none", "none|token|timely|standard-webhooks|hub-signature-256",

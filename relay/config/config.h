@@ -65,7 +65,7 @@ typedef struct rl_config {
         char *deadletter_stream; /* template of the dead-letter stream */
     } redis;
     struct {
-        char *level;
+        char *level, *format;
     } log;
     rl_source_conf_t *sources;
     size_t nsources, sources_cap; /* sources_cap: room (rl_array_grow) */

@@ -70,6 +70,7 @@ struct rl_dstore {
     rl_dredis_t *redis; /* NULL: store = local */
 
     _Atomic uint64_t file_bytes;
+    rl_metrics_t *metrics; /* where render() is hooked, NULL without metrics */
     rl_metric_t *m_entries, *m_evicted, *m_memory, *m_file_bytes, *m_redis_up, *m_fallback,
         *m_pending, *m_contended, *m_unconfirmed, *m_persist_errors;
 };
@@ -357,9 +358,10 @@ static void register_metrics(rl_dstore_t *ds, rl_metrics_t *m)
         return;
     ds->m_entries = rl_metrics_gauge(m, "relay_dedup_entries", "",
                                      "(source, id) pairs remembered for deduplication.");
+    /* A counter: the window's eviction count only grows (set at each scrape). */
     ds->m_evicted =
-        rl_metrics_gauge(m, "relay_dedup_evicted_total", "",
-                         "Ids forgotten before their window ended (dedup.max_entries).");
+        rl_metrics_counter(m, "relay_dedup_evicted_total", "",
+                           "Ids forgotten before their window ended (dedup.max_entries).");
     ds->m_memory = rl_metrics_gauge(m, "relay_dedup_memory_bytes", "",
                                     "Bytes allocated by the in-memory dedup window.");
     ds->m_file_bytes = rl_metrics_gauge(m, "relay_dedup_file_bytes", "",
@@ -383,6 +385,7 @@ static void register_metrics(rl_dstore_t *ds, rl_metrics_t *m)
             m, "relay_dedup_unconfirmed_total", "",
             "Durable events whose claim could not be marked done in Redis (Redis down).");
     }
+    ds->metrics = m;
     rl_metrics_on_render(m, render, ds);
 }
 
@@ -493,6 +496,7 @@ void rl_dstore_destroy(rl_dstore_t *ds)
 {
     if (!ds)
         return;
+    rl_metrics_off_render(ds->metrics, render, ds); /* before anything it reads goes */
     if (ds->started) {
         atomic_store(&ds->stop, 1);
         rl_wal_wakeup(ds->wal);

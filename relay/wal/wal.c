@@ -369,6 +369,9 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
         rl_seterr(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
         goto out;
     }
+    /* Before anything is read: a second relay on this directory stops here. */
+    if (!(w->dirlock = rl_dirlock_take(o->dir, errstr, errstr_size)))
+        goto out;
     if ((w->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rl_seterr(errstr, errstr_size, "%s: %s", o->dir, strerror(errno));
         goto out;
@@ -467,6 +470,7 @@ void rl_wal_close(rl_wal_t *w)
     pthread_cond_destroy(&w->read_cv);
     pthread_cond_destroy(&w->reap_cv);
     free(w->doomed);
+    rl_dirlock_release(w->dirlock); /* last: nothing of w->dir is used after it */
     free(w);
 }
 

@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dirlock.h"
 #include "wal.h"
 
 #define HDR 16u                     /* u32 len, u32 crc, u64 seq */
@@ -108,6 +109,7 @@ struct rl_wal_reader {
 
 struct rl_wal {
     char *dir;
+    rl_dirlock_t *dirlock; /* DIR/.lock, held from open to close */
     uint64_t segment_size, max_size;
     int fsync, dirfd, active_fd;
 

@@ -13,6 +13,9 @@
  * Redis) carry the instance prefix in their ids. */
 #include "harness.h"
 #include "events.h"
+#include "version.h"
+
+#include <sys/wait.h>
 
 #define FIXTURES "tests/system/fixtures"
 #define WAIT_MS 15000 /* the longest a test waits for something that should come */
@@ -1172,6 +1175,10 @@ Test(pipeline, health_readiness_and_metrics)
         {"relay_events_accepted_total", "source=timely", N},
         {"relay_events_duplicate_total", "source=timely", 1},
         {"relay_wal_bytes", NULL, -2},
+        {"relay_build_info", "version=" RELAY_VERSION, 1},
+        {"process_resident_memory_bytes", NULL, -2},
+        {"process_open_fds", NULL, -2},
+        {"process_start_time_seconds", NULL, -2},
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         double v = th_metric(resp.body, m[i].name, m[i].labels);
@@ -1194,6 +1201,25 @@ Test(pipeline, health_readiness_and_metrics)
         }
         line = eol ? eol + 1 : NULL;
     }
+    /* What Prometheus's own linter says of the exposition: names, types,
+     * HELP lines, counters ending in _total (promtool is Debian's
+     * prometheus package, installed by tools/deps.sh). */
+    char *path = th_strf("%s/metrics.txt", r->dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(resp.body, f);
+    fclose(f);
+    char *cmd = th_strf("promtool check metrics < %s > %s.lint 2>&1", path, path);
+    int rc = system(cmd);
+    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    char *lintpath = th_strf("%s.lint", path), *lint = th_read_file(lintpath, NULL);
+    cr_expect(rc == 0,
+              "promtool check metrics (exit %d; 127: not installed, run tools/deps.sh):\n%s", rc,
+              lint ? lint : "");
+    free(lint);
+    free(lintpath);
+    free(cmd);
+    free(path);
     th_resp_free(&resp);
     for (int i = 0; i < N; i++)
         free(ids[i]);

@@ -432,6 +432,27 @@ Test(wal, open_fails_cleanly_on_a_file)
     cr_expect_neq(err[0], '\0', "errstr is set");
 }
 
+/* A second WAL on a directory in use stops at open, naming the holder; once
+ * the first is closed the directory opens again. */
+Test(wal, second_open_of_a_directory_is_refused)
+{
+    char err[256] = "", pid[32];
+    rl_wal_opts_t o = {.dir = waldir,
+                       .segment_size = MiB,
+                       .max_size = 8 * MiB,
+                       .fsync = 1,
+                       .readers = ONE,
+                       .nreaders = 1};
+    rl_wal_t *w = wal_open(MiB, 8 * MiB, ONE, 1);
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    cr_expect_null(rl_wal_open(&o, NULL, err, sizeof(err)));
+    cr_expect_not_null(strstr(err, pid), "the error names the holder: %s", err);
+    rl_wal_close(w);
+    w = rl_wal_open(&o, NULL, err, sizeof(err));
+    cr_expect_not_null(w, "reopened after close: %s", err);
+    rl_wal_close(w);
+}
+
 /* ---- group commit ---------------------------------------------------------------- */
 
 #define NTHREADS 8
