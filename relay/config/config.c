@@ -560,77 +560,137 @@ static void env_name(char *out, size_t outsz, const char *section, const char *s
     out[o] = '\0';
 }
 
-/* True when the variable named by the first n bytes of `var` is the override
- * of one of relay's own [kafka] keys. Compared by variable name: a key with an
- * underscore (outage_budget) would not survive the '_' -> '.' of a property. */
-static int own_kafka_env(const char *var, size_t n)
+/* RELAY_* variables that are not configuration keys: the scripts' own
+ * (tools/run.sh, tools/lib.sh, the Makefile, the test runner, bench/). They
+ * are documented in docs/configuration.md and never refused. */
+static const char *const env_reserved[] = {"RELAY_CONF", "RELAY_CACHE", "RELAY_CFLAGS",
+                                           "RELAY_LDFLAGS", "RELAY_LDLIBS"};
+static const char *const env_reserved_prefix[] = {"RELAY_RUN_", "RELAY_TEST_", "RELAY_FAULTS_",
+                                                  "RELAY_BENCH_"};
+
+static int env_is_reserved(const char *var, size_t n)
 {
-    char own[128];
-    for (size_t i = 0; i < NKEYS; i++) {
-        if (strcmp(keys[i].section, "kafka") != 0)
-            continue;
-        env_name(own, sizeof(own), "kafka", NULL, keys[i].name);
-        if (strlen(own) == n && !strncmp(own, var, n))
+    for (size_t i = 0; i < sizeof(env_reserved) / sizeof(env_reserved[0]); i++)
+        if (strlen(env_reserved[i]) == n && !strncmp(var, env_reserved[i], n))
             return 1;
-    }
+    for (size_t i = 0; i < sizeof(env_reserved_prefix) / sizeof(env_reserved_prefix[0]); i++)
+        if (!strncmp(var, env_reserved_prefix[i], strlen(env_reserved_prefix[i])))
+            return 1;
     return 0;
 }
 
+/* RELAY_SOURCE_<NAME>_<KEY>: the source key whose upper-case name ends var
+ * (the longest, so _ACK_TIMEOUT is not read as _ACK), NULL when none does or
+ * NAME would be empty. *name_len is NAME's length. */
+static const key_t_ *env_source_key(const char *var, size_t n, size_t *name_len)
+{
+    const key_t_ *best = NULL;
+    size_t best_len = 0, pre = strlen("RELAY_SOURCE_");
+    char up[64];
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, "source") != 0)
+            continue;
+        env_name(up, sizeof(up), keys[i].name, NULL, NULL); /* "RELAY_CODEC" */
+        size_t kl = strlen(up) - strlen("RELAY");           /* "_CODEC" */
+        if (n > pre + kl && !strncmp(var + n - kl, up + 5, kl) && kl > best_len) {
+            best = &keys[i];
+            best_len = kl;
+        }
+    }
+    *name_len = best ? n - pre - best_len : 0;
+    return best;
+}
+
+/* The source RELAY_SOURCE_<NAME>_… configures: the one whose name is NAME in
+ * upper case ('-' as '_'), or a new one named NAME in lower case. */
+static rl_source_conf_t *env_source(rl_config_t *cfg, const char *name, size_t len)
+{
+    char var[256], lower[128];
+    size_t pre = strlen("RELAY_SOURCE_");
+
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        env_name(var, sizeof(var), "source", cfg->sources[i].name, NULL);
+        if (strlen(var) == pre + len && !strncmp(var + pre, name, len))
+            return &cfg->sources[i];
+    }
+    if (len > 100)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    lower[len] = '\0';
+    return valid_source_name(lower) ? source_get(cfg, lower, 0) : NULL;
+}
+
+/* One RELAY_* variable (var, n bytes of name, value v) applied to cfg; 0, or
+ * -1 with why set. */
+static int apply_env_var(rl_config_t *cfg, int *key_line, const char *var, size_t n, const char *v,
+                         char *why, size_t whysz)
+{
+    char own[256], prop[200];
+    size_t name_len;
+
+    if (!strncmp(var, "RELAY_SOURCE_", 13)) {
+        const key_t_ *k = env_source_key(var, n, &name_len);
+        if (!k) {
+            snprintf(why, whysz,
+                     "names no source key (RELAY_SOURCE_<NAME>_<KEY>, KEY a [source] key such "
+                     "as CODEC, AUTH or SECRET)");
+            return -1;
+        }
+        rl_source_conf_t *src = env_source(cfg, var + 13, name_len);
+        if (!src) {
+            snprintf(why, whysz, "a source name is letters, digits and '_' (at most 100)");
+            return -1;
+        }
+        return parse_value(k, v, (char *)src + k->off, why, whysz);
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!strcmp(keys[i].section, "source"))
+            continue;
+        env_name(own, sizeof(own), keys[i].section, NULL, keys[i].name);
+        if (strlen(own) == n && !strncmp(own, var, n)) {
+            key_line[i] = -1;
+            return parse_value(&keys[i], v, (char *)cfg + keys[i].off, why, whysz);
+        }
+    }
+    /* RELAY_KAFKA_<PROP> that is not one of relay's [kafka] keys: a librdkafka
+     * property, whose names use dots where the variable has underscores. */
+    if (!strncmp(var, "RELAY_KAFKA_", 12) && n > 12 && n - 12 < sizeof(prop)) {
+        for (size_t j = 0; j < n - 12; j++) {
+            char c = var[12 + j];
+            prop[j] = c == '_' ? '.' : (char)tolower((unsigned char)c);
+        }
+        prop[n - 12] = '\0';
+        if (kafka_prop_check(prop, v, why, whysz) != 0)
+            return -1;
+        return kafka_prop_set(cfg, prop, v, why, whysz);
+    }
+    snprintf(why, whysz,
+             "names no configuration key (RELAY_<SECTION>_<KEY>: see relay --config-reference)");
+    return -1;
+}
+
+/* Every RELAY_* variable of the environment either sets a key or is one of the
+ * scripts' own (env_reserved): a typo stops start-up naming the variable. */
 static int apply_env(rl_config_t *cfg, int *key_line, char *errstr, size_t errstr_size)
 {
     extern char **environ;
-    char var[256], why[400];
-    int rc = 0;
+    char why[400];
 
-    for (size_t i = 0; i < NKEYS && rc == 0; i++) {
-        const key_t_ *k = &keys[i];
-        if (!strcmp(k->section, "source")) {
-            for (size_t s = 0; s < cfg->nsources && rc == 0; s++) {
-                env_name(var, sizeof(var), "source", cfg->sources[s].name, k->name);
-                const char *v = getenv(var);
-                if (v &&
-                    parse_value(k, v, (char *)&cfg->sources[s] + k->off, why, sizeof(why)) != 0) {
-                    rl_seterr(errstr, errstr_size, "environment: %s: %s", var, why);
-                    rc = -1;
-                }
-            }
-            continue;
-        }
-        env_name(var, sizeof(var), k->section, NULL, k->name);
-        const char *v = getenv(var);
-        if (v && parse_value(k, v, (char *)cfg + k->off, why, sizeof(why)) != 0) {
-            rl_seterr(errstr, errstr_size, "environment: %s: %s", var, why);
-            rc = -1;
-        }
-        if (v)
-            key_line[i] = -1;
-    }
-    /* RELAY_KAFKA_<PROP> that relay does not know: a librdkafka property, whose
-     * names use dots where the variable has underscores. */
-    for (char **e = environ; rc == 0 && *e; e++) {
-        if (strncmp(*e, "RELAY_KAFKA_", 12) != 0)
-            continue;
+    for (char **e = environ; *e; e++) {
         const char *eq = strchr(*e, '=');
-        if (!eq)
+        if (!eq || strncmp(*e, "RELAY_", 6) != 0)
             continue;
-        char prop[200];
-        size_t n = (size_t)(eq - (*e + 12));
-        if (n == 0 || n >= sizeof(prop))
+        size_t n = (size_t)(eq - *e);
+        if (env_is_reserved(*e, n))
             continue;
-        for (size_t j = 0; j < n; j++) {
-            char c = (*e)[12 + j];
-            prop[j] = c == '_' ? '.' : (char)tolower((unsigned char)c);
-        }
-        prop[n] = '\0';
-        if (own_kafka_env(*e, (size_t)(eq - *e))) /* relay's own key, applied above */
-            continue;
-        if (kafka_prop_check(prop, eq + 1, why, sizeof(why)) != 0 ||
-            kafka_prop_set(cfg, prop, eq + 1, why, sizeof(why)) != 0) {
-            rl_seterr(errstr, errstr_size, "environment: %.*s: %s", (int)(eq - *e), *e, why);
-            rc = -1;
+        if (apply_env_var(cfg, key_line, *e, n, eq + 1, why, sizeof(why)) != 0) {
+            rl_seterr(errstr, errstr_size, "environment: %.*s: %s", (int)n, *e, why);
+            return -1;
         }
     }
-    return rc;
+    return 0;
 }
 
 /* Where a key got its value, for a message: "FILE:LINE", "environment: VAR", or
@@ -652,6 +712,25 @@ static void key_where(const rl_config_t *cfg, const int *key_line, const char *s
     }
 }
 
+/* Where a source key got its value, for a message: "environment: VAR" when
+ * the variable is set, else "FILE:LINE" of the [source NAME] header, or
+ * "environment: RELAY_SOURCE_<NAME>_*" for a source the file does not have. */
+static void source_where(const rl_config_t *cfg, const rl_source_conf_t *s, const char *key,
+                         char *out, size_t outsz)
+{
+    char var[256];
+
+    env_name(var, sizeof(var), "source", s->name, key);
+    if (getenv(var)) {
+        snprintf(out, outsz, "environment: %s: [source %s]", var, s->name);
+    } else if (s->line > 0) {
+        snprintf(out, outsz, "%s:%d: [source %s]", cfg->path, s->line, s->name);
+    } else {
+        env_name(var, sizeof(var), "source", s->name, NULL);
+        snprintf(out, outsz, "environment: %s_*: [source %s]", var, s->name);
+    }
+}
+
 static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t errstr_size)
 {
     int rc = -1;
@@ -665,13 +744,13 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
     for (size_t i = 0; i < cfg->nsources; i++) {
         rl_source_conf_t *s = &cfg->sources[i];
         if (!s->codec) {
-            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] has no 'codec' key", cfg->path,
-                      s->line, s->name);
+            source_where(cfg, s, "codec", where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s has no 'codec' key", where);
             goto out;
         }
         if (strcmp(s->auth, "none") != 0 && !s->secret[strspn(s->secret, ", \t")]) {
-            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] auth = %s needs a secret", cfg->path,
-                      s->line, s->name, s->auth);
+            source_where(cfg, s, "auth", where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s auth = %s needs a secret", where, s->auth);
             goto out;
         }
     }
@@ -740,8 +819,8 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
         const rl_source_conf_t *s = &cfg->sources[i];
         rl_auth_t *a = rl_auth_new(s, why, sizeof(why));
         if (!a) {
-            rl_seterr(errstr, errstr_size, "%s:%d: [source %s] %s", cfg->path, s->line, s->name,
-                      why);
+            source_where(cfg, s, "secret", where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s %s", where, why);
             goto out;
         }
         rl_auth_destroy(a);

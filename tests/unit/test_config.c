@@ -537,12 +537,22 @@ Test(config, environment_errors)
         {"RELAY_SOURCE_TIMELY_ACK", "kafka", "not one of"},
         {"RELAY_SOURCE_TIMELY_ACK_TIMEOUT", "0", "out of range"},
         {"RELAY_KAFKA_OUTAGE_BUDGET", "soon", "not a number"},
+        /* A name that is no key is a typo, never ignored. */
+        {"RELAY_HTTP_MAX_BDOY", "5", "names no configuration key"},
+        {"RELAY_HTPP_LISTEN", "127.0.0.1:1", "names no configuration key"},
+        {"RELAY_LOG_FORMAT", "xml", "not one of"},
+        {"RELAY_SOURCE_TIMELY_CODCE", "timely", "names no source key"},
+        {"RELAY_SOURCE_TIMELY_SECRET", "whsec_!!", "secret #1"}, /* with AUTH below */
+        {"RELAY_SOURCE_BAD.NAME_CODEC", "whapi", "a source name is"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char err[1024], prefix[128];
         setenv(cases[i].var, cases[i].value, 1);
+        if (strstr(cases[i].var, "_SECRET")) /* a secret the scheme cannot use */
+            setenv("RELAY_SOURCE_TIMELY_AUTH", "standard-webhooks", 1);
         rl_config_t *c = load_text(SRC, err, sizeof(err));
         unsetenv(cases[i].var);
+        unsetenv("RELAY_SOURCE_TIMELY_AUTH");
         cr_expect_null(c, "%s=%s should fail", cases[i].var, cases[i].value);
         rl_config_destroy(c);
         snprintf(prefix, sizeof(prefix), "environment: %s: ", cases[i].var);
@@ -551,6 +561,60 @@ Test(config, environment_errors)
         cr_expect_not_null(strstr(err, cases[i].why), "%s=%s: error '%s' lacks '%s'", cases[i].var,
                            cases[i].value, err, cases[i].why);
     }
+}
+
+/* A source the file does not have, defined by the environment alone (a
+ * container configured by its variables); _ACK_TIMEOUT is not read as _ACK. */
+Test(config, source_from_the_environment_alone)
+{
+    setenv("RELAY_SOURCE_CHAT_EU_CODEC", "whapi", 1);
+    setenv("RELAY_SOURCE_CHAT_EU_ACK_TIMEOUT", "30", 1);
+    setenv("RELAY_SOURCE_CHAT_EU_AUTH", "token", 1);
+    setenv("RELAY_SOURCE_CHAT_EU_SECRET", "s3cret", 1);
+    rl_config_t *c = load_ok("[http]\nlisten = 127.0.0.1:1\n");
+    cr_assert_eq(c->nsources, 1);
+    cr_expect_str_eq(c->sources[0].name, "chat_eu");
+    cr_expect_str_eq(c->sources[0].codec, "whapi");
+    cr_expect_str_eq(c->sources[0].auth, "token");
+    cr_expect_str_eq(c->sources[0].ack, "wal");
+    cr_expect_eq(c->sources[0].ack_timeout, 30);
+    rl_config_destroy(c);
+
+    /* Without its codec the source is incomplete; the message names the variables. */
+    char err[1024];
+    unsetenv("RELAY_SOURCE_CHAT_EU_CODEC");
+    c = load_text("[http]\nlisten = 127.0.0.1:1\n", err, sizeof(err));
+    cr_expect_null(c);
+    rl_config_destroy(c);
+    cr_expect_not_null(strstr(err, "environment: RELAY_SOURCE_CHAT_EU_*: [source chat_eu] has no "
+                                   "'codec' key"),
+                       "%s", err);
+    /* auth = token without a secret: the message names RELAY_SOURCE_…_AUTH. */
+    setenv("RELAY_SOURCE_CHAT_EU_CODEC", "whapi", 1);
+    unsetenv("RELAY_SOURCE_CHAT_EU_SECRET");
+    c = load_text("[http]\nlisten = 127.0.0.1:1\n", err, sizeof(err));
+    cr_expect_null(c);
+    rl_config_destroy(c);
+    cr_expect_not_null(strstr(err, "environment: RELAY_SOURCE_CHAT_EU_AUTH: [source chat_eu] auth "
+                                   "= token needs a secret"),
+                       "%s", err);
+    unsetenv("RELAY_SOURCE_CHAT_EU_CODEC");
+    unsetenv("RELAY_SOURCE_CHAT_EU_ACK_TIMEOUT");
+    unsetenv("RELAY_SOURCE_CHAT_EU_AUTH");
+}
+
+/* The scripts' own variables are not configuration and are not refused. */
+Test(config, script_variables_are_not_refused)
+{
+    static const char *const vars[] = {
+        "RELAY_CONF",     "RELAY_CACHE",       "RELAY_CFLAGS", "RELAY_RUN_KAFKA_PORT",
+        "RELAY_TEST_BIN", "RELAY_FAULTS_SEED", "RELAY_BENCH_X"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        setenv(vars[i], "1", 1);
+    rl_config_t *c = load_ok(SRC);
+    rl_config_destroy(c);
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
 }
 
 /* ---- dump and reference --------------------------------------------------------------- */
