@@ -25,6 +25,22 @@ static char *ce_source(const rl_event_t *ev, const char *source)
     return n < 0 ? NULL : out;
 }
 
+const char *rl_record_too_long(const char *source, const rl_event_t *ev)
+{
+    /* The CloudEvent source is "/" source ["/" workspace_id]. */
+    size_t ws = ev->workspace_id && *ev->workspace_id ? 1 + strlen(ev->workspace_id) : 0;
+
+    if (ev->id && strlen(ev->id) > RL_RECORD_FIELD_MAX)
+        return "id";
+    if (ev->type && strlen(ev->type) > RL_RECORD_FIELD_MAX)
+        return "type";
+    if (ev->channel_id && strlen(ev->channel_id) > RL_RECORD_FIELD_MAX)
+        return "channel_id";
+    if (1 + strlen(source) + ws > RL_RECORD_FIELD_MAX)
+        return "workspace_id";
+    return NULL;
+}
+
 /* ---- a growing output buffer ------------------------------------------------ */
 
 /* The CloudEvent is written straight into the WAL payload: the envelope field by

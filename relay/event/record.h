@@ -25,6 +25,16 @@ enum { RL_RECORD_EVENT = 1, RL_RECORD_DEADLETTER = 2 };
  * and Base64 adds a third); the rest is cut and the cut is said in the letter. */
 #define RL_DEADLETTER_MAX_BODY (16u * 1024 * 1024)
 
+/* The longest routing field (id, type, channel_id, CloudEvent source) a
+ * record holds: its length is a u16. */
+#define RL_RECORD_FIELD_MAX 0xffffu
+/* The longest destination names the sinks form with rl_record_render:
+ * Kafka's limit on a topic name, and the sinks' bound on a Redis key. Ingest
+ * refuses an event whose names would not fit (nothing answered 200 is then
+ * dropped by a sink). */
+#define RL_RECORD_TOPIC_MAX 249
+#define RL_RECORD_KEY_MAX 4095
+
 /* A view into a payload: no field is NUL-terminated and none is owned. */
 typedef struct rl_record {
     const char *source, *id, *type, *channel_id, *ce_source, *event;
@@ -49,6 +59,11 @@ typedef struct rl_deadletter {
  * `provider`. Returns a malloc'd compact JSON string (caller frees), NULL on
  * out-of-memory. */
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider);
+
+/* The name of the first field of `ev` received on `source` that is longer
+ * than RL_RECORD_FIELD_MAX ("id", "type", "channel_id", "workspace_id"), NULL
+ * when every one fits. */
+const char *rl_record_too_long(const char *source, const rl_event_t *ev);
 
 /* Encodes one payload; *out is malloc'd (caller frees). -1 when a field is too long.
  * received_ms: when relay received the event (unix ms), for the dedup rebuild and

@@ -58,6 +58,7 @@ struct rl_http {
     rl_metric_t *m_request;         /* relay_http_request_seconds */
     rl_metric_t **m_body;           /* relay_limit_hits_total max_body, per source */
     rl_metric_t *m_header, *m_idle; /* max_header, timeout */
+    rl_metric_t *m_framing;         /* requests with Content-Length and Transfer-Encoding */
 };
 
 typedef struct req {
@@ -72,6 +73,7 @@ typedef struct req {
     size_t len, cap;
     size_t discarded; /* body bytes read and dropped once past max_body */
     int too_large;
+    int close_after; /* answered with Connection: close (ambiguous framing) */
     pthread_mutex_t lock;
     int submitted, suspended, have_reply;
     rl_reply_t reply;
@@ -112,7 +114,7 @@ static enum MHD_Result send_buf(req_t *rq, int status, const char *ctype, char *
     }
     if (status == 405)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
-    if (atomic_load(&rq->h->closing))
+    if (atomic_load(&rq->h->closing) || rq->close_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     /* Answering: the request is in, however slowly the client now reads. */
     rl_connguard_received(rq->h->guard, conn_of(c));
@@ -197,6 +199,15 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     const rl_source_conf_t *sc;
     const char *cl, *ct;
 
+    /* Content-Length and Transfer-Encoding both: libmicrohttpd reads the body
+     * by Transfer-Encoding, as RFC 9112 section 6.1 allows, and the server then
+     * MUST close the connection, or a request smuggled after the body (read by
+     * a proxy with the other framing) would be answered too. */
+    if (MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+        MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        rq->close_after = 1;
+        rl_metric_add(h->m_framing, 1);
+    }
     if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) != 0) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
             return send_error(
@@ -487,6 +498,10 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     h->m_header =
         rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"max_header\"", RL_LIMIT_HITS_HELP);
     h->m_idle = rl_metrics_counter(metrics, RL_LIMIT_HITS, "limit=\"timeout\"", RL_LIMIT_HITS_HELP);
+    h->m_framing = rl_metrics_counter(
+        metrics, "relay_http_ambiguous_framing_total", "",
+        "Requests with both Content-Length and Transfer-Encoding (read by the latter; the "
+        "connection is closed after the answer, RFC 9112 section 6.1).");
     rl_connguard_opts_t go = {.max_total = (size_t)cfg->http.max_connections,
                               .max_per_ip = (size_t)cfg->http.max_connections_per_ip,
                               .request_timeout_ms = (int)(cfg->http.request_timeout * 1000),

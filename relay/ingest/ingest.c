@@ -493,6 +493,54 @@ static int adopt_msg_id(rl_event_list_t *evs, const char *msg_id)
     return 0;
 }
 
+/* The WAL record of every event of evs into iov[i] (malloc'd, freed by the
+ * caller whatever the result), its id into ids[i] (borrowed from evs).
+ * Returns 0; 1 with msg set when an event cannot be stored or published (a
+ * field over the record's 64 KiB, a topic or stream name its template cannot
+ * form within the sinks' limits); -1 on out-of-memory. The names are checked
+ * here, with the sinks' own rl_record_render, so that nothing answered 200 is
+ * dropped by a sink later. */
+static int encode_events(const rl_ingest_t *ig, const source_rt_t *src, const rl_event_list_t *evs,
+                         uint64_t now_ms, struct iovec *iov, char **ids, char *msg, size_t msgsz)
+{
+    const rl_config_t *cfg = ig->cfg;
+    char name[RL_RECORD_KEY_MAX + 1];
+    rl_record_t rec;
+
+    for (size_t i = 0; i < evs->n; i++) {
+        const rl_event_t *ev = &evs->v[i];
+        const char *field = rl_record_too_long(src->conf->name, ev);
+        uint8_t *buf = NULL;
+
+        if (field) {
+            snprintf(msg, msgsz, "event %zu: its %s is longer than %u bytes", i, field,
+                     RL_RECORD_FIELD_MAX);
+            return 1;
+        }
+        if (rl_record_event(src->conf->name, src->codec->name, ev, now_ms, &buf, &iov[i].iov_len) !=
+            0)
+            return -1;
+        iov[i].iov_base = buf;
+        ids[i] = ev->id;
+        if (rl_record_decode(buf, iov[i].iov_len, &rec) != 0)
+            return -1; /* cannot happen: it was just encoded */
+        if (cfg->kafka.enabled &&
+            rl_record_render(cfg->kafka.topic, &rec, 1, name, RL_RECORD_TOPIC_MAX + 1) < 0) {
+            snprintf(msg, msgsz,
+                     "event %zu: kafka.topic makes a topic name over %d characters from it", i,
+                     RL_RECORD_TOPIC_MAX);
+            return 1;
+        }
+        if (cfg->redis.enabled &&
+            rl_record_render(cfg->redis.stream, &rec, 0, name, RL_RECORD_KEY_MAX + 1) < 0) {
+            snprintf(msg, msgsz, "event %zu: redis.stream makes a key over %d bytes from it", i,
+                     RL_RECORD_KEY_MAX);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static size_t reason_index(const char *why)
 {
     size_t i = 0;
@@ -595,13 +643,15 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     ids = calloc(evs.n, sizeof(*ids));
     if (!p || !iov || !ids)
         goto oom;
-    for (size_t i = 0; i < evs.n; i++) {
-        uint8_t *buf = NULL;
-        if (rl_record_event(src->conf->name, src->codec->name, &evs.v[i], now_ms, &buf,
-                            &iov[i].iov_len) != 0)
-            goto oom;
-        iov[i].iov_base = buf;
-        ids[i] = evs.v[i].id;
+    int enc = encode_events(ig, src, &evs, now_ms, iov, ids, msg, sizeof(msg));
+    if (enc < 0)
+        goto oom;
+    if (enc > 0) { /* an event no sink could publish: refused now, not dropped later */
+        rl_metric_add(src->m_bad_shape, 1);
+        pending_free(p);
+        p = NULL;
+        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_payload", msg, cb, opaque, reply);
+        goto out;
     }
     /* claim_and_append compacts iov to the new events; keep the originals to free. */
     struct iovec *all = malloc(evs.n * sizeof(*all));
@@ -617,7 +667,7 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         p = NULL; /* owned by the WAL callback now */
     goto out;
 oom:
-    rl_reply_error(reply, 500, "internal", "out of memory or an event field too long");
+    rl_reply_error(reply, 500, "internal", "out of memory");
     done = 1;
 out:
     if (iov)

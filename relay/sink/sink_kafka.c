@@ -196,7 +196,7 @@ static void rewind_all(kafka_t *k)
 static int produce(kafka_t *k, const rl_wal_rec_t *wr)
 {
     rl_record_t rec;
-    char topic[250]; /* Kafka's limit on topic names is 249 characters */
+    char topic[RL_RECORD_TOPIC_MAX + 1];
     const rl_config_t *cfg = k->base.cfg;
     if (rl_record_decode(wr->data, wr->len, &rec) != 0 ||
         rl_record_render(rec.kind == RL_RECORD_DEADLETTER ? cfg->kafka.deadletter_topic

@@ -80,7 +80,7 @@ static void disconnect(redis_sink_t *r)
 static void fill(redis_sink_t *r, batch_t *b, int timeout_ms)
 {
     const rl_config_t *cfg = r->base.cfg;
-    char errstr[256], key[4096];
+    char errstr[256], key[RL_RECORD_KEY_MAX + 1];
 
     b->n = 0;
     while (b->n < cfg->redis.batch) {

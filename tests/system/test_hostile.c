@@ -550,6 +550,144 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     free(too_deep);
 }
 
+/* An event that the WAL record cannot hold (an id over 64 KiB) or whose topic
+ * its template cannot form (over Kafka's 249 characters) is refused at ingest:
+ * 400 invalid_payload with a dead letter, never a 500 and never a 200 that a
+ * sink then drops. A good event beside them goes through. */
+Test(hostile, events_no_sink_could_take_are_refused)
+{
+    th_relay_t *r = th_relay_new();
+    char *tpl = th_strf("%s.ch.{channel_id}", r->prefix);
+    th_relay_setenv(r, "RELAY_KAFKA_TOPIC", tpl);
+    TH_START(r);
+    char topic[256], *long_id = malloc(70001), *long_chan = malloc(301);
+    cr_assert(long_id && long_chan);
+    memset(long_id, 'i', 70000);
+    long_id[70000] = '\0';
+    memset(long_chan, 'c', 300);
+    long_chan[300] = '\0';
+    char *big = th_timely_message(long_id, "chan_ok", 1);
+    char *wide_id = th_strf("evt_%s_wide", r->prefix);
+    char *wide = th_timely_message(wide_id, long_chan, 2);
+    char *good_id = th_strf("evt_%s_good", r->prefix);
+    char *good = th_timely_message(good_id, "chan_ok", 3);
+
+    expect_answer(r, "timely", big, NULL, 400, "invalid_payload", "a 70000-byte id");
+    expect_answer(r, "timely", wide, NULL, 400, "invalid_payload", "a 300-character topic");
+    expect_status(r, "timely", good, NULL, 200, "a good event");
+
+    th_kmsgs_t msgs = {0}, letters = {0};
+    snprintf(topic, sizeof topic, "%s.ch.chan_ok", r->prefix);
+    th_kafka_read(topic, 1, WAIT_MS * 2, SETTLE_MS, &msgs);
+    cr_expect(msgs.n == 1, "%zu events on %s, want the good one only", msgs.n, topic);
+    snprintf(topic, sizeof topic, "%s.events.deadletter", r->prefix);
+    th_kafka_read(topic, 2, WAIT_MS * 2, SETTLE_MS, &letters);
+    cr_expect(letters.n == 2, "%zu dead letters, want 2", letters.n);
+    for (size_t i = 0; i < letters.n; i++)
+        cr_expect(letter_for(letters.v[i].json, "invalid_payload"), "letter %zu: reason", i);
+    cr_expect(th_relay_metric(r, "relay_sink_dropped_total", "sink=kafka") <= 0,
+              "nothing dropped by the Kafka sink");
+    cr_expect(th_relay_metric(r, "relay_decode_errors_total",
+                              "source=timely,reason=invalid_payload") == 2);
+    th_kmsgs_free(&msgs);
+    th_kmsgs_free(&letters);
+    free(long_id);
+    free(long_chan);
+    free(big);
+    free(wide);
+    free(wide_id);
+    free(good_id);
+    free(good);
+    free(tpl);
+}
+
+/* Sends request on a new connection and reads everything until relay closes
+ * it or timeout_ms passes (th_raw_http stops after one answer). *closed says
+ * which. Returns what was read, malloc'd. */
+static char *read_until_close(int port, const char *request, int timeout_ms, int *closed)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int64_t deadline = th_now_ms() + timeout_ms;
+
+    cr_assert(f && fd >= 0);
+    *closed = 0;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s", strerror(errno));
+    cr_assert(send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request));
+    for (;;) {
+        char buf[4096];
+        int left = (int)(deadline - th_now_ms());
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            break;
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got <= 0) {
+            *closed = 1;
+            break;
+        }
+        fwrite(buf, 1, (size_t)got, f);
+    }
+    close(fd);
+    fclose(f);
+    return out;
+}
+
+static size_t count_answers(const char *reply)
+{
+    size_t n = 0;
+    for (const char *p = reply; p && (p = strstr(p, "HTTP/1.1 ")); p++)
+        n++;
+    return n;
+}
+
+/* Content-Length and Transfer-Encoding together: the body is read as chunked,
+ * the answer says Connection: close and the connection is closed, so the
+ * request sent after it on the same connection is never answered (RFC 9112
+ * section 6.1). A keep-alive request without the conflict is answered twice. */
+Test(hostile, content_length_with_chunked_closes_the_connection)
+{
+    th_relay_t *r = th_relay_new();
+    TH_START(r);
+    char *id = th_strf("evt_%s_clte", r->prefix), *body = th_timely_message(id, "chan_clte", 1);
+    char *req = th_strf("POST /v1/webhooks/timely HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Type: application/json\r\nContent-Length: 3\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n"
+                        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                        strlen(body), body);
+    int closed = 0;
+    char *reply = read_until_close(r->port, req, 5000, &closed);
+    cr_expect(!strncmp(reply, "HTTP/1.1 200 ", 13), "the chunked body is read and accepted:\n%s",
+              reply);
+    cr_expect(count_answers(reply) == 1,
+              "%zu answers on the connection, want 1 (the smuggled GET unanswered):\n%s",
+              count_answers(reply), reply);
+    cr_expect(strcasestr(reply, "\r\nConnection: close\r\n"), "no Connection: close:\n%s", reply);
+    cr_expect(closed, "relay did not close the connection within 5 s");
+    cr_expect(th_relay_metric(r, "relay_http_ambiguous_framing_total", NULL) == 1);
+    free(reply);
+    free(req);
+
+    /* The control: the same pipelined pair with Content-Length alone gets both answers. */
+    char *id2 = th_strf("evt_%s_cl", r->prefix), *body2 = th_timely_message(id2, "chan_clte", 2);
+    req = th_strf("POST /v1/webhooks/timely HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s"
+                  "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                  strlen(body2), body2);
+    reply = read_until_close(r->port, req, 5000, &closed);
+    cr_expect(count_answers(reply) == 2, "%zu answers to a plain pipelined pair, want 2:\n%s",
+              count_answers(reply), reply);
+    free(reply);
+    free(req);
+    free(body);
+    free(id);
+    free(body2);
+    free(id2);
+}
+
 /* ==================================================================== limits */
 
 Test(hostile, body_limit_for_content_length_and_chunked_bodies)

@@ -638,3 +638,32 @@ Test(record, data_is_written_byte_for_byte_as_jansson_dumps_it)
         json_decref(data);
     }
 }
+
+/* Which field does not fit a record's u16 length, and the edge: 65535 fits. */
+Test(record, too_long_names_the_field)
+{
+    char *max = malloc(RL_RECORD_FIELD_MAX + 2);
+    cr_assert_not_null(max);
+    memset(max, 'x', RL_RECORD_FIELD_MAX + 1);
+    max[RL_RECORD_FIELD_MAX + 1] = '\0';
+    rl_event_t ev = {.id = "e1", .type = "message.received", .channel_id = "c1"};
+    cr_expect_null(rl_record_too_long("timely", &ev));
+    ev.id = max + 1; /* 65535 bytes */
+    cr_expect_null(rl_record_too_long("timely", &ev));
+    uint8_t *out = NULL;
+    size_t len = 0;
+    cr_expect_eq(rl_record_encode("timely", &ev, "{}", 1, &out, &len), 0, "65535 is encoded");
+    free(out);
+    ev.id = max; /* 65536 */
+    cr_expect_str_eq(rl_record_too_long("timely", &ev), "id");
+    cr_expect_eq(rl_record_encode("timely", &ev, "{}", 1, &out, &len), -1);
+    ev.id = "e1";
+    ev.channel_id = max;
+    cr_expect_str_eq(rl_record_too_long("timely", &ev), "channel_id");
+    ev.channel_id = "c1";
+    ev.workspace_id = max + 8; /* "/timely/" + 65528 = 65536 */
+    cr_expect_str_eq(rl_record_too_long("timely", &ev), "workspace_id");
+    ev.workspace_id = max + 9;
+    cr_expect_null(rl_record_too_long("timely", &ev));
+    free(max);
+}
