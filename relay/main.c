@@ -30,6 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef RL_DEFAULT_CONFIG /* make install: -DRL_DEFAULT_CONFIG=\"$(CONFDIR)/relay.conf\" */
+#define RL_DEFAULT_CONFIG "relay.conf"
+#endif
+
 typedef struct app {
     rl_config_t *cfg;
     rl_metrics_t *metrics;
@@ -45,7 +49,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: relay [-c FILE] [--check-config] [--version] [--help]\n"
             "\n"
-            "  -c, --config FILE   configuration file (default ./relay.conf)\n"
+            "  -c, --config FILE   configuration file (default " RL_DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print it (secrets hidden), exit\n"
             "      --config-reference  print every configuration key as a Markdown table\n"
             "  -V, --version       print the version\n"
@@ -278,7 +282,7 @@ int main(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *path = "relay.conf";
+    const char *path = RL_DEFAULT_CONFIG;
     int check = 0, c, rc = 1, sig = 0;
     char errstr[1024];
     app_t app = {0};
