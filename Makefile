@@ -7,7 +7,7 @@
 #   make run        install what is missing, start Redis + Kafka + relay in the foreground
 #   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_RUNS times
 #   make install    binary, systemd unit, config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR,
-#                   UNITDIR); make uninstall; make install-test
+#                   UNITDIR); make uninstall; make install-test; make docker-test
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -62,7 +62,7 @@ TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harnes
              $(BUILD)/obj/tests/system/events.o
 SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh docker/*.sh) .ci/run
 
-.PHONY: all test unit-test system-test faults run install uninstall install-test \
+.PHONY: all test unit-test system-test faults run install uninstall install-test docker-test \
         clean deps format check-format docs check-docs bench fuzz fuzz-build shellcheck FORCE
 
 all: $(BUILD)/relay
@@ -175,6 +175,11 @@ uninstall:
 # systemd-analyze verify on the unit. Seconds; part of make test.
 install-test:
 	@tools/install-test.sh
+
+# The container image, built on a local debootstrap base, against a Kafka and
+# Redis of its own on free ports (docs/testing.md). Minutes; CI runs it.
+docker-test:
+	@tools/docker-test.sh
 
 format:
 	clang-format -i $(ALL_C)
