@@ -19,7 +19,10 @@
 #   6. a new container on the same volume (Redis back): it replays the third
 #      event into Redis; the three events posted again are answered as
 #      duplicates and not published again; a fourth is published once;
-#   7. validates docker/compose.yaml (docker compose or docker-compose config).
+#   7. runs systemd/relay.service, as make install puts it, under systemd as
+#      PID 1 in a container: active (Type=notify), unprivileged, seccomp, the
+#      pipeline works, systemctl stop exits 0, a restart drops the retry;
+#   8. validates docker/compose.yaml (docker compose or docker-compose config).
 # It removes its containers and volume and stops only what it started.
 #
 # Environment:
@@ -404,7 +407,81 @@ ok "after a restart on the same volume: 3 retries answered duplicates:1, nothing
 
 stop_relay 2
 
-# ---- 7. compose.yaml: no registry here to pull apache/kafka and redis, so the
+# ---- 7. the systemd unit under systemd, with all its hardening: make install
+# DESTDIR= into an image with systemd as PID 1 (the host network, so that
+# relay reaches our Kafka and Redis; RELAY_* from the unit's EnvironmentFile).
+# The container gets CAP_SYS_ADMIN (systemd sets up the unit's namespaces),
+# not --privileged, and its own cgroup namespace; no host path is mounted.
+sd_ctx=$TMP/systemd-image
+sd_port=$(freeport "$redis_port" "$kafka_port" "$http_port")
+"${MAKE:-make}" -s --no-print-directory install DESTDIR="$sd_ctx/dest" >"$TMP/install.log" 2>&1 ||
+    { cat "$TMP/install.log" >&2; fail "make install DESTDIR=$sd_ctx/dest"; }
+cat >"$sd_ctx/dest/usr/local/etc/relay/relay.env" <<EOF
+RELAY_HTTP_LISTEN=127.0.0.1:$sd_port
+RELAY_KAFKA_BROKERS=127.0.0.1:$kafka_port
+RELAY_REDIS_URL=redis://127.0.0.1:$redis_port/0
+EOF
+chmod 0600 "$sd_ctx/dest/usr/local/etc/relay/relay.env"
+cat >"$sd_ctx/Dockerfile" <<'EOF'
+ARG BASE
+FROM ${BASE}
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd \
+        libmicrohttpd12 librdkafka1 libhiredis0.14 libjansson4 libssl3 libjemalloc2 \
+        libinih1 libsystemd0 zlib1g libisal2 \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+ && systemctl mask systemd-logind.service getty.target console-getty.service systemd-udevd.service
+COPY dest/ /
+RUN systemctl enable relay.service
+STOPSIGNAL SIGRTMIN+3
+CMD ["/lib/systemd/systemd"]
+EOF
+note "building the systemd image (make install DESTDIR=, systemd as PID 1)"
+DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE="$BASE_IMAGE" \
+    -t "$IMAGE-systemd" "$sd_ctx" >"$TMP/build-systemd.log" 2>&1 ||
+    { tail -n 30 "$TMP/build-systemd.log" >&2; fail "docker build of the systemd image failed"; }
+sd=$NAME-systemd
+containers+=("$sd")
+docker run -d --name "$sd" --network host --cap-add SYS_ADMIN --cgroupns private \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --tmpfs /run --tmpfs /run/lock "$IMAGE-systemd" >/dev/null
+sdx() {
+    docker exec "$sd" "$@"
+}
+state=
+for ((i = 0; i < 60; i++)); do
+    state=$(sdx systemctl is-active relay.service 2>/dev/null) || true
+    [[ $state == active || $state == failed ]] && break
+    sleep 0.5
+done
+if [[ $state != active ]]; then
+    sdx journalctl -u relay.service --no-pager 2>&1 | tail -n 20 >&2
+    fail "relay.service under systemd is '$state', not active (journal above)"
+fi
+pid=$(sdx systemctl show -p MainPID --value relay.service)
+st=$(sdx cat "/proc/$pid/status")
+grep -Eq '^Uid:[[:space:]]+[1-9][0-9]*' <<<"$st" || fail "relay.service runs as root: $(grep ^Uid <<<"$st")"
+grep -Eq '^NoNewPrivs:[[:space:]]+1$' <<<"$st" || fail "relay.service: NoNewPrivs is not set"
+grep -Eq '^Seccomp:[[:space:]]+2$' <<<"$st" || fail "relay.service: no seccomp filter (SystemCallFilter)"
+grep -Eq '^CapEff:[[:space:]]+0+$' <<<"$st" || fail "relay.service has capabilities: $(grep ^CapEff <<<"$st")"
+ok "relay.service active under systemd (Type=notify): dynamic uid $(awk '/^Uid:/ { print $2 }' <<<"$st"), no capabilities, NoNewPrivs, seccomp"
+url=http://127.0.0.1:$sd_port
+sd_id=evt_01HX8A1K9MFQR4YZDNV7P9WCH
+sd_body='{"event":"channel.connected","event_id":"evt_01HX8A1K9MFQR4YZDNV7P9WCH","timestamp":"2026-04-19T13:00:00Z","workspace_id":"ws_abc123","data":{"channel_id":"chan_sd","channel_type":"whatsapp","provider":"waba","status":"connected","connected_at":"2026-04-19T13:00:00Z"}}'
+post timely "$sd_body" '"accepted":1,"duplicates":0'
+wait_for "the systemd relay's event in Kafka and Redis" published "$sd_id" events.channel events:chan_sd
+sdx test -d /var/lib/private/relay/wal || fail "no WAL in the StateDirectory (/var/lib/private/relay/wal)"
+t0=$(date +%s.%N)
+sdx systemctl stop relay.service
+took=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+res=$(sdx systemctl show -p Result -p ExecMainStatus relay.service | sort | tr '\n' ' ')
+[[ $res == "ExecMainStatus=0 Result=success " ]] || fail "systemctl stop relay.service: $res after $took s"
+ok "systemctl stop relay.service: exit 0 in $took s (TimeoutStopSec=15)"
+sdx systemctl start relay.service || fail "systemctl start relay.service (second start) failed"
+post timely "$sd_body" '"accepted":0,"duplicates":1'
+ok "relay.service restarted on its StateDirectory: the retry is a duplicate"
+
+# ---- 8. compose.yaml: no registry here to pull apache/kafka and redis, so the
 # file is validated, not run.
 compose=()
 if docker compose version >/dev/null 2>&1; then
@@ -420,7 +497,7 @@ else
 fi
 
 for c in "${containers[@]}"; do
-    docker rm "$c" >/dev/null
+    docker rm -f "$c" >/dev/null
 done
 containers=()
 docker volume rm "$VOLUME" >/dev/null
