@@ -341,15 +341,18 @@ sinks_caught_up() {
 
 # stop_relay N: docker stop; exit code 0, within the stop timeout.
 stop_relay() {
-    local c=$NAME-$1 t0 took state
+    local c=$NAME-$1 t0 took state logs
     t0=$(date +%s.%N)
     docker stop -t "$STOP_TIMEOUT" "$c" >/dev/null
     took=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}' "$c")
     [[ $state == "exited 0 false" ]] || fail "docker stop $c: state $state after $took s (137 = SIGKILL after the timeout)"
     awk -v t="$took" -v m="$STOP_TIMEOUT" 'BEGIN { exit !(t < m) }' || fail "docker stop $c took $took s (timeout $STOP_TIMEOUT s)"
-    docker logs "$c" 2>&1 | grep -q 'SIGTERM: shutting down' || fail "$c: no 'SIGTERM: shutting down' in its log"
-    docker logs "$c" 2>&1 | grep -q 'stopped' || fail "$c: no 'stopped' in its log"
+    # Into a variable first: `docker logs | grep -q` fails under pipefail
+    # when grep exits at the first match and docker logs gets SIGPIPE.
+    logs=$(docker logs "$c" 2>&1)
+    grep -qF 'SIGTERM: shutting down' <<<"$logs" || fail "$c: no 'SIGTERM: shutting down' in its log"
+    grep -qE 'info +stopped$' <<<"$logs" || fail "$c: no 'stopped' in its log"
     ok "docker stop $c: exit 0 in $took s (timeout $STOP_TIMEOUT s)"
 }
 
