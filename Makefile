@@ -6,9 +6,14 @@
 #   make faults     the fault tests in their long form (20 crashes, 60 s outages)
 #   make run        install what is missing, start Redis + Kafka + relay in the foreground
 #   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_RUNS times
-#   make install PREFIX=/usr/local
+#   make install    binary, systemd unit, config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR,
+#                   UNITDIR); make uninstall; make install-test; make docker-test
 
 PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CONFDIR := $(SYSCONFDIR)/relay
 CC      ?= cc
 PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd libisal
 # The project's flags live in RELAY_CFLAGS; a user's CFLAGS / LDFLAGS are added
@@ -55,10 +60,10 @@ TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 TEST_INCS := -Itests/common
 TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
              $(BUILD)/obj/tests/system/events.o
-SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh) .ci/run
+SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh docker/*.sh) .ci/run
 
-.PHONY: all test unit-test system-test faults run install clean deps format check-format docs \
-        check-docs bench fuzz fuzz-build shellcheck lint
+.PHONY: all test unit-test system-test faults run install uninstall install-test docker-test \
+        clean deps format check-format docs check-docs bench fuzz fuzz-build shellcheck lint FORCE
 
 all: $(BUILD)/relay
 
@@ -110,6 +115,7 @@ test: deps
 	@$(MAKE) -s --no-print-directory check-format
 	@$(MAKE) -s --no-print-directory shellcheck
 	@$(MAKE) -s --no-print-directory lint
+	@$(MAKE) -s --no-print-directory install-test
 	@tools/run-tests.sh all $(UNIT_BIN) -- $(SYS_BIN)
 
 # The fault tests in their long form: kill -9 twenty times, Kafka and Redis down for
@@ -122,9 +128,59 @@ run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay
 	@tools/run.sh $(BUILD)/relay
 
-install: $(BUILD)/relay
-	install -D -m 0755 $(BUILD)/relay $(DESTDIR)$(PREFIX)/bin/relay
-	install -D -m 0644 relay.conf $(DESTDIR)$(PREFIX)/etc/relay/relay.conf.example
+# ---- installing (docs/deployment.md). The installed binary reads
+# $(CONFDIR)/relay.conf when started without -c: it is $(BUILD)/installed/relay,
+# main.c compiled again with RL_DEFAULT_CONFIG and linked with the same library.
+# build/relay keeps ./relay.conf (make run and the tests pass -c anyway).
+# The stamp holds the path, so that another PREFIX or SYSCONFDIR rebuilds it.
+FORCE:
+$(BUILD)/installed/config-path: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CONFDIR)/relay.conf' | cmp -s - $@ || echo '$(CONFDIR)/relay.conf' >$@
+
+$(BUILD)/installed/main.o: relay/main.c $(BUILD)/installed/config-path
+	$(CC) $(FINAL_CFLAGS) -DRL_DEFAULT_CONFIG='"$(CONFDIR)/relay.conf"' -MMD -MP -c -o $@ $<
+
+$(BUILD)/installed/relay: $(BUILD)/installed/main.o $(BUILD)/librelay.a
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+# The shipped relay.conf with the WAL under the unit's StateDirectory. The
+# config is installed only when there is none: an edited one is never replaced.
+INSTALL_CONF_SED := -e 's|^dir = \./data/wal$$|dir = /var/lib/relay/wal|'
+install: $(BUILD)/installed/relay
+	install -D -m 0755 $(BUILD)/installed/relay $(DESTDIR)$(BINDIR)/relay
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	sed -e 's|^ExecStart=/usr/local/bin/relay|ExecStart=$(BINDIR)/relay|' \
+	    -e 's|/usr/local/etc/relay|$(CONFDIR)|g' systemd/relay.service \
+	    >$(DESTDIR)$(UNITDIR)/relay.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/relay.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/relay.service.tmp $(DESTDIR)$(UNITDIR)/relay.service
+	sed $(INSTALL_CONF_SED) relay.conf >$(DESTDIR)$(CONFDIR)/relay.conf.example
+	grep -qx 'dir = /var/lib/relay/wal' $(DESTDIR)$(CONFDIR)/relay.conf.example
+	chmod 0644 $(DESTDIR)$(CONFDIR)/relay.conf.example
+	@if [ -e $(DESTDIR)$(CONFDIR)/relay.conf ]; then \
+	    echo "$(DESTDIR)$(CONFDIR)/relay.conf exists: kept (the new one is relay.conf.example)"; \
+	else \
+	    echo "install -m 0644 relay.conf.example $(DESTDIR)$(CONFDIR)/relay.conf"; \
+	    install -m 0644 $(DESTDIR)$(CONFDIR)/relay.conf.example $(DESTDIR)$(CONFDIR)/relay.conf; \
+	fi
+
+# Leaves $(CONFDIR)/relay.conf (it may hold secrets and edits) and the WAL in
+# /var/lib/relay: remove them by hand.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/relay $(DESTDIR)$(UNITDIR)/relay.service \
+	      $(DESTDIR)$(CONFDIR)/relay.conf.example
+	@if [ -e $(DESTDIR)$(CONFDIR)/relay.conf ]; then echo "kept $(DESTDIR)$(CONFDIR)/relay.conf"; fi
+
+# make install into a temporary DESTDIR, the installed binary's default config,
+# systemd-analyze verify on the unit. Seconds; part of make test.
+install-test:
+	@tools/install-test.sh
+
+# The container image, built on a local debootstrap base, against a Kafka and
+# Redis of its own on free ports (docs/testing.md). Minutes; CI runs it.
+docker-test:
+	@tools/docker-test.sh
 
 format:
 	clang-format -i $(ALL_C)
@@ -200,4 +256,5 @@ bench: deps
 	@bench/run.sh
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/tests/*.d $(BUILD)/bench/*.d \
+           $(BUILD)/installed/*.d \
            $(FUZZ_BUILD)/obj/*/*.d $(FUZZ_BUILD)/obj/*/*/*.d $(FUZZ_BUILD)/*.d)

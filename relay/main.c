@@ -25,6 +25,10 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#ifndef RL_DEFAULT_CONFIG /* make install: -DRL_DEFAULT_CONFIG=\"$(CONFDIR)/relay.conf\" */
+#define RL_DEFAULT_CONFIG "relay.conf"
+#endif
+
 typedef struct app {
     rl_config_t *cfg;
     rl_metrics_t *metrics;
@@ -41,7 +45,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: relay [-c FILE] [--check-config] [--version] [--help]\n"
             "\n"
-            "  -c, --config FILE   configuration file (default ./relay.conf)\n"
+            "  -c, --config FILE   configuration file (default " RL_DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print it (secrets hidden), exit\n"
             "      --config-reference  print every configuration key as a Markdown table\n"
             "  -V, --version       print the version\n"
@@ -237,7 +241,7 @@ int main(int argc, char **argv)
         {.name = "help", .has_arg = no_argument, .val = 'h'},
         {0},
     };
-    const char *path = "relay.conf";
+    const char *path = RL_DEFAULT_CONFIG;
     int check = 0, c, rc = 1, sig = 0;
     char errstr[1024];
     app_t app = {0};

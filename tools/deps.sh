@@ -15,6 +15,8 @@ PACKAGES=(
     # tests (Criterion; libcurl for the system tests' HTTP client; the openssl
     # CLI makes the TLS test's self-signed certificate)
     libcriterion-dev libcurl4-openssl-dev openssl
+    # systemd-analyze verify checks the unit (make install-test, in make test)
+    systemd
     # fuzzing (make fuzz): clang with libFuzzer's runtime; clang-format for
     # `make check-format` and shellcheck for `make shellcheck`, which `make test` runs
     clang libclang-rt-14-dev clang-format shellcheck
