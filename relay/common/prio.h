@@ -5,9 +5,8 @@
  * whatever they have not done yet. On a machine whose cores are shared (with
  * Kafka and Redis, say) the background threads therefore run a few nice levels
  * below the rest: when a request and a publication both want a core, the
- * request gets it sooner. `make bench` measured it: ack p99 at half load fell
- * by about a quarter, and the sinks still kept up at saturation (lag 0 after
- * the run). Nice only weighs CPU shares (+5 is about a third of the weight of
+ * request gets it sooner (what `make bench` measured: docs/performance.md).
+ * Nice only weighs CPU shares (+5 is about a third of the weight of
  * 0), it never starves a thread. */
 #ifndef RL_PRIO_H
 #define RL_PRIO_H

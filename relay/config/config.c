@@ -163,7 +163,7 @@ static const key_t_ keys[] = {
     ENUM_KEY("source", "auth", "none", "none|token|timely|standard-webhooks|hub-signature-256",
              S(auth),
              "How requests are authenticated: a static token header, or an HMAC-SHA256 signature "
-             "of the raw body (README: Authentication)."),
+             "of the raw body (docs/http-api.md: Authentication)."),
     SECRET_KEY("source", "secret", "", S(secret),
                "Secret(s) of the auth scheme, separated by commas (rotation: any one matches). "
                "Never logged."),

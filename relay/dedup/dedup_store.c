@@ -595,22 +595,33 @@ out:
     free(v);
 }
 
-/* store = redis. */
-static int claim_shared(rl_dstore_t *ds, const char *source, const char *const *ids,
-                        const rl_dedup_digest_t *dg, const int *hashed, size_t n, uint64_t now,
-                        int *verdict, rl_dstore_commit_fn commit, void *arg)
-{
-    rl_dredis_key_t *keys = calloc(n, sizeof(*keys));
-    int *remote = calloc(n, sizeof(*remote));
-    char *ask = calloc(n, 1), *fell = calloc(n, 1), *claimed = calloc(n, 1);
-    size_t nfell = 0, npending = 0, nrelease = 0;
-    int rc = -1;
+/* The scratch of one claim_shared call, one entry per id. */
+typedef struct shared_claim {
+    rl_dredis_key_t *keys; /* the ids asked of Redis */
+    int *remote;           /* Redis's answer (RL_DR_...) */
+    char *ask;             /* 1: asked of Redis (in flight here meanwhile) */
+    char *fell;            /* 1: Redis did not answer; decided on the local window */
+    char *claimed;         /* 1: claimed in the local window by this call */
+    size_t nfell, npending, nrelease;
+} shared_claim_t;
 
-    pthread_mutex_lock(&ds->lock);
-    if (!keys || !remote || !ask || !fell || !claimed)
-        goto unlock;
-    /* Wait until no other request has one of our ids in flight (nothing of ours is in
-     * flight yet, so two requests never wait on each other). */
+static void shared_claim_free(shared_claim_t *sc)
+{
+    free(sc->keys);
+    free(sc->remote);
+    free(sc->ask);
+    free(sc->fell);
+    free(sc->claimed);
+}
+
+/* Under the lock: waits until no other request has one of these ids in
+ * flight, decides what the local window knows, and marks the rest in flight
+ * and to be asked of Redis. */
+static void shared_look_local(rl_dstore_t *ds, shared_claim_t *sc, const char *source,
+                              const char *const *ids, const rl_dedup_digest_t *dg,
+                              const int *hashed, size_t n, uint64_t now, int *verdict)
+{
+    /* Nothing of ours is in flight yet, so two requests never wait on each other. */
     for (size_t i = 0; i < n; i++) {
         if (hashed[i] && flight_find(ds, &dg[i]) >= 0) {
             pthread_cond_wait(&ds->landed, &ds->lock);
@@ -626,59 +637,89 @@ static int claim_shared(rl_dstore_t *ds, const char *source, const char *const *
             continue;
         }
         if (flight_add(ds, &dg[i]) != 0)
-            continue; /* out of memory: decided locally below */
-        ask[i] = 1;
-        keys[i] = (rl_dredis_key_t){
+            continue; /* out of memory: decided locally afterwards */
+        sc->ask[i] = 1;
+        sc->keys[i] = (rl_dredis_key_t){
             .source = source, .id = ids[i], .source_len = strlen(source), .id_len = strlen(ids[i])};
     }
-    pthread_mutex_unlock(&ds->lock);
+}
 
-    ask_redis(ds, keys, ask, n, remote, fell);
-
-    pthread_mutex_lock(&ds->lock);
+/* Under the lock, once Redis answered (or did not): the verdicts, and the
+ * local window claims that go with them. */
+static void shared_decide(rl_dstore_t *ds, shared_claim_t *sc, const rl_dedup_digest_t *dg,
+                          const int *hashed, size_t n, uint64_t now, int *verdict)
+{
     for (size_t i = 0; i < n; i++) {
-        if (!ask[i]) {
+        if (!sc->ask[i]) {
             if (hashed[i] && verdict[i] == RL_DS_NEW &&
                 rl_dedup_claim_digest(ds->win, &dg[i], now) == 0)
                 verdict[i] = RL_DS_DUP;
-            claimed[i] = hashed[i] && verdict[i] == RL_DS_NEW;
+            sc->claimed[i] = hashed[i] && verdict[i] == RL_DS_NEW;
             continue;
         }
         flight_remove(ds, &dg[i]);
-        nfell += (size_t)fell[i];
-        if (remote[i] == RL_DR_PENDING) {
+        sc->nfell += (size_t)sc->fell[i];
+        if (sc->remote[i] == RL_DR_PENDING) {
             verdict[i] = RL_DS_PENDING;
-            npending++;
+            sc->npending++;
             continue;
         }
         /* Done elsewhere: remembered here too, so its next retry needs no round trip. */
         int r = rl_dedup_claim_digest(ds->win, &dg[i], now);
-        verdict[i] = remote[i] == RL_DR_OWN && r == 1 ? RL_DS_NEW : RL_DS_DUP;
-        claimed[i] = verdict[i] == RL_DS_NEW;
+        verdict[i] = sc->remote[i] == RL_DR_OWN && r == 1 ? RL_DS_NEW : RL_DS_DUP;
+        sc->claimed[i] = verdict[i] == RL_DS_NEW;
     }
     pthread_cond_broadcast(&ds->landed);
-    rc = commit(arg, verdict, n);
-    if (rc != 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (!claimed[i])
-                continue;
-            rl_dedup_release_digest(ds->win, &dg[i]);
-            if (ask[i] && !fell[i])
-                keys[nrelease++] = keys[i];
-        }
+}
+
+/* Under the lock, when the commit failed: the local claims are released, and
+ * the Redis claims that were made are collected in keys[0..nrelease) to be
+ * released once the lock is dropped. */
+static void shared_undo(rl_dstore_t *ds, shared_claim_t *sc, const rl_dedup_digest_t *dg, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sc->claimed[i])
+            continue;
+        rl_dedup_release_digest(ds->win, &dg[i]);
+        if (sc->ask[i] && !sc->fell[i])
+            sc->keys[sc->nrelease++] = sc->keys[i];
     }
-unlock:
+}
+
+/* store = redis: the local window first, then one pipelined round trip for
+ * the ids it does not know, then the commit under the lock. */
+static int claim_shared(rl_dstore_t *ds, const char *source, const char *const *ids,
+                        const rl_dedup_digest_t *dg, const int *hashed, size_t n, uint64_t now,
+                        int *verdict, rl_dstore_commit_fn commit, void *arg)
+{
+    shared_claim_t sc = {.keys = calloc(n, sizeof(*sc.keys)),
+                         .remote = calloc(n, sizeof(*sc.remote)),
+                         .ask = calloc(n, 1),
+                         .fell = calloc(n, 1),
+                         .claimed = calloc(n, 1)};
+    int rc = -1;
+
+    if (!sc.keys || !sc.remote || !sc.ask || !sc.fell || !sc.claimed)
+        goto out;
+    pthread_mutex_lock(&ds->lock);
+    shared_look_local(ds, &sc, source, ids, dg, hashed, n, now, verdict);
     pthread_mutex_unlock(&ds->lock);
-    rl_metric_add(ds->m_fallback, nfell);
-    rl_metric_add(ds->m_pending, npending);
+
+    ask_redis(ds, sc.keys, sc.ask, n, sc.remote, sc.fell);
+
+    pthread_mutex_lock(&ds->lock);
+    shared_decide(ds, &sc, dg, hashed, n, now, verdict);
+    rc = commit(arg, verdict, n);
+    if (rc != 0)
+        shared_undo(ds, &sc, dg, n);
+    pthread_mutex_unlock(&ds->lock);
+    rl_metric_add(ds->m_fallback, sc.nfell);
+    rl_metric_add(ds->m_pending, sc.npending);
     /* Not appended: let the retry through now rather than after pending_ttl. */
-    if (nrelease)
-        rl_dredis_release(ds->redis, keys, nrelease);
-    free(keys);
-    free(remote);
-    free(ask);
-    free(fell);
-    free(claimed);
+    if (sc.nrelease)
+        rl_dredis_release(ds->redis, sc.keys, sc.nrelease);
+out:
+    shared_claim_free(&sc);
     return rc;
 }
 

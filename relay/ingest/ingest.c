@@ -549,37 +549,23 @@ static size_t reason_index(const char *why)
     return i < NAUTH_REASONS ? i : 0;
 }
 
-int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
-                     void *opaque, rl_reply_t *reply)
+/* Authentication, then the rate limit. 0 to go on (*msg_id: the signed
+ * message id, or NULL); 1 when reply holds the answer. */
+static int admit(source_rt_t *src, const rl_ingest_req_t *req, uint64_t now_ms, const char **msg_id,
+                 rl_reply_t *reply)
 {
-    rl_event_list_t evs;
-    struct iovec *iov = NULL;
-    char **ids = NULL;
-    pending_t *p = NULL;
-    json_t *root = NULL;
-    json_error_t jerr;
-    const char *why = NULL, *msg_id = NULL;
-    char err[256], msg[512];
-    int done = 1, retry_after = 0;
-
-    uint64_t start_us = rl_clock_mono_us();
-    rl_event_list_init(&evs);
-    uint64_t now_ms = (uint64_t)rl_clock_wall_ms();
-    source_rt_t *src = find_source(ig, req->source);
-    if (!src) {
-        rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
-                       req->source);
-        goto out;
-    }
+    const char *why = NULL;
+    int retry_after = 0;
     rl_auth_req_t areq = {.header = req->header,
                           .header_ctx = req->header_ctx,
                           .body = req->body,
                           .len = req->len,
                           .now = (int64_t)(now_ms / 1000)};
-    if (rl_auth_check(src->auth, &areq, &why, &msg_id) != 0) {
+
+    if (rl_auth_check(src->auth, &areq, &why, msg_id) != 0) {
         rl_metric_add(src->m_auth[reason_index(why)], 1);
         rl_reply_error(reply, 401, "unauthorized", "authentication failed: %s", why);
-        goto out;
+        return 1;
     }
     /* After authentication: requests that cannot prove who sent them must not
      * use up the provider's allowance. */
@@ -589,82 +575,124 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
                        "more requests than this source's rate_limit; retry after %d s",
                        retry_after);
         reply->retry_after = retry_after;
-        goto out;
+        return 1;
     }
+    return 0;
+}
+
+/* The body into events: 0 with evs filled (*root holds what they borrow, the
+ * caller decrefs it in every case); 1 with *reason and msg set, for a dead
+ * letter; 2 when reply holds the answer (too many items). */
+static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
+                       json_t **root, rl_event_list_t *evs, const char **reason, char *msg,
+                       size_t msgsz, rl_reply_t *reply)
+{
+    json_error_t jerr;
+    char err[256] = "";
+
     if (rl_json_too_deep(req->body, req->len, ig->max_depth)) {
         rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
         rl_metric_add(src->m_too_deep, 1);
-        snprintf(msg, sizeof(msg),
-                 "body nests arrays and objects deeper than %d (http.max_json_depth)",
+        snprintf(msg, msgsz, "body nests arrays and objects deeper than %d (http.max_json_depth)",
                  ig->max_depth);
-        done = dead_letter(ig, src, req, msg_id, now_ms, "json_too_deep", msg, cb, opaque, reply);
-        goto out;
+        *reason = "json_too_deep";
+        return 1;
     }
-    if (!(root = json_loadb((const char *)req->body, req->len, 0, &jerr))) {
+    if (!(*root = json_loadb((const char *)req->body, req->len, 0, &jerr))) {
         rl_metric_add(src->m_bad_json, 1);
-        snprintf(msg, sizeof(msg), "body is not JSON: %s (line %d, column %d)", jerr.text,
-                 jerr.line, jerr.column);
-        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_json", msg, cb, opaque, reply);
-        goto out;
+        snprintf(msg, msgsz, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        *reason = "invalid_json";
+        return 1;
     }
-    err[0] = '\0';
-    if (src->codec->decode(root, &evs, err, sizeof(err)) != 0 || evs.n == 0) {
+    if (src->codec->decode(*root, evs, err, sizeof(err)) != 0 || evs->n == 0) {
         rl_metric_add(src->m_bad_shape, 1);
-        snprintf(msg, sizeof(msg), "not a %s webhook: %s", src->codec->name,
+        snprintf(msg, msgsz, "not a %s webhook: %s", src->codec->name,
                  err[0] ? err : "no events in body");
-        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_payload", msg, cb, opaque, reply);
-        goto out;
+        *reason = "invalid_payload";
+        return 1;
     }
-    if (evs.n > ig->max_items) {
+    if (evs->n > ig->max_items) {
         rl_metric_add(src->m_items, 1);
         rl_reply_error(reply, 413, "too_many_items",
-                       "the body carries %zu events, more than http.max_items (%zu)", evs.n,
+                       "the body carries %zu events, more than http.max_items (%zu)", evs->n,
                        ig->max_items);
-        goto out;
+        return 2;
     }
-    if (adopt_msg_id(&evs, msg_id) != 0)
-        goto oom;
+    return 0;
+}
 
-    /* Every CloudEvent carries a time: where the provider gave none (Whapi users,
-     * presences), it is when relay received the event. */
+/* Every CloudEvent carries a time: where the provider gave none (Whapi users,
+ * presences), it is when relay received the event. 0, or -1 on out-of-memory. */
+static int stamp_time(rl_event_list_t *evs, uint64_t now_ms)
+{
     char now_rfc[32];
     struct tm tm;
     time_t now_s = (time_t)(now_ms / 1000);
+
     gmtime_r(&now_s, &tm);
     strftime(now_rfc, sizeof(now_rfc), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    for (size_t i = 0; i < evs.n; i++)
-        if (!evs.v[i].time && !(evs.v[i].time = strdup(now_rfc)))
-            goto oom;
+    for (size_t i = 0; i < evs->n; i++)
+        if (!evs->v[i].time && !(evs->v[i].time = strdup(now_rfc)))
+            return -1;
+    return 0;
+}
 
-    p = pending_new(ig, src, evs.n, cb, opaque);
-    if (p)
-        p->start_us = start_us;
-    iov = calloc(evs.n, sizeof(*iov));
-    ids = calloc(evs.n, sizeof(*ids));
-    if (!p || !iov || !ids)
-        goto oom;
-    int enc = encode_events(ig, src, &evs, now_ms, iov, ids, msg, sizeof(msg));
-    if (enc < 0)
-        goto oom;
-    if (enc > 0) { /* an event no sink could publish: refused now, not dropped later */
-        rl_metric_add(src->m_bad_shape, 1);
-        pending_free(p);
-        p = NULL;
-        done = dead_letter(ig, src, req, msg_id, now_ms, "invalid_payload", msg, cb, opaque, reply);
+int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
+                     void *opaque, rl_reply_t *reply)
+{
+    rl_event_list_t evs;
+    struct iovec *iov = NULL, *all = NULL;
+    char **ids = NULL;
+    pending_t *p = NULL;
+    json_t *root = NULL;
+    const char *msg_id = NULL, *reason = NULL;
+    char msg[512];
+    int done = 1, rc;
+    uint64_t start_us = rl_clock_mono_us(), now_ms = (uint64_t)rl_clock_wall_ms();
+    source_rt_t *src = find_source(ig, req->source);
+
+    rl_event_list_init(&evs);
+    if (!src) {
+        rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
+                       req->source);
         goto out;
     }
-    /* claim_and_append compacts iov to the new events; keep the originals to free. */
-    struct iovec *all = malloc(evs.n * sizeof(*all));
-    if (!all)
+    if (admit(src, req, now_ms, &msg_id, reply) != 0)
+        goto out;
+    rc = decode_body(ig, src, req, &root, &evs, &reason, msg, sizeof(msg), reply);
+    if (rc == 2)
+        goto out;
+    if (rc == 1)
+        goto dead;
+    if (adopt_msg_id(&evs, msg_id) != 0 || stamp_time(&evs, now_ms) != 0)
         goto oom;
+    p = pending_new(ig, src, evs.n, cb, opaque);
+    iov = calloc(evs.n, sizeof(*iov));
+    ids = calloc(evs.n, sizeof(*ids));
+    all = malloc(evs.n * sizeof(*all));
+    if (!p || !iov || !ids || !all)
+        goto oom;
+    p->start_us = start_us;
+    rc = encode_events(ig, src, &evs, now_ms, iov, ids, msg, sizeof(msg));
+    if (rc < 0)
+        goto oom;
+    if (rc > 0) { /* an event no sink could publish: refused now, not dropped later */
+        rl_metric_add(src->m_bad_shape, 1);
+        reason = "invalid_payload";
+        goto dead;
+    }
+    /* claim_and_append compacts iov to the new events; keep the originals to free. */
     memcpy(all, iov, evs.n * sizeof(*all));
     done = claim_and_append(ig, p, (const char *const *)ids, evs.n, &evs, iov, reply);
     for (size_t i = 0; i < evs.n; i++)
         free(all[i].iov_base);
-    free(all);
     memset(iov, 0, evs.n * sizeof(*iov));
     if (!done)
         p = NULL; /* owned by the WAL callback now */
+    goto out;
+dead:
+    done = dead_letter(ig, src, req, msg_id, now_ms, reason, msg, cb, opaque, reply);
     goto out;
 oom:
     rl_reply_error(reply, 500, "internal", "out of memory");
@@ -674,6 +702,7 @@ out:
         for (size_t i = 0; i < evs.n; i++)
             free(iov[i].iov_base);
     free(iov);
+    free(all);
     free(ids);
     pending_free(p);
     json_decref(root);

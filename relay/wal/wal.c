@@ -175,101 +175,119 @@ static void note_batch(rl_wal_t *w, const batch_t *b, uint64_t before)
     }
 }
 
+/* Flusher, lock held: sleeps until something is appended, a cursor moves,
+ * a publish waiter's deadline comes or the WAL stops, probing an unwritable
+ * disk every PROBE_MS meanwhile. */
+static void flusher_wait(rl_wal_t *w)
+{
+    int64_t next_pub = rl_wal_int_settle_published(w);
+
+    while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
+        int64_t now = rl_clock_mono_ms(), wait = 1000;
+        if (next_pub != INT64_MAX && next_pub - now < wait)
+            wait = next_pub - now > 0 ? next_pub - now : 0;
+        if (!w->writable && now - w->last_probe_ms >= PROBE_MS) {
+            int fd = w->active_fd;
+            uint64_t size = w->segs[w->nsegs - 1].size;
+            w->last_probe_ms = now;
+            pthread_mutex_unlock(&w->lock);
+            int ok = probe_disk(fd, size);
+            pthread_mutex_lock(&w->lock);
+            if (ok && !w->writable) {
+                rl_info("wal: %s is writable again", w->dir);
+                w->writable = 1;
+            }
+            continue;
+        }
+        rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
+        next_pub = rl_wal_int_settle_published(w);
+    }
+}
+
+/* Flusher, lock held (dropped while writing and while calling back): one
+ * group commit. The pending batch is swapped out, so appenders go on filling
+ * a fresh one, written and fsynced, then its appenders are told. */
+static void flusher_commit(rl_wal_t *w)
+{
+    batch_t b = w->pending;
+    w->pending = w->flushing;
+    w->pending.len = w->pending.nw = 0;
+    w->pending.first_seq = w->pending.last_seq = 0;
+    w->flushing = b;
+    w->inflight_bytes = b.len;
+    uint64_t before = w->segs[w->nsegs - 1].size;
+    int fd = w->active_fd, status = 0;
+    pthread_mutex_unlock(&w->lock);
+
+    if (b.len)
+        status = write_batch(w, fd, &b, before);
+
+    pthread_mutex_lock(&w->lock);
+    w->inflight_bytes = 0;
+    if (b.len) /* a batch of barriers alone says nothing about the disk */
+        w->writable = status == 0;
+    if (status != 0) /* the first probe one PROBE_MS after the failure, not at once */
+        w->last_probe_ms = rl_clock_mono_ms();
+    if (status != 0 && b.last_seq > w->last_failed_seq)
+        w->last_failed_seq = b.last_seq;
+    uint64_t last_failed = w->last_failed_seq;
+    if (status == 0 && b.len) {
+        note_batch(w, &b, before);
+        w->segs[w->nsegs - 1].size += b.len;
+        w->bytes += b.len;
+        w->durable_seq = b.last_seq;
+        w->full = 0;
+        roll_if_full(w);
+        pthread_cond_broadcast(&w->read_cv);
+    }
+    pthread_mutex_unlock(&w->lock);
+    for (size_t i = 0; i < b.nw; i++) {
+        int st = status;
+        if (b.w[i].floor && last_failed >= b.w[i].floor)
+            st = -1;
+        b.w[i].cb(b.w[i].opaque, st);
+    }
+    pthread_mutex_lock(&w->lock);
+}
+
+/* Flusher, lock held: moved cursors are written every CURSOR_PERSIST_MS (and
+ * at stop), then the segments every reader is past are deleted. With nothing
+ * else to do it sleeps until then, settling publish waiters first. */
+static void flusher_cursors(rl_wal_t *w, int64_t *last_persist)
+{
+    int64_t now = rl_clock_mono_ms();
+
+    if (w->cursors_dirty && (now - *last_persist >= CURSOR_PERSIST_MS || w->stop)) {
+        int failed = 0;
+        for (size_t i = 0; i < w->nreaders; i++)
+            if (w->readers[i].cursor != w->readers[i].persisted)
+                failed |= rl_wal_int_persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
+        w->cursors_dirty = failed != 0;
+        *last_persist = now;
+        rl_wal_int_gc_segments(w);
+    } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
+        int64_t next = rl_wal_int_settle_published(w);
+        int64_t wait = CURSOR_PERSIST_MS - (rl_clock_mono_ms() - *last_persist);
+        if (next != INT64_MAX && next - rl_clock_mono_ms() < wait)
+            wait = next - rl_clock_mono_ms();
+        if (!w->pending.len && !w->pending.nw && !w->stop)
+            rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
+    }
+}
+
 static void *flusher_main(void *arg)
 {
     rl_wal_t *w = arg;
-
-    pthread_setname_np(pthread_self(), "rl-wal-flush"); /* top -H, perf */
     int64_t last_persist = 0;
 
+    pthread_setname_np(pthread_self(), "rl-wal-flush"); /* top -H, perf */
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        /* Idle: sleep until something is appended, a cursor moves, a publish
-         * waiter's deadline comes, or it is time to probe an unwritable disk. */
-        int64_t next_pub = rl_wal_int_settle_published(w);
-        while (!w->pending.nw && !w->pending.len && !w->stop && !w->cursors_dirty) {
-            int64_t now = rl_clock_mono_ms(), wait = 1000;
-            if (next_pub != INT64_MAX && next_pub - now < wait)
-                wait = next_pub - now > 0 ? next_pub - now : 0;
-            if (!w->writable && now - w->last_probe_ms >= PROBE_MS) {
-                int fd = w->active_fd;
-                uint64_t size = w->segs[w->nsegs - 1].size;
-                w->last_probe_ms = now;
-                pthread_mutex_unlock(&w->lock);
-                int ok = probe_disk(fd, size);
-                pthread_mutex_lock(&w->lock);
-                if (ok && !w->writable) {
-                    rl_info("wal: %s is writable again", w->dir);
-                    w->writable = 1;
-                }
-                continue;
-            }
-            rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
-            next_pub = rl_wal_int_settle_published(w);
-        }
+        flusher_wait(w);
         if (w->stop && !w->pending.nw && !w->pending.len)
             break;
-
-        /* Swap the pending batch out; appenders go on filling a fresh one. */
-        batch_t b = w->pending;
-        w->pending = w->flushing;
-        w->pending.len = w->pending.nw = 0;
-        w->pending.first_seq = w->pending.last_seq = 0;
-        w->flushing = b;
-        w->inflight_bytes = b.len;
-        uint64_t before = w->segs[w->nsegs - 1].size;
-        int fd = w->active_fd, status = 0;
-        pthread_mutex_unlock(&w->lock);
-
-        if (b.len)
-            status = write_batch(w, fd, &b, before);
-
-        pthread_mutex_lock(&w->lock);
-        w->inflight_bytes = 0;
-        if (b.len) /* a batch of barriers alone says nothing about the disk */
-            w->writable = status == 0;
-        if (status != 0) /* the first probe one PROBE_MS after the failure, not at once */
-            w->last_probe_ms = rl_clock_mono_ms();
-        if (status != 0 && b.last_seq > w->last_failed_seq)
-            w->last_failed_seq = b.last_seq;
-        uint64_t last_failed = w->last_failed_seq;
-        if (status == 0 && b.len) {
-            note_batch(w, &b, before);
-            w->segs[w->nsegs - 1].size += b.len;
-            w->bytes += b.len;
-            w->durable_seq = b.last_seq;
-            w->full = 0;
-            roll_if_full(w);
-            pthread_cond_broadcast(&w->read_cv);
-        }
-        pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < b.nw; i++) {
-            int st = status;
-            if (b.w[i].floor && last_failed >= b.w[i].floor)
-                st = -1;
-            b.w[i].cb(b.w[i].opaque, st);
-        }
-        pthread_mutex_lock(&w->lock);
-
-        int64_t now = rl_clock_mono_ms();
-        if (w->cursors_dirty && (now - last_persist >= CURSOR_PERSIST_MS || w->stop)) {
-            int failed = 0;
-            for (size_t i = 0; i < w->nreaders; i++)
-                if (w->readers[i].cursor != w->readers[i].persisted)
-                    failed |= rl_wal_int_persist_cursor(&w->readers[i], w->readers[i].cursor, 0);
-            w->cursors_dirty = failed != 0;
-            last_persist = now;
-            rl_wal_int_gc_segments(w);
-        } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
-            /* Nothing else to do: sleep until it is time to persist, settling
-             * publish waiters (whom the cursors just moved) first. */
-            int64_t next = rl_wal_int_settle_published(w);
-            int64_t wait = CURSOR_PERSIST_MS - (rl_clock_mono_ms() - last_persist);
-            if (next != INT64_MAX && next - rl_clock_mono_ms() < wait)
-                wait = next - rl_clock_mono_ms();
-            if (!w->pending.len && !w->pending.nw && !w->stop)
-                rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
-        }
+        flusher_commit(w);
+        flusher_cursors(w, &last_persist);
     }
     /* Stopping: whoever still waits for publication is told it did not happen. */
     rl_wal_int_settle_published(w);

@@ -127,8 +127,7 @@ struct rl_wal {
      * sync of a write inside such a file has no file size or block allocation
      * to record, so ext4 flushes the data alone instead of committing its
      * journal, which is shared with every other file on the disk (Kafka's
-     * logs): measured under load, fdatasync p99.9 went from 2.3-19 ms to
-     * 1.4-2.3 ms and its CPU time halved. */
+     * logs). The figures: docs/performance.md, "The price of wal.preallocate". */
     int prealloc;
     int spare_ready;        /* SPARE_NAME is whole and synced (lock) */
     int64_t spare_retry_ms; /* after a failed preparation, not before (lock) */
