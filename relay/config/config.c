@@ -563,10 +563,10 @@ static void env_name(char *out, size_t outsz, const char *section, const char *s
 /* RELAY_* variables that are not configuration keys: the scripts' own
  * (tools/run.sh, tools/lib.sh, the Makefile, the test runner, bench/). They
  * are documented in docs/configuration.md and never refused. */
-static const char *const env_reserved[] = {"RELAY_CONF", "RELAY_CACHE", "RELAY_CFLAGS",
-                                           "RELAY_LDFLAGS", "RELAY_LDLIBS"};
+static const char *const env_reserved[] = {"RELAY_CONF",    "RELAY_CACHE",  "RELAY_CFLAGS",
+                                           "RELAY_LDFLAGS", "RELAY_LDLIBS", "RELAY_DEBIAN_MIRROR"};
 static const char *const env_reserved_prefix[] = {"RELAY_RUN_", "RELAY_TEST_", "RELAY_FAULTS_",
-                                                  "RELAY_BENCH_"};
+                                                  "RELAY_BENCH_", "RELAY_DOCKER_"};
 
 static int env_is_reserved(const char *var, size_t n)
 {
