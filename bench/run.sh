@@ -65,7 +65,7 @@ start_relay() { # start_relay WAL_DIR [ENV=VALUE...] -> sets relay_pid, relay_po
     local want='kafka:up redis:up'
     [[ " $* " == *" RELAY_KAFKA_ENABLED=false "* ]] && want='wal:ok'
     for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$relay_port/readyz" 2>/dev/null | grep -q "$want" && return 0
+        [[ $(curl -sf "http://127.0.0.1:$relay_port/readyz" 2>/dev/null) == *"$want"* ]] && return 0
         sleep 0.1
     done
     echo "bench: relay did not become ready" >&2

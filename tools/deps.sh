@@ -33,17 +33,11 @@ PACKAGES=(
     curl ca-certificates
 )
 
-# dpkg -s succeeds for a package that was removed but left its config files
-# behind; only "install ok installed" means it is really there.
-installed() {
-    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
-}
-
 command -v dpkg >/dev/null || die "this script installs with apt-get (Debian/Ubuntu); install the packages listed in it by hand"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-    installed "$p" || missing+=("$p")
+    pkg_installed "$p" || missing+=("$p")
 done
 
 if ((${#missing[@]})); then
@@ -64,7 +58,7 @@ if ((${#missing[@]})); then
     "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends \
         "${missing[@]}" </dev/null >&2
     for p in "${missing[@]}"; do
-        installed "$p" || die "apt-get did not install $p"
+        pkg_installed "$p" || die "apt-get did not install $p"
     done
 fi
 

@@ -121,13 +121,10 @@ if ((EUID != 0)); then
     sudo=(sudo)
 fi
 "$TOOLS/deps.sh" # kcat, redis, java and the Kafka jars, curl
-installed() {
-    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
-}
 missing=()
 # A docker client alone (e.g. a static one in /usr/local/bin) is no engine:
 # what counts is dockerd. Debian's docker.io brings dockerd, containerd, runc.
-command -v dockerd >/dev/null || installed docker.io || missing+=(docker.io)
+command -v dockerd >/dev/null || pkg_installed docker.io || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 # To validate docker/compose.yaml: Debian's docker-compose (1.29) when the
 # client has no compose plugin.

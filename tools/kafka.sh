@@ -198,6 +198,7 @@ cmd_start() {
     write_config "$dir" "$port" "$cport"
 
     local -a heap jvm
+    local meta
     read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xmx512m -Xms128m}"
     # Serial GC and C1 only: on 2 cores the broker starts in about half the
     # time of Kafka's defaults (G1, C2), and a test broker never needs the
@@ -236,7 +237,10 @@ cmd_start() {
             rm -f "$pidfile"
             die "Kafka exited during start-up (log: $log)"
         fi
-        if kcat -b "127.0.0.1:$port" -L -m 2 2>/dev/null | grep -q ' 1 brokers:'; then
+        # Into a variable: `kcat -L | grep -q` fails under pipefail when
+        # kcat is still writing as grep exits.
+        meta=$(kcat -b "127.0.0.1:$port" -L -m 2 2>/dev/null) || meta=
+        if [[ $meta == *' 1 brokers:'* ]]; then
             return 0
         fi
         sleep 0.3

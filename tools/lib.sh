@@ -150,3 +150,12 @@ check_port() {
         die "not a TCP port: '$1'"
     fi
 }
+
+# pkg_installed PACKAGE: true when dpkg has PACKAGE fully installed. dpkg -s
+# alone succeeds for a package removed with its config files left behind, and
+# `dpkg -s | grep -q` under pipefail fails at random: grep exits at the match,
+# and dpkg, still writing a status over 4 KiB (prometheus's is 6 KiB), dies
+# of SIGPIPE.
+pkg_installed() {
+    [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == ii* ]]
+}
