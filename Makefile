@@ -62,7 +62,7 @@ TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harnes
              $(BUILD)/obj/tests/system/events.o
 SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh docker/*.sh) .ci/run
 
-.PHONY: all test unit-test system-test faults run install uninstall install-test docker-test \
+.PHONY: bench-callgrind all test unit-test system-test faults run install uninstall install-test docker-test \
         clean deps format check-format docs check-docs bench fuzz fuzz-build shellcheck lint FORCE
 
 all: $(BUILD)/relay
@@ -245,7 +245,7 @@ check-docs: $(BUILD)/relay
 
 # The benchmark (issue: performance): relay vs a minimal libmicrohttpd server,
 # real Redis and Kafka, wrk with bench/mix.lua. Prints a table of medians.
-BENCH_BIN := $(BUILD)/bench/ceiling $(BUILD)/bench/e2e $(BUILD)/bench/walgen
+BENCH_BIN := $(BUILD)/bench/ceiling $(BUILD)/bench/e2e $(BUILD)/bench/walgen $(BUILD)/bench/post
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/librelay.a
 	@mkdir -p $(dir $@)
@@ -254,6 +254,12 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/librelay.a
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/relay $(BENCH_BIN)
 	@bench/run.sh
+
+# relay's instructions per request on a fixed input (bench/callgrind.sh); also
+# part of `make bench`'s table.
+bench-callgrind: deps
+	@$(MAKE) --no-print-directory $(BUILD)/relay $(BENCH_BIN)
+	@bench/callgrind.sh
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/tests/*.d $(BUILD)/bench/*.d \
            $(BUILD)/installed/*.d \

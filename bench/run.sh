@@ -73,6 +73,17 @@ start_relay() { # start_relay WAL_DIR [ENV=VALUE...] -> sets relay_pid, relay_po
     exit 1
 }
 stop_relay() { kill "$relay_pid"; wait "$relay_pid" || true; relay_pid=; }
+# drained_cpu -> relay's CPU ticks once both sinks have published everything
+# (at most 60 s after the load): what an event costs relay includes its sink
+# threads' work, which goes on after the load stops.
+drained_cpu() {
+    for _ in $(seq 1200); do
+        [[ $(metric "$relay_port" '^relay_sink_lag_events') == 0 ]] && break
+        sleep 0.05
+    done
+    cpu_ticks "$relay_pid"
+}
+us_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", n ? t / hz / n * 1e6 : 0 }'; }
 
 declare -A R # R[name,run] = value
 for run in $(seq "$RUNS"); do
@@ -104,6 +115,7 @@ for run in $(seq "$RUNS"); do
     R[rcpu,$run]=$(pct $((r1 - r0)) "$secs")
     R[ratio,$run]=$(awk -v a="${R[rps,$run]}" -v b="${R[ceil_rps,$run]}" 'BEGIN { printf "%.3f", a / b }')
     R[rss_sat,$run]=$(rss_kib "$relay_pid")
+    R[us_event,$run]=$(us_per $(($(drained_cpu) - c0)) $((e1 - e0)))
 
     # 3. Half the saturation rate: ack latency, end-to-end latency, RSS.
     delay=$(awk -v c="$CONNS" -v r="${R[rps,$run]}" 'BEGIN { d = c / (0.5 * r) * 1000; printf "%d", d < 1 ? 1 : d }')
@@ -135,6 +147,19 @@ for run in $(seq "$RUNS"); do
     res=$(wrk_mix "$relay_port" /v1/webhooks/ 0)
     R[nosink_rps,$run]=$(field "$res" rps)
     R[nosink_ratio,$run]=$(awk -v a="${R[nosink_rps,$run]}" -v b="${R[ceil_rps,$run]}" 'BEGIN { printf "%.3f", a / b }')
+    stop_relay
+    rm -rf "$tmp/wal-$run"
+
+    # 5. Timely singles (one event per request, each new), both sinks: relay's
+    #    own CPU per event, its sink threads' included.
+    start_relay "$tmp/wal-$run"
+    e0=$(metric "$relay_port" '^relay_events_accepted_total')
+    c0=$(cpu_ticks "$relay_pid")
+    res=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$ROOT/bench/timely_unique.lua" \
+        "http://127.0.0.1:$relay_port" | awk '/Requests\/sec/ { print $2 }')
+    e1=$(metric "$relay_port" '^relay_events_accepted_total')
+    R[timely_rps,$run]=$res
+    R[timely_us,$run]=$(us_per $(($(drained_cpu) - c0)) $((e1 - e0)))
     stop_relay
     rm -rf "$tmp/wal-$run"
     echo "bench: run $run: ceiling ${R[ceil_rps,$run]} req/s, relay ${R[rps,$run]} req/s" \
@@ -169,6 +194,11 @@ for run in $(seq "$RUNS"); do
     echo "bench: replay run $run: ${R[replay,$run]} events/s" >&2
 done
 
+# 6. Instructions per request (deterministic: one run is enough).
+cg=$("$ROOT/bench/callgrind.sh")
+cg_timely=$(sed -n 's/.*kind=timely .*ir_per_request=\([0-9]*\).*/\1/p' <<<"$cg")
+cg_whapi=$(sed -n 's/.*kind=whapi .*ir_per_request=\([0-9]*\).*/\1/p' <<<"$cg")
+
 median() { # median NAME
     for run in $(seq "$RUNS"); do echo "${R[$1,$run]:-0}"; done | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
@@ -192,6 +222,10 @@ load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whap
 | of which the dedup window (ids of both phases) at 50% load (MiB) | $(median dedup_mib) | $(all dedup_mib) | |
 | CPU at saturation, % of one core: relay / Kafka broker / Redis | $(median cpu) / $(median kcpu) / $(median rcpu) | $(all cpu) | |
 | sink lag when the saturation load stops, Kafka + Redis (events) | $(median sat_lag) | $(all sat_lag) | |
+| relay CPU per event, mix, both sinks, until published (us) | $(median us_event) | $(all us_event) | <= 8 |
+| Timely singles, both sinks: requests/s | $(median timely_rps) | $(all timely_rps) | |
+| relay CPU per event, Timely singles, both sinks, until published (us) | $(median timely_us) | $(all timely_us) | <= 15 |
+| relay instructions per request, callgrind, no sinks, no fsync: Timely single / Whapi batch of 10 | $cg_timely / $cg_whapi | | |
 | for comparison: relay without sinks, requests/s (ratio) | $(median nosink_rps) ($(median nosink_ratio)) | $(all nosink_rps) | |
 | WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
 | publishing cost per event during replay: CPU of relay's sink threads + broker + Redis (us) | $(median pubus) | $(all pubus) | |

@@ -24,8 +24,8 @@ PACKAGES=(
     redis-server redis-tools kcat
     # promtool (Prometheus's linter) checks the /metrics exposition in a system test
     prometheus
-    # load generator for bench/
-    wrk
+    # load generator for bench/, and valgrind for its instruction counts (bench/callgrind.sh)
+    wrk valgrind
     # Kafka's broker is a JVM program; maven fetches its jars (tools/kafka.sh)
     openjdk-17-jre-headless maven
     # curl for the examples `make run` prints; ca-certificates so that TLS to
