@@ -55,8 +55,30 @@ static int utf8_ok(const char *msg)
     return ok;
 }
 
+/* The fields of kv ("a=1 b=x") as a JSON object (NULL when kv has none). */
+static json_t *fields_json(const char *kv)
+{
+    json_t *o = NULL;
+    char buf[512], *save = NULL;
+
+    snprintf(buf, sizeof(buf), "%s", kv ? kv : "");
+    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '='), *end = NULL;
+        if (!eq || eq == tok)
+            continue;
+        *eq = '\0';
+        long long n = strtoll(eq + 1, &end, 10);
+        json_t *v = eq[1] && *end == '\0' ? json_integer(n) : json_string(eq + 1);
+        if (!o)
+            o = json_object();
+        if (!o || json_object_set_new(o, tok, v) != 0)
+            break;
+    }
+    return o;
+}
+
 /* Writes msg (modified) as one JSON object; -1 when out of memory. */
-static int write_json(const char *ts, int level, char *msg)
+static int write_json(const char *ts, int level, char *msg, const char *kv)
 {
     size_t mlen = module_len(msg);
     json_t *o = json_object();
@@ -79,6 +101,9 @@ static int write_json(const char *ts, int level, char *msg)
         goto out;
     if (json_object_set_new(o, "message", json_string(mlen > 0 ? msg + mlen + 2 : msg)) != 0)
         goto out;
+    json_t *f = fields_json(kv);
+    if (f && json_object_set_new(o, "fields", f) != 0)
+        goto out;
     line = json_dumps(o, JSON_COMPACT);
     if (line == NULL)
         goto out;
@@ -90,23 +115,40 @@ out:
     return rc;
 }
 
-void rl_log(int level, const char *fmt, ...)
+static void log_va(int level, const char *kv, const char *fmt, va_list ap)
 {
-    if (level < min_level)
-        return;
     char msg[1024], ts[40], day[24];
     int64_t now = rl_clock_wall_ms();
     time_t sec = (time_t)(now / 1000);
     struct tm tm;
-    va_list ap;
 
     gmtime_r(&sec, &tm);
     strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts, sizeof(ts), "%s.%03dZ", day, (int)(now % 1000));
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (json_format && write_json(ts, level, msg) == 0)
+    if (json_format && write_json(ts, level, msg, kv) == 0)
         return;
-    fprintf(stderr, "%s %-5s %s\n", ts, names[level], msg);
+    fprintf(stderr, "%s %-5s %s%s%s\n", ts, names[level], msg, kv && *kv ? " " : "", kv ? kv : "");
+}
+
+void rl_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < min_level)
+        return;
+    va_start(ap, fmt);
+    log_va(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void rl_log_kv(int level, const char *kv, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < min_level)
+        return;
+    va_start(ap, fmt);
+    log_va(level, kv, fmt, ap);
+    va_end(ap);
 }

@@ -4,7 +4,8 @@
  * before the first ": "). Two formats:
  *   - text (the default): "2026-12-05T11:27:28.123Z info  wal: ...";
  *   - json: one object per line, {"time":"…","level":"info","module":"wal",
- *     "message":"…"} ("module" left out when the message has no prefix), for
+ *     "message":"…","fields":{…}} ("module" left out when the message has no
+ *     prefix, "fields" when it has none: rl_log_kv), for
  *     log shippers (Fluent Bit, Vector, Loki's promtail) that parse JSON.
  * One write per line keeps lines from different threads whole. The level and
  * the format are set once at start-up, before threads start.
@@ -20,6 +21,11 @@ int rl_log_set_level(const char *name);
 /* Sets the format from "text|json"; returns -1 when unknown. */
 int rl_log_set_format(const char *name);
 void rl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* rl_log with fields: kv is "name=value name=value" (names [a-z0-9_], values
+ * without spaces). text appends them to the message; json puts them in a
+ * "fields" object, a value that is a whole number as a number. kv may be NULL. */
+void rl_log_kv(int level, const char *kv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define rl_debug(...) rl_log(RL_LOG_DEBUG, __VA_ARGS__)
 #define rl_info(...) rl_log(RL_LOG_INFO, __VA_ARGS__)

@@ -51,17 +51,117 @@ void rl_sink_fini(rl_sink_t *s)
     s->metrics = NULL;
 }
 
+/* "events=N bytes=B" of the sink's backlog, into kv. */
+static void backlog_kv(rl_sink_t *s, char *kv, size_t size, const char *more)
+{
+    uint64_t events = 0, bytes = 0;
+
+    rl_wal_reader_lag(s->reader, &events, &bytes);
+    snprintf(kv, size, "%sbacklog_events=%llu backlog_bytes=%llu", more ? more : "",
+             (unsigned long long)events, (unsigned long long)bytes);
+}
+
+/* Starts a replay when the WAL holds what the sink has not published. */
+static void replay_begin(rl_sink_t *s)
+{
+    uint64_t events = 0, bytes = 0;
+
+    rl_wal_reader_lag(s->reader, &events, &bytes);
+    s->replay_start_ms = 0;
+    if (events == 0)
+        return;
+    s->replay_start_ms = s->replay_log_ms = rl_clock_mono_ms();
+    s->replay_start_cursor = rl_wal_reader_cursor(s->reader);
+    s->replay_start_lag = events;
+    char kv[128];
+    snprintf(kv, sizeof(kv), "events=%llu bytes=%llu", (unsigned long long)events,
+             (unsigned long long)bytes);
+    rl_log_kv(RL_LOG_INFO, kv, "%s: replay started: publishing the WAL's backlog", s->name);
+}
+
 void rl_sink_set_connected(rl_sink_t *s, int up)
 {
     int was = atomic_exchange(&s->connected, up);
+    char kv[192], more[64];
+
     rl_metric_set(s->m_up, up);
-    if (up)
-        atomic_store(&s->down_since_ms, 0);
-    else if (was)
+    if (up) {
+        int64_t since = atomic_exchange(&s->down_since_ms, 0);
+        if (was)
+            return;
+        long long attempts = atomic_exchange(&s->failed_attempts, 0);
+        atomic_store(&s->last_unreachable_log_ms, 0);
+        if (!atomic_exchange(&s->ever_up, 1)) {
+            if (attempts)
+                rl_info("%s: connected after %lld failed attempts", s->name, attempts);
+            else
+                rl_info("%s: connected", s->name);
+        } else {
+            int64_t down = since ? rl_clock_mono_ms() - since : 0;
+            snprintf(more, sizeof(more), "down_ms=%lld attempts=%lld ", (long long)down, attempts);
+            backlog_kv(s, kv, sizeof(kv), more);
+            rl_log_kv(RL_LOG_INFO, kv, "%s: outage ended after %.1f s: connected again", s->name,
+                      (double)down / 1000.0);
+        }
+        /* The sink's own thread calls with up = 1 (librdkafka's delivery
+         * reports are served on it): the replay fields are its alone. */
+        replay_begin(s);
+        return;
+    }
+    if (was) {
         atomic_store(&s->down_since_ms, rl_clock_mono_ms());
-    if (was != up)
-        rl_log(up ? RL_LOG_INFO : RL_LOG_WARN, "%s: %s", s->name,
-               up ? "connected" : "disconnected; events stay in the WAL until it is back");
+        backlog_kv(s, kv, sizeof(kv), NULL);
+        rl_log_kv(RL_LOG_WARN, kv,
+                  "%s: outage started: disconnected; events stay in the WAL until it is back",
+                  s->name);
+    }
+}
+
+void rl_sink_connect_failed(rl_sink_t *s, const char *why)
+{
+    long long n = atomic_fetch_add(&s->failed_attempts, 1) + 1;
+    int64_t now = rl_clock_mono_ms(), last = atomic_load(&s->last_unreachable_log_ms);
+    int64_t since = atomic_load(&s->down_since_ms);
+    char kv[192], more[64];
+
+    rl_sink_set_connected(s, 0);
+    if (last && now - last < 30000)
+        return;
+    atomic_store(&s->last_unreachable_log_ms, now);
+    snprintf(more, sizeof(more), "attempts=%lld down_ms=%lld ", n,
+             since ? (long long)(now - since) : 0LL);
+    backlog_kv(s, kv, sizeof(kv), more);
+    if (!atomic_load(&s->ever_up) && !atomic_exchange(&s->start_logged, 1))
+        rl_log_kv(RL_LOG_INFO, kv,
+                  "%s: unreachable at start-up (%s); retrying, events stay in the WAL", s->name,
+                  why);
+    else
+        rl_log_kv(RL_LOG_INFO, kv, "%s: still unreachable (%s); retrying", s->name, why);
+}
+
+void rl_sink_progress(rl_sink_t *s)
+{
+    if (!s->replay_start_ms)
+        return;
+    int64_t now = rl_clock_mono_ms();
+    uint64_t events = 0, bytes = 0;
+    char kv[192];
+
+    rl_wal_reader_lag(s->reader, &events, &bytes);
+    if (events != 0 && now - s->replay_log_ms < 10000)
+        return;
+    uint64_t done = rl_wal_reader_cursor(s->reader) - s->replay_start_cursor;
+    double secs = (double)(now - s->replay_start_ms) / 1000.0;
+    long long rate = secs > 0 ? (long long)((double)done / secs) : (long long)done;
+    snprintf(kv, sizeof(kv), "published=%llu events_per_s=%lld lag_events=%llu lag_bytes=%llu",
+             (unsigned long long)done, rate, (unsigned long long)events, (unsigned long long)bytes);
+    s->replay_log_ms = now;
+    if (events == 0) {
+        rl_log_kv(RL_LOG_INFO, kv, "%s: replay caught up in %.1f s", s->name, secs);
+        s->replay_start_ms = 0;
+    } else {
+        rl_log_kv(RL_LOG_INFO, kv, "%s: replay in progress", s->name);
+    }
 }
 
 int rl_sink_should_stop(rl_sink_t *s)

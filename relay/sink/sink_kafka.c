@@ -116,6 +116,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    /* A broker that has just started answers "Coordinator load in progress"
+     * to the idempotent producer's first request, and librdkafka retries: a
+     * normal start, not a warning. */
+    if (strstr(buf, "Coordinator load in progress") || strstr(buf, "Coordinator not available"))
+        level = 6;
     rl_log(level <= 3   ? RL_LOG_ERROR
            : level <= 4 ? RL_LOG_WARN
                         : RL_LOG_DEBUG,
@@ -322,6 +327,7 @@ static void *kafka_main(void *arg)
         int window_full = k->count >= MAX_INFLIGHT || k->inflight_bytes >= MAX_INFLIGHT_BYTES;
         rd_kafka_poll(k->rk, window_full && !fed ? 10 : 0);
         ring_advance(k);
+        rl_sink_progress(&k->base);
         if (!k->count && !fed && !atomic_load(&k->base.drain_until_ms))
             probe(k); /* not while draining: it may block for up to 2 s */
     }

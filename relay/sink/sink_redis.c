@@ -44,21 +44,19 @@ static int command_ok(redisContext *c, const char *what, redisReply *rep)
     return ok;
 }
 
-static int connect_redis(redis_sink_t *r)
+/* Connects; on failure, what failed is in errstr. */
+static int connect_redis(redis_sink_t *r, char *errstr, size_t errstr_size)
 {
-    char errstr[256];
-
     r->c = rl_redis_connect(&r->target, (struct timeval){2, 0}, (struct timeval){5, 0}, errstr,
-                            sizeof(errstr));
-    if (!r->c) {
-        rl_debug("redis: %s", errstr);
+                            errstr_size);
+    if (!r->c)
         return -1;
-    }
     /* A Redis still loading its data set answers -LOADING to the first
      * commands and may take later ones of the same pipeline: a re-send from the
      * cursor would then put the refused ones after those. Start only once it
      * answers PING. */
     if (!command_ok(r->c, "PING", redisCommand(r->c, "PING"))) {
+        rl_seterr(errstr, errstr_size, "PING refused");
         redisFree(r->c);
         r->c = NULL;
         return -1;
@@ -190,8 +188,9 @@ static void *redis_main(void *arg)
     rl_backoff_init(&backoff, 100, 5000);
     while (!rl_sink_should_stop(&r->base)) {
         if (!r->c) {
-            if (connect_redis(r) != 0) {
-                rl_sink_set_connected(&r->base, 0);
+            char why[256];
+            if (connect_redis(r, why, sizeof(why)) != 0) {
+                rl_sink_connect_failed(&r->base, why);
                 rl_metric_add(r->base.m_errors, 1);
                 rl_sink_sleep(&r->base, rl_backoff_next(&backoff));
                 continue;
@@ -200,6 +199,7 @@ static void *redis_main(void *arg)
             rl_sink_set_connected(&r->base, 1);
         }
         long long k = pump(r, 100);
+        rl_sink_progress(&r->base);
         if (k < 0) {
             r->b[0].n = r->b[1].n = 0; /* both batches are re-sent from the cursor */
             rl_metric_add(r->base.m_errors, 1);

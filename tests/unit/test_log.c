@@ -96,3 +96,31 @@ Test(log, unknown_names_are_refused)
     cr_assert_eq(rl_log_set_format("xml"), -1);
     cr_assert_eq(rl_log_set_level("verbose"), -1);
 }
+
+static void log_fields(void)
+{
+    rl_log_kv(RL_LOG_INFO, "backlog_events=12 down_ms=-3 sink=redis", "redis: outage ended");
+}
+
+Test(log, fields_are_text_pairs_and_a_json_object)
+{
+    cr_assert_eq(rl_log_set_level("info"), 0);
+    cr_assert_eq(rl_log_set_format("text"), 0);
+    char *out = capture(log_fields);
+    cr_assert_not_null(
+        strstr(out, " info  redis: outage ended backlog_events=12 down_ms=-3 sink=redis\n"), "%s",
+        out);
+
+    cr_assert_eq(rl_log_set_format("json"), 0);
+    out = capture(log_fields);
+    json_error_t err;
+    json_t *o = json_loads(out, 0, &err), *f = json_object_get(o, "fields");
+    cr_assert_not_null(o, "not JSON (%s): %s", err.text, out);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "message")), "outage ended");
+    cr_assert(json_is_integer(json_object_get(f, "backlog_events")), "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(f, "backlog_events")), 12);
+    cr_assert_eq(json_integer_value(json_object_get(f, "down_ms")), -3);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "sink")), "redis");
+    json_decref(o);
+    cr_assert_eq(rl_log_set_format("text"), 0);
+}
