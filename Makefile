@@ -44,7 +44,7 @@ FINAL_LIBS    := $(RELAY_LDLIBS) $(LDLIBS)
 
 LIB_SRC   := $(wildcard $(addprefix relay/,$(addsuffix /*.c,$(SUBDIRS)))) $(wildcard codecs/*.c)
 ALL_C     := relay/*.c relay/*/*.[ch] codecs/*.[ch] fuzz/*.[ch] bench/*.c tests/unit/*.c \
-             tests/system/*.[ch] tests/common/*.[ch]
+             tests/system/*.[ch] tests/common/*.[ch] examples/consumers/c/*.c
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 MAIN_OBJ  := $(BUILD)/obj/relay/main.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -60,7 +60,7 @@ TEST_LIBS := $(shell pkg-config --libs criterion libcurl 2>/dev/null)
 TEST_INCS := -Itests/common
 TEST_HELP := $(BUILD)/obj/tests/common/tmpdir.o $(BUILD)/obj/tests/system/harness.o \
              $(BUILD)/obj/tests/system/events.o
-SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh docker/*.sh) .ci/run
+SHELL_SCRIPTS := $(wildcard tools/*.sh bench/*.sh docker/*.sh examples/consumers/*.sh) .ci/run
 
 .PHONY: bench-callgrind all test unit-test system-test faults run install uninstall install-test docker-test \
         clean deps format check-format docs check-docs bench fuzz fuzz-build shellcheck lint FORCE

@@ -22,6 +22,8 @@ PACKAGES=(
     clang libclang-rt-14-dev clang-format shellcheck
     # the services the system tests and `make run` start, and their clients
     redis-server redis-tools kcat
+    # the Python consumer examples (examples/consumers/, tests/system/test_consumers.c)
+    python3-confluent-kafka python3-redis
     # promtool (Prometheus's linter) checks the /metrics exposition in a system test
     prometheus
     # load generator for bench/, and valgrind for its instruction counts (bench/callgrind.sh)
