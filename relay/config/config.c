@@ -81,7 +81,7 @@ static const key_t_ keys[] = {
     INT_KEY("http", "max_connections_per_ip", "256", 1, 100000, G(http.max_connections_per_ip),
             "Most concurrent connections from one client address (behind a proxy every client has "
             "the proxy's: raise it to max_connections)."),
-    SIZE_KEY("http", "max_header", "32k", 8192, 1024 * 1024, G(http.max_header),
+    SIZE_KEY("http", "max_header", "8k", 8192, 1024 * 1024, G(http.max_header),
              "Memory for one request's line and headers; a request that does not fit is answered "
              "431 (414 for the line)."),
     DURATION_KEY("http", "request_timeout", "30", 1, 3600, G(http.request_timeout),

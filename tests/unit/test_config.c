@@ -768,7 +768,7 @@ Test(config, auth_and_limit_keys)
 {
     rl_config_t *c = load_ok(SRC);
     cr_expect_eq(c->http.max_connections_per_ip, 256);
-    cr_expect_eq(c->http.max_header, 32 * 1024);
+    cr_expect_eq(c->http.max_header, 8 * 1024);
     cr_expect_eq(c->http.request_timeout, 30);
     cr_expect_eq(c->http.max_json_depth, 64);
     cr_expect_eq(c->http.max_items, 1000);
