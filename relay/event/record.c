@@ -230,6 +230,27 @@ fail:
     return NULL;
 }
 
+char *rl_record_ack_body(const rl_event_list_t *evs, size_t accepted, size_t duplicates)
+{
+    char num[64];
+    obuf_t b = {0};
+
+    int n = snprintf(num, sizeof(num), "{\"accepted\":%zu,\"duplicates\":%zu,\"ids\":[", accepted,
+                     duplicates);
+    ob_put(&b, num, (size_t)n);
+    for (size_t i = 0; i < evs->n; i++) {
+        if (i)
+            OB_LIT(&b, ",");
+        ob_str(&b, evs->v[i].id ? evs->v[i].id : "");
+    }
+    ob_put(&b, "]}", 3); /* with the NUL */
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return (char *)b.p;
+}
+
 /* Writes a payload: the routing fields, then the CloudEvent, either given as
  * event_json or (NULL) written from ev straight into the payload. */
 static int encode_kind(int kind, const char *source, const char *provider, const rl_event_t *ev,

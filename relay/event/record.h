@@ -60,6 +60,12 @@ typedef struct rl_deadletter {
  * out-of-memory. */
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider);
 
+/* The 200 answer to a request whose events are `evs`:
+ * {"accepted":A,"duplicates":D,"ids":["…",…]}, compact, byte for byte what
+ * jansson's json_dumps wrote for it. Returns a malloc'd NUL-terminated string
+ * (caller frees), NULL on out-of-memory. */
+char *rl_record_ack_body(const rl_event_list_t *evs, size_t accepted, size_t duplicates);
+
 /* The name of the first field of `ev` received on `source` that is longer
  * than RL_RECORD_FIELD_MAX ("id", "type", "channel_id", "workspace_id"), NULL
  * when every one fits. */

@@ -323,18 +323,6 @@ static source_rt_t *find_source(rl_ingest_t *ig, const char *name)
     return sc ? &ig->src[sc - ig->cfg->sources] : NULL;
 }
 
-static char *ok_body(const rl_event_list_t *evs, size_t accepted, size_t dups)
-{
-    json_t *ids = json_array();
-    for (size_t i = 0; i < evs->n; i++)
-        json_array_append_new(ids, json_string(evs->v[i].id));
-    json_t *o = json_pack("{s:I,s:I,s:o}", "accepted", (json_int_t)accepted, "duplicates",
-                          (json_int_t)dups, "ids", ids);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
-}
-
 /* What append_new needs; the dedup store calls it with the verdicts, under its lock. */
 typedef struct append_ctx {
     rl_ingest_t *ig;
@@ -368,7 +356,7 @@ static int append_new(void *arg, const int *verdict, size_t n)
     }
     p->accepted = a->nnew;
     if (a->evs)
-        p->body = ok_body(a->evs, p->accepted, p->duplicates);
+        p->body = rl_record_ack_body(a->evs, p->accepted, p->duplicates);
     if (a->nnew) {
         /* Nothing of p may be touched once the append succeeded: the flusher may
          * already have answered and freed it. */

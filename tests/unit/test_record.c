@@ -667,3 +667,31 @@ Test(record, too_long_names_the_field)
     cr_expect_null(rl_record_too_long("timely", &ev));
     free(max);
 }
+
+/* The 200 answer is what jansson's json_dumps wrote for it before, byte for byte,
+ * with ids that need escaping, UTF-8, none, and many. */
+Test(record, ack_body_matches_jansson)
+{
+    const char *ids[] = {"evt_1", "quo\"te\\back", "ctl\x01\n\ttab", "caf\xc3\xa9 \xe2\x82\xac",
+                         "/"};
+    for (size_t n = 0; n <= 5; n++) {
+        rl_event_list_t l;
+        rl_event_list_init(&l);
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            rl_event_t *e = rl_event_list_push(&l);
+            cr_assert_not_null(e);
+            e->id = strdup(ids[i]);
+            json_array_append_new(arr, json_string(ids[i]));
+        }
+        json_t *o = json_pack("{s:I,s:I,s:o}", "accepted", (json_int_t)n, "duplicates",
+                              (json_int_t)(5 - n), "ids", arr);
+        char *want = json_dumps(o, JSON_COMPACT), *got = rl_record_ack_body(&l, n, 5 - n);
+        cr_assert_not_null(got);
+        cr_assert_str_eq(got, want, "n=%zu", n);
+        free(want);
+        free(got);
+        json_decref(o);
+        rl_event_list_clear(&l);
+    }
+}
