@@ -139,9 +139,10 @@ static void *deadline_main(void *arg)
         for (rl_conn_t *c = g->conns; c; c = c->next) {
             if (c->received || c->cut || now - c->start_ms < (uint64_t)g->o.request_timeout_ms)
                 continue;
-            shutdown(c->fd, SHUT_RDWR);
-            c->cut = 1;
+            /* Counted before the cut: whoever sees the socket end sees the hit. */
             rl_metric_add(g->m_timeout, 1);
+            c->cut = 1;
+            shutdown(c->fd, SHUT_RDWR);
         }
     }
     pthread_mutex_unlock(&g->lock);
