@@ -14,7 +14,6 @@
 #include "record.h"
 #include "wal.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,14 +51,28 @@ int main(int argc, char **argv)
             snprintf(id, sizeof(id), "evt_replay_%ld", done);
             snprintf(ch, sizeof(ch), "chan_%ld", done % 200);
             snprintf(mid, sizeof(mid), "msg_%ld", done);
-            json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n}", "message_id",
-                                     mid, "conversation_id", "conv_01HX3B2K", "contact_id",
-                                     "cont_456", "direction", "inbound", "content_type", "text",
-                                     "content", "Oi, gostaria de saber sobre os planos",
-                                     "occurred_at", "2026-04-19T14:30:00Z", "channel_id", ch,
-                                     "sent_by_type", "contact", "media_url", "raw");
-            rl_event_t ev = {id, "message.received", ch, "ws_abc123", "2026-04-19T14:30:00Z", data,
-                             0};
+            const char *strs[][2] = {{"message_id", mid},
+                                     {"conversation_id", "conv_01HX3B2K"},
+                                     {"contact_id", "cont_456"},
+                                     {"direction", "inbound"},
+                                     {"content_type", "text"},
+                                     {"content", "Oi, gostaria de saber sobre os planos"},
+                                     {"occurred_at", "2026-04-19T14:30:00Z"},
+                                     {"channel_id", ch},
+                                     {"sent_by_type", "contact"}};
+            rl_field_t f[11] = {[9] = {.name = "media_url"}, [10] = {.name = "raw"}};
+            for (int j = 0; j < 9; j++)
+                f[j] = (rl_field_t){.name = strs[j][0],
+                                    .kind = RL_FIELD_STRING,
+                                    .str = strs[j][1],
+                                    .len = strlen(strs[j][1])};
+            rl_event_t ev = {.id = id,
+                             .type = "message.received",
+                             .channel_id = ch,
+                             .workspace_id = "ws_abc123",
+                             .time = "2026-04-19T14:30:00Z",
+                             .fields = f,
+                             .nfields = 11};
             char *ce = rl_record_cloudevent(&ev, "timely", "timely");
             uint8_t *buf;
             size_t len;
@@ -68,7 +81,6 @@ int main(int argc, char **argv)
                 return 1;
             }
             free(ce);
-            json_decref(data);
             iov[k].iov_base = buf;
             iov[k].iov_len = len;
         }

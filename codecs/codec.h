@@ -1,13 +1,35 @@
 /* codec.h -- the interface every provider codec implements.
  *
- * A codec turns one webhook body (already parsed as JSON by the caller) into zero
+ * A codec turns one webhook body (already tokenized by rl_jdoc_parse) into zero
  * or more normalized events. Adding a provider is adding one codec_NAME.c file and
  * one line in codecs.c's table. */
 #ifndef RL_CODEC_H
 #define RL_CODEC_H
 
-#include <jansson.h>
 #include <stddef.h>
+
+#include "jdoc.h"
+
+/* rl_codec_decode's answer when memory ran out (the body may be good). */
+#define RL_CODEC_NOMEM (-2)
+
+/* The kinds of a normalized data field. */
+typedef enum rl_field_kind {
+    RL_FIELD_NULL = 0,
+    RL_FIELD_STRING, /* str, len: text (UTF-8) */
+    RL_FIELD_INT,    /* num */
+    RL_FIELD_BOOL,   /* num: 0 or 1 */
+    RL_FIELD_JSON,   /* str, len: JSON text written verbatim ("raw") */
+} rl_field_kind_t;
+
+/* One member of a CloudEvent's `data`, in the order it is written. */
+typedef struct rl_field {
+    const char *name; /* a static string, written unescaped */
+    rl_field_kind_t kind;
+    const char *str;
+    size_t len;
+    long long num;
+} rl_field_t;
 
 /* One normalized event. Every pointer member is owned by the event and freed by
  * rl_event_list_clear(). */
@@ -17,9 +39,12 @@ typedef struct rl_event {
     char *channel_id;   /* CloudEvent subject / Kafka key; "" when the provider gave none */
     char *workspace_id; /* NULL when the provider has no workspace */
     char *time;         /* RFC 3339 UTC, e.g. "2026-04-19T10:00:00Z" */
-    json_t *data;       /* normalized fields plus "raw" (one reference, owned) */
-    int id_derived;     /* 1 when `id` was derived by relay, not given by the provider: a
-                         * signed message id (standard-webhooks webhook-id) replaces it */
+    rl_field_t *fields; /* `data`: the normalized fields, then "raw" (the provider's
+                         * bytes of the item verbatim); one malloc'd block with the
+                         * strings the fields point to. NULL: data is null */
+    size_t nfields;
+    int id_derived; /* 1 when `id` was derived by relay, not given by the provider: a
+                     * signed message id (standard-webhooks webhook-id) replaces it */
 } rl_event_t;
 
 /* A growable array of events. */
@@ -42,16 +67,21 @@ typedef struct rl_codec {
     const char *name; /* the value of `codec =` in a [source] section; also the
                        * CloudEvent `provider` extension */
     const char *help; /* one line, for --help and the docs */
-    /* Decodes `root` (borrowed; the caller keeps its reference) and appends one event
-     * per provider item to `out`. Returns 0, or -1 with a human-readable reason in
-     * errstr when the body is not a shape this codec accepts (the caller answers
-     * 400). On -1, events already appended by this call are left in `out`; the
-     * caller clears the list. */
-    int (*decode)(json_t *root, rl_event_list_t *out, char *errstr, size_t errstr_size);
+    /* Decodes `doc` (borrowed; its root is value 0) and appends one event per
+     * provider item to `out`. Returns 0, -1 with a human-readable reason in errstr
+     * when the body is not a shape this codec accepts (the caller answers 400), or
+     * RL_CODEC_NOMEM. On failure, events already appended by this call are left in
+     * `out`; the caller clears the list. Call it through rl_codec_decode. */
+    int (*decode)(rl_jdoc_t *doc, rl_event_list_t *out, char *errstr, size_t errstr_size);
 } rl_codec_t;
 
 /* The codec named `name`, or NULL. */
 const rl_codec_t *rl_codec_find(const char *name);
+/* c->decode, except that it answers RL_CODEC_NOMEM with "<codec>: out of
+ * memory" whenever the document ran out of memory during the decode (a lookup
+ * then answered "absent", so a -1 or even a 0 would misjudge the body). */
+int rl_codec_decode(const rl_codec_t *c, rl_jdoc_t *doc, rl_event_list_t *out, char *errstr,
+                    size_t errstr_size);
 /* NULL-terminated table of every codec (codecs.c). */
 extern const rl_codec_t *const rl_codecs[];
 

@@ -57,85 +57,88 @@ static const char *one_of(const char *s, const char *const *allowed, const char 
  * "timely_" + hash(event, message_id or channel_id, timestamp as sent) so that a
  * retry of the same body keeps its id (*derived = 1). Returns a malloc'd string
  * or NULL. */
-static char *timely_id(json_t *root, json_t *data, const char *event, int *derived)
+static char *timely_id(rl_jdoc_t *d, int data, const char *event, int *derived)
 {
-    json_t *given = json_object_get(root, "event_id");
-    const char *ref = cu_str(data, "message_id");
+    int given = rl_jdoc_get(d, 0, "event_id");
+    const char *ref = cu_str(d, data, "message_id"), *text;
     const char *parts[3];
     char ts[32];
+    size_t len;
 
     *derived = 0;
-    if (json_is_string(given) && json_string_length(given) > 0)
-        return strdup(json_string_value(given));
-    if (json_is_integer(given)) /* not documented, but an id all the same */
-        return strdup(cu_text(given, ts, sizeof(ts)));
+    if ((text = rl_jdoc_str(d, given, &len)) && len > 0)
+        return strdup(text);
+    /* An integer: not documented, but an id all the same. */
+    if (rl_jdoc_type(d, given) == RL_JNUMBER && (text = cu_text(d, given, ts, sizeof(ts))))
+        return strdup(text);
     if (!ref)
-        ref = cu_str(data, "channel_id");
+        ref = cu_str(d, data, "channel_id");
     parts[0] = event;
     parts[1] = ref;
-    parts[2] = cu_text(json_object_get(root, "timestamp"), ts, sizeof(ts));
+    parts[2] = cu_text(d, rl_jdoc_get(d, 0, "timestamp"), ts, sizeof(ts));
     *derived = 1;
     return cu_derive_id("timely_", parts, 3);
 }
 
-/* Builds `data` for `event` (one new reference) or NULL on out-of-memory. */
-static json_t *timely_data(json_t *root, json_t *data, const timely_type_t *tt,
-                           const char *occurred)
+/* Fills `f` with the fields of `data` for `event`; returns their count. `code`
+ * (TIMELY_CODE_SIZE bytes) holds a numeric error code's text. */
+#define TIMELY_CODE_SIZE 32
+static size_t timely_fields(rl_jdoc_t *d, int data, const timely_type_t *tt, const char *occurred,
+                            char *code, rl_field_t *f)
 {
-    char code[32];
-
     if (!tt)
-        return cu_other_data(cu_str(data, "channel_id"), occurred, root);
+        return cu_other_fields(cu_str(d, data, "channel_id"), occurred, d, 0, f);
     if (tt->status) {
-        cu_channel_t f = {
-            .channel_id = cu_str(data, "channel_id"),
-            .channel_type = cu_str(data, "channel_type"),
-            .provider = cu_str(data, "provider"),
-            .status = one_of(cu_str(data, "status"), channel_statuses, tt->status),
-            .reason = cu_str(data, "disconnection_reason"),
+        cu_channel_t ch = {
+            .channel_id = cu_str(d, data, "channel_id"),
+            .channel_type = cu_str(d, data, "channel_type"),
+            .provider = cu_str(d, data, "provider"),
+            .status = one_of(cu_str(d, data, "status"), channel_statuses, tt->status),
+            .reason = cu_str(d, data, "disconnection_reason"),
             /* Documented as a string; tolerate a number. */
-            .error_code = cu_text(json_object_get(data, "error_code"), code, sizeof(code)),
-            .error_message = cu_str(data, "error_message"),
-            .error_category = cu_str(data, "error_category"),
+            .error_code = cu_text(d, rl_jdoc_get(d, data, "error_code"), code, TIMELY_CODE_SIZE),
+            .error_message = cu_str(d, data, "error_message"),
+            .error_category = cu_str(d, data, "error_category"),
             .occurred_at = occurred,
         };
-        return cu_channel_data(&f, root);
+        return cu_channel_fields(&ch, d, 0, f);
     }
     static const char *const directions[] = {"inbound", "outbound", NULL};
     cu_message_t m = {
-        .message_id = cu_str(data, "message_id"),
-        .conversation_id = cu_str(data, "conversation_id"),
-        .contact_id = cu_str(data, "contact_id"),
-        .direction = one_of(cu_str(data, "direction"), directions, tt->direction),
-        .content_type = cu_str(data, "type"),
-        .content = cu_str(data, "content"),
-        .media_url = cu_str(data, "media_url"),
+        .message_id = cu_str(d, data, "message_id"),
+        .conversation_id = cu_str(d, data, "conversation_id"),
+        .contact_id = cu_str(d, data, "contact_id"),
+        .direction = one_of(cu_str(d, data, "direction"), directions, tt->direction),
+        .content_type = cu_str(d, data, "type"),
+        .content = cu_str(d, data, "content"),
+        .media_url = cu_str(d, data, "media_url"),
         .occurred_at = occurred,
-        .sent_by_type = cu_str(data, "sent_by_type"),
+        .sent_by_type = cu_str(d, data, "sent_by_type"),
     };
-    return cu_message_data(&m, root);
+    return cu_message_fields(&m, d, 0, f);
 }
 
-static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_t errsize)
+static int timely_decode(rl_jdoc_t *d, rl_event_list_t *out, char *errstr, size_t errsize)
 {
     const timely_type_t *tt;
     const char *event, *channel_id;
-    char occurred[CU_TIME_SIZE] = "";
+    char occurred[CU_TIME_SIZE] = "", code[TIMELY_CODE_SIZE];
     char *id = NULL, *type = NULL;
-    json_t *data, *payload = NULL; /* payload: owned until cu_emit steals it */
-    int rc = -1, derived = 0;
+    rl_field_t f[CU_MAX_FIELDS];
+    size_t nf;
+    int data, rc = -1, derived = 0;
 
-    if (!json_is_object(root)) {
+    if (!d || rl_jdoc_type(d, 0) != RL_JOBJECT) {
         cu_error(errstr, errsize, "timely: body is not a JSON object");
         goto done;
     }
-    event = cu_str(root, "event");
+    event = cu_str(d, 0, "event");
     if (!event || !event[0]) {
         cu_error(errstr, errsize, "timely: \"event\" is missing or not a non-empty string");
         goto done;
     }
-    data = json_object_get(root, "data");
-    if (!json_is_object(data)) {
+    data = rl_jdoc_get(d, 0, "data");
+    if (rl_jdoc_type(d, data) != RL_JOBJECT) {
         cu_error(errstr, errsize, "timely: \"data\" is missing or not an object");
         goto done;
     }
@@ -143,25 +146,25 @@ static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_
     /* When it happened: the type's own *_at field, else the envelope's timestamp.
      * Unknown events may still carry occurred_at. Left "" (unknown) otherwise. */
     tt = find_type(event);
-    if (cu_time_any(json_object_get(data, tt ? tt->at_field : "occurred_at"), occurred,
+    if (cu_time_any(d, rl_jdoc_get(d, data, tt ? tt->at_field : "occurred_at"), occurred,
                     sizeof(occurred)) != 0 &&
-        cu_time_any(json_object_get(root, "timestamp"), occurred, sizeof(occurred)) != 0)
+        cu_time_any(d, rl_jdoc_get(d, 0, "timestamp"), occurred, sizeof(occurred)) != 0)
         occurred[0] = '\0';
 
-    channel_id = cu_str(data, "channel_id");
-    id = timely_id(root, data, event, &derived);
+    channel_id = cu_str(d, data, "channel_id");
+    id = timely_id(d, data, event, &derived);
     if (tt)
         type = strdup(event);
     else if (asprintf(&type, "timely.%s", event) < 0)
         type = NULL;
-    payload = timely_data(root, data, tt, occurred[0] ? occurred : NULL);
-    if (!type || !payload || !id) {
+    nf = timely_fields(d, data, tt, occurred[0] ? occurred : NULL, code, f);
+    if (!type || !id) {
+        rc = RL_CODEC_NOMEM;
         cu_error(errstr, errsize, "timely: out of memory");
         goto done;
     }
-    rc = cu_emit(out, id, type, channel_id, cu_str(root, "workspace_id"), occurred, payload);
+    rc = cu_emit(out, id, type, channel_id, cu_str(d, 0, "workspace_id"), occurred, f, nf);
     id = NULL; /* stolen by cu_emit */
-    payload = NULL;
     if (rc)
         cu_error(errstr, errsize, "timely: out of memory");
     else
@@ -169,7 +172,6 @@ static int timely_decode(json_t *root, rl_event_list_t *out, char *errstr, size_
 done:
     free(id);
     free(type);
-    json_decref(payload);
     return rc;
 }
 

@@ -46,19 +46,17 @@ int cu_time_epoch(long long v, char *out, size_t size)
     return format_utc(v / 1000, ms, v % 1000 ? 3 : 0, out, size);
 }
 
-int cu_time_unix(const json_t *v, char *out, size_t size)
+int cu_time_unix(rl_jdoc_t *d, int v, char *out, size_t size)
 {
     const char *s;
     long long n = 0;
     size_t len;
 
-    if (json_is_integer(v))
-        return cu_time_epoch(json_integer_value(v), out, size);
-    if (!json_is_string(v))
+    if (rl_jdoc_int(d, v, &n) == 0)
+        return cu_time_epoch(n, out, size);
+    if (!(s = rl_jdoc_str(d, v, &len)))
         return -1;
     /* Digits only, and few enough that they cannot overflow. */
-    s = json_string_value(v);
-    len = strlen(s);
     if (len == 0 || len > 15 || strspn(s, "0123456789") != len)
         return -1;
     for (; *s; s++)
@@ -135,11 +133,13 @@ int cu_time_rfc3339(const char *s, char *out, size_t size)
     return format_utc(t - offset, frac, nfrac, out, size);
 }
 
-int cu_time_any(const json_t *v, char *out, size_t size)
+int cu_time_any(rl_jdoc_t *d, int v, char *out, size_t size)
 {
-    if (json_is_string(v) && cu_time_rfc3339(json_string_value(v), out, size) == 0)
+    const char *s = rl_jdoc_str(d, v, NULL);
+
+    if (s && cu_time_rfc3339(s, out, size) == 0)
         return 0;
-    return cu_time_unix(v, out, size);
+    return cu_time_unix(d, v, out, size);
 }
 
 /* ----------------------------------------------------------------------------
@@ -176,64 +176,273 @@ done:
     return id;
 }
 
-/* Output buffer for cu_canonical. `failed` is sticky. */
-typedef struct canon_buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} canon_buf_t;
+/* ----------------------------------------------------------------------------
+ * The output buffer
+ * ------------------------------------------------------------------------- */
 
-static int canon_append(const char *buf, size_t size, void *data)
+int cu_ob_reserve(cu_obuf_t *b, size_t more)
 {
-    canon_buf_t *b = data;
-    char *p;
+    uint8_t *np;
 
-    if (b->failed)
+    if (b->oom)
         return -1;
-    if (!(p = rl_array_grow(b->p, &b->cap, b->len + size + 1, 1, 256))) {
-        b->failed = 1;
+    if (!(np = rl_array_grow(b->p, &b->cap, b->len + more, 1, 1024))) {
+        b->oom = 1;
         return -1;
     }
-    b->p = p;
-    memcpy(b->p + b->len, buf, size);
-    b->len += size;
-    b->p[b->len] = '\0';
+    b->p = np;
     return 0;
 }
 
-/* Not json_dumps: jansson 2.14 ignores a failed write of an object key under
- * JSON_SORT_KEYS and returns text with the key missing (akheron/jansson#655), an
- * id hashed from it would be wrong. Our own sink remembers any failure. */
-char *cu_canonical(const json_t *v)
+void cu_ob_put(cu_obuf_t *b, const void *s, size_t n)
 {
-    canon_buf_t b = {0};
+    if (cu_ob_reserve(b, n) == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
 
-    if (json_dump_callback(v, canon_append, &b, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) !=
-            0 ||
-        b.failed || !b.p) {
+/* Only '"', '\\' and control characters must be escaped (RFC 8259 section 7);
+ * the text is UTF-8 already (jdoc validated it, or it is the config's or
+ * relay's). Runs of plain bytes are copied whole. */
+void cu_ob_strn(cu_obuf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cu_ob_reserve(b, 2 + 6 * n) != 0) /* the worst case: every byte \u00XX */
+        return;
+    uint8_t *o = b->p + b->len;
+    const unsigned char *c = (const unsigned char *)s, *end = c + n;
+    *o++ = '"';
+    while (c < end) {
+        const unsigned char *run = c;
+        while (c < end && *c >= 0x20 && *c != '"' && *c != '\\')
+            c++;
+        memcpy(o, run, (size_t)(c - run));
+        o += c - run;
+        if (c == end)
+            break;
+        *o++ = '\\';
+        switch (*c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u', *o++ = '0', *o++ = '0';
+            *o++ = (uint8_t)hex[*c >> 4], *o++ = (uint8_t)hex[*c & 15];
+        }
+        c++;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+}
+
+/* ----------------------------------------------------------------------------
+ * Canonical JSON
+ * ------------------------------------------------------------------------- */
+
+/* A member of an object being sorted: its key's text and its place. */
+typedef struct canon_member {
+    const char *key;
+    size_t len;
+    int k; /* the key's token; the value is k + 1 */
+} canon_member_t;
+
+/* jansson's order (dump.c compare_keys): bytes, then length; ties by place so
+ * that the last of a repeated key sorts last. */
+static int canon_cmp(const void *a, const void *b)
+{
+    const canon_member_t *x = a, *y = b;
+    int r = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+
+    if (r)
+        return r;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* A number as jansson dumps it: an integer as %lld, a real as %.17g with ".0"
+ * when it has neither '.' nor 'e', and no '+' or leading zeros in the exponent.
+ * An integer too big for a long long (which jansson refuses to parse) is kept
+ * as written. */
+static void canon_number(cu_obuf_t *b, rl_jdoc_t *d, int v)
+{
+    char num[64];
+    long long i;
+    double r;
+    size_t n;
+    const char *raw;
+
+    if (rl_jdoc_int(d, v, &i) == 0) {
+        cu_ob_put(b, num, (size_t)snprintf(num, sizeof(num), "%lld", i));
+        return;
+    }
+    if (rl_jdoc_is_integer(d, v) || rl_jdoc_real(d, v, &r) != 0) {
+        raw = rl_jdoc_raw(d, v, &n);
+        cu_ob_put(b, raw, n);
+        return;
+    }
+    n = (size_t)snprintf(num, sizeof(num) - 2, "%.17g", r);
+    if (!strchr(num, '.') && !strchr(num, 'e')) {
+        memcpy(num + n, ".0", 3);
+        n += 2;
+    }
+    char *e = strchr(num, 'e');
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, strlen(end) + 1);
+            n = strlen(num);
+        }
+    }
+    cu_ob_put(b, num, n);
+}
+
+static void canon_value(cu_obuf_t *b, rl_jdoc_t *d, int v);
+
+static void canon_object(cu_obuf_t *b, rl_jdoc_t *d, int v)
+{
+    size_t n = rl_jdoc_count(d, v), m = 0;
+    canon_member_t *ms = n ? malloc(n * sizeof(*ms)) : NULL;
+    int first = 1;
+
+    if (n && !ms) {
+        b->oom = 1;
+        return;
+    }
+    for (int k = rl_jdoc_first(d, v); k >= 0; k = rl_jdoc_next(d, v, k), m++) {
+        ms[m].k = k;
+        if (!(ms[m].key = rl_jdoc_str(d, k, &ms[m].len)))
+            b->oom = 1;
+    }
+    if (!b->oom && m > 1)
+        qsort(ms, m, sizeof(*ms), canon_cmp);
+    cu_ob_put(b, "{", 1);
+    for (size_t i = 0; !b->oom && i < m; i++) {
+        if (i + 1 < m && ms[i + 1].len == ms[i].len && !memcmp(ms[i + 1].key, ms[i].key, ms[i].len))
+            continue; /* a repeated key: only its last value counts */
+        if (!first)
+            cu_ob_put(b, ",", 1);
+        first = 0;
+        cu_ob_strn(b, ms[i].key, ms[i].len);
+        cu_ob_put(b, ":", 1);
+        canon_value(b, d, ms[i].k + 1);
+    }
+    cu_ob_put(b, "}", 1);
+    free(ms);
+}
+
+/* The depth is bounded by http.max_json_depth. */
+static void canon_value(cu_obuf_t *b, rl_jdoc_t *d, int v)
+{
+    const char *s;
+    size_t n;
+
+    switch (rl_jdoc_type(d, v)) {
+    case RL_JOBJECT: canon_object(b, d, v); break;
+    case RL_JARRAY:
+        cu_ob_put(b, "[", 1);
+        for (int e = rl_jdoc_first(d, v); e >= 0; e = rl_jdoc_next(d, v, e)) {
+            if (e != v + 1)
+                cu_ob_put(b, ",", 1);
+            canon_value(b, d, e);
+        }
+        cu_ob_put(b, "]", 1);
+        break;
+    case RL_JSTRING:
+        if (!(s = rl_jdoc_str(d, v, &n)))
+            b->oom = 1;
+        else
+            cu_ob_strn(b, s, n);
+        break;
+    case RL_JNUMBER: canon_number(b, d, v); break;
+    case RL_JTRUE: cu_ob_put(b, "true", 4); break;
+    case RL_JFALSE: cu_ob_put(b, "false", 5); break;
+    case RL_JNULL: cu_ob_put(b, "null", 4); break;
+    default: b->oom = 1;
+    }
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    const cu_member_t *x = a, *y = b;
+
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+int cu_members(rl_jdoc_t *d, int obj, cu_member_t **out, size_t *nout)
+{
+    size_t n = rl_jdoc_count(d, obj), m = 0, i;
+    canon_member_t *ms = malloc((n ? n : 1) * sizeof(*ms));
+    cu_member_t *res = malloc((n ? n : 1) * sizeof(*res));
+    int rc = -1;
+
+    if (!ms || !res)
+        goto done;
+    for (int k = rl_jdoc_first(d, obj); k >= 0; k = rl_jdoc_next(d, obj, k), m++) {
+        ms[m].k = k;
+        if (!(ms[m].key = rl_jdoc_str(d, k, &ms[m].len)))
+            goto done;
+    }
+    qsort(ms, m, sizeof(*ms), canon_cmp);
+    n = 0;
+    for (i = 0; i < m; i++) {
+        size_t first = i;
+        while (i + 1 < m && ms[i + 1].len == ms[i].len &&
+               !memcmp(ms[i + 1].key, ms[i].key, ms[i].len))
+            i++;
+        res[n].key = ms[first].k;
+        res[n++].value = ms[i].k + 1;
+    }
+    qsort(res, n, sizeof(*res), member_cmp);
+    *out = res;
+    *nout = n;
+    res = NULL;
+    rc = 0;
+done:
+    free(ms);
+    free(res);
+    return rc;
+}
+
+char *cu_canonical(rl_jdoc_t *d, int v)
+{
+    cu_obuf_t b = {0};
+
+    canon_value(&b, d, v);
+    cu_ob_put(&b, "", 1);
+    if (b.oom) {
         free(b.p);
         return NULL;
     }
-    return b.p;
+    return (char *)b.p;
 }
 
 /* ----------------------------------------------------------------------------
  * Getters and errors
  * ------------------------------------------------------------------------- */
 
-const char *cu_str(const json_t *obj, const char *key)
+const char *cu_str(rl_jdoc_t *d, int obj, const char *key)
 {
-    /* json_object_get returns NULL for a NULL or non-object `obj`. */
-    return json_string_value(json_object_get(obj, key));
+    return rl_jdoc_getstr(d, obj, key);
 }
 
-const char *cu_text(const json_t *v, char *buf, size_t size)
+const char *cu_text(rl_jdoc_t *d, int v, char *buf, size_t size)
 {
-    if (json_is_string(v))
-        return json_string_value(v);
-    if (!json_is_integer(v))
-        return NULL;
-    snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    const char *s = rl_jdoc_str(d, v, NULL);
+    long long n;
+
+    if (s || rl_jdoc_int(d, v, &n) != 0)
+        return s;
+    snprintf(buf, size, "%lld", n);
     return buf;
 }
 
@@ -251,67 +460,93 @@ int cu_error(char *errstr, size_t size, const char *fmt, ...)
  * Normalized data
  * ------------------------------------------------------------------------- */
 
-/* Sets obj[key] to a string or null. json_object_set_new consumes the value even
- * when it fails, and fails on a NULL obj, so callers just OR the results. */
-static int set_str(json_t *obj, const char *key, const char *v)
+/* A string field, or null for NULL. */
+static rl_field_t str_field(const char *name, const char *v)
 {
-    return json_object_set_new(obj, key, v ? json_string(v) : json_null());
+    rl_field_t f = {.name = name, .kind = v ? RL_FIELD_STRING : RL_FIELD_NULL, .str = v};
+
+    f.len = v ? strlen(v) : 0;
+    return f;
 }
 
-/* Adds "raw" (a new reference to `raw`) and returns obj, or frees obj on any
- * earlier failure (rc != 0) and returns NULL. */
-static json_t *finish(json_t *obj, int rc, json_t *raw)
+/* "raw": the provider's bytes of value v verbatim (null when v is none). */
+static rl_field_t raw_field(rl_jdoc_t *d, int v)
 {
-    rc |= json_object_set(obj, "raw", raw ? raw : json_null());
-    if (rc) {
-        json_decref(obj);
+    rl_field_t f = {.name = "raw", .kind = RL_FIELD_NULL};
+
+    if ((f.str = rl_jdoc_raw(d, v, &f.len)))
+        f.kind = RL_FIELD_JSON;
+    return f;
+}
+
+size_t cu_channel_fields(const cu_channel_t *f, rl_jdoc_t *d, int raw, rl_field_t *out)
+{
+    size_t n = 0;
+
+    out[n++] = str_field("channel_id", f->channel_id);
+    out[n++] = str_field("channel_type", f->channel_type);
+    out[n++] = str_field("provider", f->provider);
+    out[n++] = str_field("status", f->status);
+    out[n++] = str_field("reason", f->reason);
+    out[n++] = str_field("error_code", f->error_code);
+    out[n++] = str_field("error_message", f->error_message);
+    out[n++] = str_field("error_category", f->error_category);
+    out[n++] = str_field("occurred_at", f->occurred_at);
+    out[n++] = raw_field(d, raw);
+    return n;
+}
+
+size_t cu_message_fields(const cu_message_t *f, rl_jdoc_t *d, int raw, rl_field_t *out)
+{
+    size_t n = 0;
+
+    out[n++] = str_field("message_id", f->message_id);
+    out[n++] = str_field("conversation_id", f->conversation_id);
+    out[n++] = str_field("contact_id", f->contact_id);
+    out[n++] = str_field("direction", f->direction);
+    out[n++] = str_field("content_type", f->content_type);
+    out[n++] = str_field("content", f->content);
+    out[n++] = str_field("media_url", f->media_url);
+    out[n++] = str_field("occurred_at", f->occurred_at);
+    out[n++] = str_field("sent_by_type", f->sent_by_type);
+    out[n++] = raw_field(d, raw);
+    return n;
+}
+
+size_t cu_other_fields(const char *channel_id, const char *occurred_at, rl_jdoc_t *d, int raw,
+                       rl_field_t *out)
+{
+    size_t n = 0;
+
+    out[n++] = str_field("channel_id", channel_id);
+    out[n++] = str_field("occurred_at", occurred_at);
+    out[n++] = raw_field(d, raw);
+    return n;
+}
+
+/* The n fields and every string they point to, copied into one block. */
+static rl_field_t *copy_fields(const rl_field_t *fields, size_t n)
+{
+    size_t size = n * sizeof(rl_field_t);
+    rl_field_t *out;
+    char *p;
+
+    for (size_t i = 0; i < n; i++)
+        if (fields[i].str)
+            size += fields[i].len + 1;
+    if (!(out = malloc(size)))
         return NULL;
+    p = (char *)(out + n);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = fields[i];
+        if (fields[i].str) {
+            memcpy(p, fields[i].str, fields[i].len);
+            p[fields[i].len] = '\0';
+            out[i].str = p;
+            p += fields[i].len + 1;
+        }
     }
-    return obj;
-}
-
-json_t *cu_channel_data(const cu_channel_t *f, json_t *raw)
-{
-    json_t *d = json_object();
-    int rc = 0;
-
-    rc |= set_str(d, "channel_id", f->channel_id);
-    rc |= set_str(d, "channel_type", f->channel_type);
-    rc |= set_str(d, "provider", f->provider);
-    rc |= set_str(d, "status", f->status);
-    rc |= set_str(d, "reason", f->reason);
-    rc |= set_str(d, "error_code", f->error_code);
-    rc |= set_str(d, "error_message", f->error_message);
-    rc |= set_str(d, "error_category", f->error_category);
-    rc |= set_str(d, "occurred_at", f->occurred_at);
-    return finish(d, rc, raw);
-}
-
-json_t *cu_message_data(const cu_message_t *f, json_t *raw)
-{
-    json_t *d = json_object();
-    int rc = 0;
-
-    rc |= set_str(d, "message_id", f->message_id);
-    rc |= set_str(d, "conversation_id", f->conversation_id);
-    rc |= set_str(d, "contact_id", f->contact_id);
-    rc |= set_str(d, "direction", f->direction);
-    rc |= set_str(d, "content_type", f->content_type);
-    rc |= set_str(d, "content", f->content);
-    rc |= set_str(d, "media_url", f->media_url);
-    rc |= set_str(d, "occurred_at", f->occurred_at);
-    rc |= set_str(d, "sent_by_type", f->sent_by_type);
-    return finish(d, rc, raw);
-}
-
-json_t *cu_other_data(const char *channel_id, const char *occurred_at, json_t *raw)
-{
-    json_t *d = json_object();
-    int rc = 0;
-
-    rc |= set_str(d, "channel_id", channel_id);
-    rc |= set_str(d, "occurred_at", occurred_at);
-    return finish(d, rc, raw);
+    return out;
 }
 
 /* ----------------------------------------------------------------------------
@@ -319,17 +554,18 @@ json_t *cu_other_data(const char *channel_id, const char *occurred_at, json_t *r
  * ------------------------------------------------------------------------- */
 
 int cu_emit(rl_event_list_t *out, char *id, const char *type, const char *channel_id,
-            const char *workspace_id, const char *time, json_t *data)
+            const char *workspace_id, const char *time, const rl_field_t *fields, size_t n)
 {
-    rl_event_t ev = {.id = id, .data = data};
+    rl_event_t ev = {.id = id, .nfields = n};
     rl_event_t *slot;
 
     /* Build the whole event first so that the list never holds a half-made one. */
+    ev.fields = copy_fields(fields, n);
     ev.type = strdup(type);
     ev.channel_id = strdup(channel_id ? channel_id : "");
     ev.workspace_id = workspace_id ? strdup(workspace_id) : NULL;
     ev.time = (time && *time) ? strdup(time) : NULL;
-    if (!ev.id || !ev.data || !ev.type || !ev.channel_id || (workspace_id && !ev.workspace_id) ||
+    if (!ev.id || !ev.fields || !ev.type || !ev.channel_id || (workspace_id && !ev.workspace_id) ||
         (time && *time && !ev.time))
         goto fail;
     if (!(slot = rl_event_list_push(out)))
@@ -342,6 +578,6 @@ fail:
     free(ev.channel_id);
     free(ev.workspace_id);
     free(ev.time);
-    json_decref(ev.data);
-    return -1;
+    free(ev.fields);
+    return RL_CODEC_NOMEM;
 }

@@ -5,6 +5,7 @@
 #include "codec.h"
 
 #include "array.h"
+#include "err.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,18 @@ const rl_codec_t *rl_codec_find(const char *name)
         if (strcmp(rl_codecs[i]->name, name) == 0)
             return rl_codecs[i];
     return NULL;
+}
+
+int rl_codec_decode(const rl_codec_t *c, rl_jdoc_t *doc, rl_event_list_t *out, char *errstr,
+                    size_t errstr_size)
+{
+    int rc = c->decode(doc, out, errstr, errstr_size);
+
+    if ((doc && rl_jdoc_nomem(doc)) || rc == RL_CODEC_NOMEM) {
+        rl_seterr(errstr, errstr_size, "%s: out of memory", c->name);
+        rc = RL_CODEC_NOMEM;
+    }
+    return rc;
 }
 
 const char *rl_event_family(const char *type)
@@ -66,7 +79,7 @@ void rl_event_list_clear(rl_event_list_t *l)
         free(ev->channel_id);
         free(ev->workspace_id);
         free(ev->time);
-        json_decref(ev->data);
+        free(ev->fields);
     }
     free(l->v);
     rl_event_list_init(l);

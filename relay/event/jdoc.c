@@ -81,6 +81,11 @@ void rl_jdoc_destroy(rl_jdoc_t *d)
     free(d);
 }
 
+size_t rl_jdoc_capacity(const rl_jdoc_t *d)
+{
+    return d->cap;
+}
+
 int rl_jdoc_nomem(const rl_jdoc_t *d)
 {
     return d->nomem;

@@ -52,6 +52,9 @@ void rl_jdoc_destroy(rl_jdoc_t *d);
 int rl_jdoc_parse(rl_jdoc_t *d, const char *text, size_t len, int max_depth, char *errstr,
                   size_t errstr_size);
 
+/* The bytes the document holds now (its arena). */
+size_t rl_jdoc_capacity(const rl_jdoc_t *d);
+
 /* Sticky: 1 when an allocation of the document failed since the last parse
  * began (a lookup that needed one then answered NULL). */
 int rl_jdoc_nomem(const rl_jdoc_t *d);

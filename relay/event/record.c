@@ -7,7 +7,6 @@
 #include "sig.h"
 #include "err.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,154 +40,60 @@ const char *rl_record_too_long(const char *source, const rl_event_t *ev)
     return NULL;
 }
 
-/* ---- a growing output buffer ------------------------------------------------ */
+/* ---- the CloudEvent writer ------------------------------------------------- */
 
 /* The CloudEvent is written straight into the WAL payload: the envelope field by
- * field and `data` by ob_json. Building the envelope as a
- * json_t and json_dumps'ing it cost an object, a string and a key copy per field,
- * a strbuffer and a strdup of the result: a third of ingest's instructions. */
-typedef struct obuf {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-} obuf_t;
+ * field and `data` from the event's fields, "raw" as the provider's bytes.
+ * Building a json_t and json_dumps'ing it cost an object, a string and a key
+ * copy per field, a strbuffer and a strdup of the result. */
+#define OB_LIT(b, lit) cu_ob_put((b), (lit), sizeof(lit) - 1)
 
-static int ob_reserve(obuf_t *b, size_t more)
+static void ob_str(cu_obuf_t *b, const char *s)
 {
-    if (b->oom)
-        return -1;
-    uint8_t *np = rl_array_grow(b->p, &b->cap, b->len + more, 1, 1024);
-    if (!np) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = np;
-    return 0;
+    cu_ob_strn(b, s, strlen(s));
 }
 
-static void ob_put(obuf_t *b, const void *s, size_t n)
-{
-    if (ob_reserve(b, n) == 0) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
-}
-
-#define OB_LIT(b, lit) ob_put((b), (lit), sizeof(lit) - 1)
-
-/* A JSON string of n bytes. Only '"', '\' and control characters must be
- * escaped (RFC 8259 section 7); the text is UTF-8 already (it came out of
- * jansson's parser, the config or relay itself). Escapes as jansson does, so
- * output is unchanged. Runs of plain bytes are copied whole. */
-static void ob_strn(obuf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    if (ob_reserve(b, 2 + 6 * n) != 0) /* the worst case: every byte \u00XX */
-        return;
-    uint8_t *o = b->p + b->len;
-    const unsigned char *c = (const unsigned char *)s, *end = c + n;
-    *o++ = '"';
-    while (c < end) {
-        const unsigned char *run = c;
-        while (c < end && *c >= 0x20 && *c != '"' && *c != '\\')
-            c++;
-        memcpy(o, run, (size_t)(c - run));
-        o += c - run;
-        if (c == end)
-            break;
-        *o++ = '\\';
-        switch (*c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        default:
-            *o++ = 'u', *o++ = '0', *o++ = '0';
-            *o++ = (uint8_t)hex[*c >> 4], *o++ = (uint8_t)hex[*c & 15];
-        }
-        c++;
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->p);
-}
-
-static void ob_str(obuf_t *b, const char *s)
-{
-    ob_strn(b, s, strlen(s));
-}
-
-static int ob_dump_cb(const char *buf, size_t size, void *data)
-{
-    obuf_t *b = data;
-    ob_put(b, buf, size);
-    return b->oom ? -1 : 0;
-}
-
-/* A json_t, compact, byte for byte what json_dump_callback(v, JSON_COMPACT |
- * JSON_ENCODE_ANY) writes (object keys in insertion order, as jansson keeps
- * them). jansson's dump decodes every code point of every string and calls
- * back per run of bytes: it was a third of ingest's instructions. Reals, rare
- * in webhooks and subtle to format, are still written by jansson. The depth is
- * bounded by http.max_json_depth plus the few levels a codec adds. */
-static void ob_json(obuf_t *b, json_t *v)
+/* `data`: {"name":value,...} in the fields' order. */
+static void ob_fields(cu_obuf_t *b, const rl_field_t *f, size_t n)
 {
     char num[32];
-    const char *key;
-    json_t *item;
-    size_t i;
-    int first = 1;
 
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        ob_put(b, "{", 1);
-        json_object_foreach (v, key, item) {
-            if (!first)
-                ob_put(b, ",", 1);
-            first = 0;
-            ob_str(b, key);
-            ob_put(b, ":", 1);
-            ob_json(b, item);
+    cu_ob_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            cu_ob_put(b, ",", 1);
+        ob_str(b, f[i].name);
+        cu_ob_put(b, ":", 1);
+        switch (f[i].kind) {
+        case RL_FIELD_STRING: cu_ob_strn(b, f[i].str, f[i].len); break;
+        case RL_FIELD_INT:
+            cu_ob_put(b, num, (size_t)snprintf(num, sizeof(num), "%lld", f[i].num));
+            break;
+        case RL_FIELD_BOOL:
+            if (f[i].num)
+                OB_LIT(b, "true");
+            else
+                OB_LIT(b, "false");
+            break;
+        case RL_FIELD_JSON: cu_ob_put(b, f[i].str, f[i].len); break;
+        default: OB_LIT(b, "null");
         }
-        ob_put(b, "}", 1);
-        break;
-    case JSON_ARRAY:
-        ob_put(b, "[", 1);
-        json_array_foreach (v, i, item) {
-            if (i)
-                ob_put(b, ",", 1);
-            ob_json(b, item);
-        }
-        ob_put(b, "]", 1);
-        break;
-    case JSON_STRING: ob_strn(b, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER:
-        ob_put(b, num,
-               (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
-        break;
-    case JSON_TRUE: OB_LIT(b, "true"); break;
-    case JSON_FALSE: OB_LIT(b, "false"); break;
-    case JSON_NULL: OB_LIT(b, "null"); break;
-    default:
-        if (json_dump_callback(v, ob_dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-            b->oom = 1;
     }
+    cu_ob_put(b, "}", 1);
 }
 
 /* ,"key":"value" */
-static void ob_field(obuf_t *b, const char *key, const char *value)
+static void ob_field(cu_obuf_t *b, const char *key, const char *value)
 {
-    ob_put(b, ",\"", 2);
-    ob_put(b, key, strlen(key));
-    ob_put(b, "\":", 2);
+    cu_ob_put(b, ",\"", 2);
+    cu_ob_put(b, key, strlen(key));
+    cu_ob_put(b, "\":", 2);
     ob_str(b, value);
 }
 
 /* Appends the CloudEvent of `ev` (the same fields, in the same order, as
  * docs/providers.md, "The CloudEvent"); `src` is its CloudEvent source. */
-static void ob_cloudevent(obuf_t *b, const rl_event_t *ev, const char *src, const char *provider)
+static void ob_cloudevent(cu_obuf_t *b, const rl_event_t *ev, const char *src, const char *provider)
 {
     OB_LIT(b, "{\"specversion\":\"1.0\"");
     ob_field(b, "id", ev->id);
@@ -204,22 +109,22 @@ static void ob_cloudevent(obuf_t *b, const rl_event_t *ev, const char *src, cons
         ob_field(b, "workspaceid", ev->workspace_id);
     ob_field(b, "provider", provider);
     OB_LIT(b, ",\"datacontenttype\":\"application/json\",\"data\":");
-    if (!ev->data)
+    if (!ev->fields)
         OB_LIT(b, "null");
     else
-        ob_json(b, ev->data);
+        ob_fields(b, ev->fields, ev->nfields);
     OB_LIT(b, "}");
 }
 
 char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char *provider)
 {
     char *src = ce_source(ev, source);
-    obuf_t b = {0};
+    cu_obuf_t b = {0};
 
     if (!src || !ev->id || !ev->type || !provider)
         goto fail;
     ob_cloudevent(&b, ev, src, provider);
-    ob_put(&b, "", 1);
+    cu_ob_put(&b, "", 1);
     if (b.oom)
         goto fail;
     free(src);
@@ -233,17 +138,17 @@ fail:
 char *rl_record_ack_body(const rl_event_list_t *evs, size_t accepted, size_t duplicates)
 {
     char num[64];
-    obuf_t b = {0};
+    cu_obuf_t b = {0};
 
     int n = snprintf(num, sizeof(num), "{\"accepted\":%zu,\"duplicates\":%zu,\"ids\":[", accepted,
                      duplicates);
-    ob_put(&b, num, (size_t)n);
+    cu_ob_put(&b, num, (size_t)n);
     for (size_t i = 0; i < evs->n; i++) {
         if (i)
             OB_LIT(&b, ",");
         ob_str(&b, evs->v[i].id ? evs->v[i].id : "");
     }
-    ob_put(&b, "]}", 3); /* with the NUL */
+    cu_ob_put(&b, "]}", 3); /* with the NUL */
     if (b.oom) {
         free(b.p);
         return NULL;
@@ -258,7 +163,7 @@ static int encode_kind(int kind, const char *source, const char *provider, const
 {
     char *src = ce_source(ev, source);
     const char *f[5] = {source, ev->id, ev->type, ev->channel_id ? ev->channel_id : "", src};
-    obuf_t b = {0};
+    cu_obuf_t b = {0};
     uint8_t hdr[9];
     int rc = -1;
 
@@ -266,19 +171,19 @@ static int encode_kind(int kind, const char *source, const char *provider, const
         goto out;
     hdr[0] = (uint8_t)kind;
     put64(hdr + 1, received_ms);
-    ob_put(&b, hdr, sizeof(hdr));
+    cu_ob_put(&b, hdr, sizeof(hdr));
     for (int i = 0; i < 5; i++) {
         size_t l = strlen(f[i]);
         if (l > 0xffff)
             goto out;
         uint8_t l2[2] = {(uint8_t)l, (uint8_t)(l >> 8)};
-        ob_put(&b, l2, 2);
-        ob_put(&b, f[i], l);
+        cu_ob_put(&b, l2, 2);
+        cu_ob_put(&b, f[i], l);
     }
     size_t at = b.len;
-    ob_put(&b, "\0\0\0\0", 4); /* the JSON's length, known once it is written */
+    cu_ob_put(&b, "\0\0\0\0", 4); /* the JSON's length, known once it is written */
     if (event_json)
-        ob_put(&b, event_json, strlen(event_json));
+        cu_ob_put(&b, event_json, strlen(event_json));
     else
         ob_cloudevent(&b, ev, src, provider);
     size_t ej = b.len - at - 4;
@@ -309,37 +214,41 @@ int rl_record_event(const char *source, const char *provider, const rl_event_t *
     return encode_kind(RL_RECORD_EVENT, source, provider, ev, NULL, received_ms, out, out_len);
 }
 
-/* The `data` of a dead letter: what an operator needs to see what came and why
- * it was refused, with the body as the provider sent it (Base64: it may not even
- * be text). */
-static json_t *deadletter_data(const rl_deadletter_t *dl, const char *received_at)
+/* The `data` of a dead letter (room for DL_FIELDS in f): what an operator needs
+ * to see what came and why it was refused, with the body as the provider sent it
+ * (Base64: it may not even be text). `b64` is borrowed. */
+#define DL_FIELDS 9
+static void deadletter_fields(const rl_deadletter_t *dl, const char *received_at, const char *b64,
+                              size_t keep, rl_field_t *f)
 {
-    size_t keep = dl->len > RL_DEADLETTER_MAX_BODY ? RL_DEADLETTER_MAX_BODY : dl->len;
-    char *b64 = rl_b64_encode(dl->body, keep);
-    json_t *d = b64 ? json_object() : NULL;
+    const char *strs[6][2] = {{"reason", dl->reason},
+                              {"message", dl->message},
+                              {"source", dl->source},
+                              {"received_at", received_at},
+                              {"content_type", dl->content_type},
+                              {"webhook_id", dl->msg_id}};
 
-    if (d &&
-        (json_object_set_new(d, "reason", json_string(dl->reason)) ||
-         json_object_set_new(d, "message", json_string(dl->message)) ||
-         json_object_set_new(d, "source", json_string(dl->source)) ||
-         json_object_set_new(d, "received_at", json_string(received_at)) ||
-         json_object_set_new(d, "content_type",
-                             dl->content_type ? json_string(dl->content_type) : json_null()) ||
-         json_object_set_new(d, "webhook_id", dl->msg_id ? json_string(dl->msg_id) : json_null()) ||
-         json_object_set_new(d, "body_size", json_integer((json_int_t)dl->len)) ||
-         json_object_set_new(d, "body_truncated", json_boolean(keep < dl->len)) ||
-         json_object_set_new(d, "body_base64", json_string(b64)))) {
-        json_decref(d);
-        d = NULL;
+    for (size_t i = 0; i < 6; i++) {
+        f[i] = (rl_field_t){.name = strs[i][0], .kind = RL_FIELD_NULL};
+        if (strs[i][1]) {
+            f[i].kind = RL_FIELD_STRING;
+            f[i].str = strs[i][1];
+            f[i].len = strlen(strs[i][1]);
+        }
     }
-    free(b64);
-    return d;
+    f[6] = (rl_field_t){.name = "body_size", .kind = RL_FIELD_INT, .num = (long long)dl->len};
+    f[7] = (rl_field_t){.name = "body_truncated", .kind = RL_FIELD_BOOL, .num = keep < dl->len};
+    f[8] = (rl_field_t){
+        .name = "body_base64", .kind = RL_FIELD_STRING, .str = b64, .len = strlen(b64)};
 }
 
 int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
                          size_t *out_len, char **id)
 {
     char at[CU_TIME_SIZE], digest[2 * RL_SHA256_LEN + 1];
+    size_t keep = dl->len > RL_DEADLETTER_MAX_BODY ? RL_DEADLETTER_MAX_BODY : dl->len;
+    char *b64 = NULL;
+    rl_field_t f[DL_FIELDS];
     rl_event_t ev = {0};
     int rc = -1;
 
@@ -355,16 +264,20 @@ int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_
     ev.type = RL_DEADLETTER_TYPE;
     ev.channel_id = "";
     ev.time = at;
-    ev.data = ev.id ? deadletter_data(dl, at) : NULL;
-    if (!ev.data || encode_kind(RL_RECORD_DEADLETTER, dl->source, dl->provider, &ev, NULL,
-                                received_ms, out, out_len) != 0)
+    if (!ev.id || !(b64 = rl_b64_encode(dl->body, keep)))
+        goto out;
+    deadletter_fields(dl, at, b64, keep, f);
+    ev.fields = f;
+    ev.nfields = DL_FIELDS;
+    if (encode_kind(RL_RECORD_DEADLETTER, dl->source, dl->provider, &ev, NULL, received_ms, out,
+                    out_len) != 0)
         goto out;
     *id = ev.id;
     ev.id = NULL;
     rc = 0;
 out:
     free(ev.id);
-    json_decref(ev.data);
+    free(b64);
     return rc;
 }
 

@@ -19,7 +19,7 @@
 
 #include "codec.h"
 #include "dedup_store.h"
-#include "jsonlimit.h"
+#include "jdoc.h"
 #include "clock.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -39,6 +39,8 @@
 #define HELD_RETRY_AFTER 2 /* another instance's claim is confirmed or expires by then */
 
 #define NAUTH_REASONS 16 /* room for rl_auth_reasons */
+#define DOC_POOL 16
+#define DOC_KEEP_BYTES (4u << 20)
 
 typedef struct source_rt {
     const rl_source_conf_t *conf;
@@ -61,6 +63,11 @@ struct rl_ingest {
     size_t nsrc;
     int max_depth;    /* http.max_json_depth */
     size_t max_items; /* http.max_items */
+    /* Parsed bodies' arenas, kept between requests (at most DOC_POOL, none that
+     * grew past DOC_KEEP_BYTES): one per request being decoded. */
+    pthread_mutex_t doc_lock;
+    rl_jdoc_t *docs[DOC_POOL];
+    size_t ndocs;
 };
 
 /* A request waiting for the WAL. */
@@ -152,6 +159,7 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
         rl_seterr(errstr, errstr_size, "out of memory");
         goto out;
     }
+    pthread_mutex_init(&ig->doc_lock, NULL);
     ig->cfg = cfg;
     ig->wal = wal;
     ig->dedup = rl_dstore_new(cfg, wal, metrics, errstr, errstr_size);
@@ -206,7 +214,36 @@ void rl_ingest_destroy(rl_ingest_t *ig)
         rl_ratelimit_destroy(ig->src[i].rate);
     }
     free(ig->src);
+    for (size_t i = 0; i < ig->ndocs; i++)
+        rl_jdoc_destroy(ig->docs[i]);
+    pthread_mutex_destroy(&ig->doc_lock);
     free(ig);
+}
+
+/* A document for one request: a kept one, or a new one (NULL on out-of-memory). */
+static rl_jdoc_t *doc_take(rl_ingest_t *ig)
+{
+    rl_jdoc_t *d = NULL;
+
+    pthread_mutex_lock(&ig->doc_lock);
+    if (ig->ndocs)
+        d = ig->docs[--ig->ndocs];
+    pthread_mutex_unlock(&ig->doc_lock);
+    return d ? d : rl_jdoc_new(NULL, 0);
+}
+
+/* Keeps d for the next request, or frees it. NULL-safe. */
+static void doc_give(rl_ingest_t *ig, rl_jdoc_t *d)
+{
+    if (d && rl_jdoc_capacity(d) <= DOC_KEEP_BYTES) {
+        pthread_mutex_lock(&ig->doc_lock);
+        if (ig->ndocs < DOC_POOL) {
+            ig->docs[ig->ndocs++] = d;
+            d = NULL;
+        }
+        pthread_mutex_unlock(&ig->doc_lock);
+    }
+    rl_jdoc_destroy(d);
 }
 
 static void pending_free(pending_t *p)
@@ -568,17 +605,22 @@ static int admit(source_rt_t *src, const rl_ingest_req_t *req, uint64_t now_ms, 
     return 0;
 }
 
-/* The body into events: 0 with evs filled (*root holds what they borrow, the
- * caller decrefs it in every case); 1 with *reason and msg set, for a dead
- * letter; 2 when reply holds the answer (too many items). */
+/* The body into events: 0 with evs filled (they borrow nothing from doc); 1
+ * with *reason and msg set, for a dead letter; 2 when reply holds the answer
+ * (too many items, or out of memory). */
 static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
-                       json_t **root, rl_event_list_t *evs, const char **reason, char *msg,
+                       rl_jdoc_t *doc, rl_event_list_t *evs, const char **reason, char *msg,
                        size_t msgsz, rl_reply_t *reply)
 {
-    json_error_t jerr;
     char err[256] = "";
+    int rc;
 
-    if (rl_json_too_deep(req->body, req->len, ig->max_depth)) {
+    if (!doc)
+        goto oom;
+    rc = rl_jdoc_parse(doc, (const char *)req->body, req->len, ig->max_depth, err, sizeof(err));
+    if (rc == RL_JDOC_NOMEM)
+        goto oom;
+    if (rc == RL_JDOC_TOO_DEEP) {
         rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
         rl_metric_add(src->m_too_deep, 1);
         snprintf(msg, msgsz, "body nests arrays and objects deeper than %d (http.max_json_depth)",
@@ -586,14 +628,16 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
         *reason = "json_too_deep";
         return 1;
     }
-    if (!(*root = json_loadb((const char *)req->body, req->len, 0, &jerr))) {
+    if (rc != 0) {
         rl_metric_add(src->m_bad_json, 1);
-        snprintf(msg, msgsz, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
+        snprintf(msg, msgsz, "body is not JSON: %s", err);
         *reason = "invalid_json";
         return 1;
     }
-    if (src->codec->decode(*root, evs, err, sizeof(err)) != 0 || evs->n == 0) {
+    rc = rl_codec_decode(src->codec, doc, evs, err, sizeof(err));
+    if (rc == RL_CODEC_NOMEM) /* the body may be good: the provider retries */
+        goto oom;
+    if (rc != 0 || evs->n == 0) {
         rl_metric_add(src->m_bad_shape, 1);
         snprintf(msg, msgsz, "not a %s webhook: %s", src->codec->name,
                  err[0] ? err : "no events in body");
@@ -608,6 +652,9 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
         return 2;
     }
     return 0;
+oom:
+    rl_reply_error(reply, 500, "internal", "out of memory");
+    return 2;
 }
 
 /* Every CloudEvent carries a time: where the provider gave none (Whapi users,
@@ -633,7 +680,7 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     struct iovec *iov = NULL, *all = NULL;
     char **ids = NULL;
     pending_t *p = NULL;
-    json_t *root = NULL;
+    rl_jdoc_t *doc = NULL;
     const char *msg_id = NULL, *reason = NULL;
     char msg[512];
     int done = 1, rc;
@@ -648,7 +695,9 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     }
     if (admit(src, req, now_ms, &msg_id, reply) != 0)
         goto out;
-    rc = decode_body(ig, src, req, &root, &evs, &reason, msg, sizeof(msg), reply);
+    doc = doc_take(ig);
+    rc = decode_body(ig, src, req, doc, &evs, &reason, msg, sizeof(msg), reply);
+    doc_give(ig, doc); /* the events hold copies of all they need */
     if (rc == 2)
         goto out;
     if (rc == 1)
@@ -693,7 +742,6 @@ out:
     free(all);
     free(ids);
     pending_free(p);
-    json_decref(root);
     rl_event_list_clear(&evs);
     return done;
 }

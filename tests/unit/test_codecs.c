@@ -5,17 +5,23 @@
  * "channel_id", "workspace_id", "time" (null = the member is NULL) and "data" (a
  * subset of the event's data, compared with json_equal). Every fixture also gets
  * the generic checks: the family's full schema, "raw", ids stable across two
- * decodes and distinct within one body. Run with the repository root as cwd. */
+ * decodes and distinct within one body. Bodies are given to the codecs as text
+ * (the fixture's own bytes, or jansson's dump of a changed copy) parsed by
+ * rl_jdoc_parse; the events' data is read back from the CloudEvent record.c
+ * writes of them. Run with the repository root as cwd. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
 #include <glob.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
 #include "codec_util.h"
+#include "jdoc.h"
+#include "record.h"
 
 #define FIXTURES "tests/fixtures"
 
@@ -70,15 +76,74 @@ static json_t *load(const char *path)
     return j;
 }
 
-/* Decodes `body` with `codec`: returns decode's result, events in *l. */
-static int decode(const char *codec, json_t *body, rl_event_list_t *l, char *err, size_t errsize)
+/* Decodes `text` with `codec`, its allocations failing after `fail_after`
+ * (< 0: never): returns rl_codec_decode's result, events in *l; *allocs (when
+ * not NULL) counts the document's allocations during the decode. */
+static int decode_text(const char *codec, const char *text, size_t len, long fail_after,
+                       long *allocs, rl_event_list_t *l, char *err, size_t errsize)
 {
     const rl_codec_t *c = rl_codec_find(codec);
+    rl_jdoc_t *d = rl_jdoc_new(NULL, 0);
+    char perr[256];
+    int rc;
 
     cr_assert_not_null(c, "no codec named %s", codec);
+    cr_assert_not_null(d);
     rl_event_list_init(l);
     err[0] = '\0';
-    return c->decode(body, l, err, errsize);
+    cr_assert_eq(rl_jdoc_parse(d, text, len, 2000, perr, sizeof(perr)), 0, "%s", perr);
+    long before = rl_jdoc_test_allocs(d);
+    rl_jdoc_test_fail_after(d, fail_after);
+    rc = rl_codec_decode(c, d, l, err, errsize);
+    if (allocs)
+        *allocs = rl_jdoc_test_allocs(d) - before;
+    rl_jdoc_destroy(d);
+    return rc;
+}
+
+/* Decodes jansson's dump of `body` with `codec`. */
+static int decode(const char *codec, json_t *body, rl_event_list_t *l, char *err, size_t errsize)
+{
+    char *text = json_dumps(body, JSON_ENCODE_ANY);
+    int rc;
+
+    cr_assert_not_null(text);
+    rc = decode_text(codec, text, strlen(text), -1, NULL, l, err, errsize);
+    free(text);
+    return rc;
+}
+
+/* The file's bytes (malloc'd, NUL-terminated), *len set. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    cr_assert_not_null(f, "%s", path);
+    cr_assert(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    buf = malloc((size_t)n + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* The event's `data` as the CloudEvent carries it (a new reference). */
+static json_t *data_of(const rl_event_t *ev)
+{
+    char *ce = rl_record_cloudevent(ev, "test", "test");
+    json_error_t e;
+    json_t *j, *data;
+
+    cr_assert_not_null(ce);
+    j = json_loads(ce, 0, &e);
+    cr_assert_not_null(j, "CloudEvent is not JSON: %s: %s", e.text, ce);
+    data = json_incref(json_object_get(j, "data"));
+    json_decref(j);
+    free(ce);
+    return data;
 }
 
 static void expect_str(const char *path, size_t i, const char *what, json_t *want, const char *got)
@@ -111,15 +176,18 @@ static void expect_event(const char *path, size_t i, json_t *want, const rl_even
             expect_str(path, i, key, v, ev->time);
         else if (strcmp(key, "data") == 0) {
             const char *dk;
-            json_t *dv;
+            json_t *dv, *data = data_of(ev);
             json_object_foreach (v, dk, dv) {
-                json_t *got = json_object_get(ev->data, dk);
-                char *g = got ? cu_canonical(got) : NULL, *w = cu_canonical(dv);
+                json_t *got = json_object_get(data, dk);
+                char *g = got ? json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY)
+                              : NULL,
+                     *w = json_dumps(dv, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
                 cr_expect(got && json_equal(got, dv), "%s: event %zu: data.%s is %s, expected %s",
                           path, i, dk, g ? g : "(missing)", w);
                 free(g);
                 free(w);
             }
+            json_decref(data);
         } else {
             cr_assert_fail("%s: expect file: unknown key \"%s\"", path, key);
         }
@@ -133,18 +201,19 @@ static int raw_comes_from(json_t *raw, json_t *body)
     json_t *v, *item;
     size_t i;
 
-    if (raw == body)
+    if (json_equal(raw, body))
         return 1;
     json_object_foreach (body, key, v) {
         json_array_foreach (v, i, item)
-            if (item == raw)
+            if (json_equal(item, raw))
                 return 1;
     }
     return 0;
 }
 
 /* The checks every accepted body gets, whatever its expect file says. */
-static void generic_checks(const fixture_t *fx, json_t *body, const rl_event_list_t *l)
+static void generic_checks(const fixture_t *fx, json_t *body, const char *text, size_t text_len,
+                           const rl_event_list_t *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         const rl_event_t *ev = &l->v[i];
@@ -154,18 +223,25 @@ static void generic_checks(const fixture_t *fx, json_t *body, const rl_event_lis
                                                                   : other_fields;
         cr_assert(ev->id && ev->id[0] && ev->type && ev->type[0] && ev->channel_id,
                   "%s: event %zu: id, type and channel_id must be set", fx->path, i);
-        cr_assert(json_is_object(ev->data), "%s: event %zu: data is not an object", fx->path, i);
+        json_t *data = data_of(ev);
+        cr_assert(json_is_object(data), "%s: event %zu: data is not an object", fx->path, i);
         for (size_t f = 0; fields[f]; f++)
-            cr_expect(json_object_get(ev->data, fields[f]) != NULL,
+            cr_expect(json_object_get(data, fields[f]) != NULL,
                       "%s: event %zu (%s): data.%s missing", fx->path, i, ev->type, fields[f]);
-        cr_expect(json_object_get(ev->data, "raw") != NULL, "%s: event %zu: no raw", fx->path, i);
+        cr_expect(json_object_get(data, "raw") != NULL, "%s: event %zu: no raw", fx->path, i);
         /* Timely: raw is the whole envelope. Whapi: the item, or the body. */
         if (strcmp(fx->codec, "timely") == 0)
-            cr_expect(json_equal(json_object_get(ev->data, "raw"), body),
-                      "%s: raw is not the envelope", fx->path);
+            cr_expect(json_equal(json_object_get(data, "raw"), body), "%s: raw is not the envelope",
+                      fx->path);
         else
-            cr_expect(raw_comes_from(json_object_get(ev->data, "raw"), body),
+            cr_expect(raw_comes_from(json_object_get(data, "raw"), body),
                       "%s: event %zu: raw is neither an item nor the body", fx->path, i);
+        /* raw is the provider's bytes verbatim: a span of the body. */
+        const rl_field_t *raw = &ev->fields[ev->nfields - 1];
+        cr_expect(!strcmp(raw->name, "raw") && raw->kind == RL_FIELD_JSON &&
+                      memmem(text, text_len, raw->str, raw->len) != NULL,
+                  "%s: event %zu: raw is not a span of the body", fx->path, i);
+        json_decref(data);
         /* Distinct ids within one body: a batch never dedups against itself. */
         for (size_t j = 0; j < i; j++)
             cr_expect(strcmp(l->v[j].id, ev->id) != 0, "%s: events %zu and %zu share id %s",
@@ -201,13 +277,14 @@ ParameterizedTest(fixture_t *fx, codecs, fixture)
     char expect_path[300], err[256];
     rl_event_list_t l, again;
     json_t *body = load(fx->path), *expect, *events, *want;
-    size_t i;
+    size_t i, text_len;
+    char *text = slurp(fx->path, &text_len);
     int rc;
 
     snprintf(expect_path, sizeof(expect_path), "%.*s.expect.json",
              (int)(strlen(fx->path) - strlen(".json")), fx->path);
     expect = load(expect_path);
-    rc = decode(fx->codec, body, &l, err, sizeof(err));
+    rc = decode_text(fx->codec, text, text_len, -1, NULL, &l, err, sizeof(err));
 
     if (json_is_true(json_object_get(expect, "error"))) {
         cr_expect_eq(rc, -1, "%s: accepted a body that must be rejected", fx->path);
@@ -223,9 +300,10 @@ ParameterizedTest(fixture_t *fx, codecs, fixture)
                  json_array_size(events));
     json_array_foreach (events, i, want)
         expect_event(fx->path, i, want, &l.v[i]);
-    generic_checks(fx, body, &l);
+    generic_checks(fx, body, text, text_len, &l);
 
-    /* The same body again (a provider's retry) must give the same ids. */
+    /* The same body again (a provider's retry, here as jansson dumps it) must
+     * give the same ids. */
     cr_assert_eq(decode(fx->codec, body, &again, err, sizeof(err)), 0);
     cr_assert_eq(again.n, l.n);
     for (i = 0; i < l.n; i++)
@@ -236,6 +314,7 @@ done:
     rl_event_list_clear(&l);
     json_decref(expect);
     json_decref(body);
+    free(text);
 }
 
 /* A wrong cwd would make the table empty and the suite pass vacuously. */
@@ -339,8 +418,11 @@ Test(ids, whapi_batch_ids_distinct)
     cr_assert_eq(decode("whapi", body, &l, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(l.n, 7);
     /* Items 0 and 1 are two statuses of the same message. */
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(l.v[0].data, "raw"), "id")),
-                     json_string_value(json_object_get(json_object_get(l.v[1].data, "raw"), "id")));
+    json_t *d0 = data_of(&l.v[0]), *d1 = data_of(&l.v[1]);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d0, "raw"), "id")),
+                     json_string_value(json_object_get(json_object_get(d1, "raw"), "id")));
+    json_decref(d0);
+    json_decref(d1);
     for (size_t i = 0; i < l.n; i++)
         for (size_t j = i + 1; j < l.n; j++)
             cr_expect_str_neq(l.v[i].id, l.v[j].id);
@@ -402,43 +484,50 @@ Test(codecs, null_root_and_tiny_errstr)
     }
 }
 
-/* Fails jansson's allocation number `fail_at` (counting from 0) once armed. */
-static long fail_at = -1, n_allocs;
-
-static void *failing_malloc(size_t size)
-{
-    if (fail_at >= 0 && n_allocs++ == fail_at)
-        return NULL;
-    return malloc(size);
-}
-
-/* Every jansson allocation a decode makes is failed in turn: the decode must
- * answer -1 with a reason (never crash, never report success), and ASan checks
- * that nothing leaks on those paths. */
+/* Every allocation of the document a decode makes is failed in turn: the
+ * decode must answer -1 or RL_CODEC_NOMEM with a reason (never crash, never
+ * report success), and ASan checks that nothing leaks on those paths. */
 Test(codecs, out_of_memory)
 {
     fixture_t v[256];
-    size_t n = scan_fixtures(v, 256);
+    size_t n = scan_fixtures(v, 256), len;
+    char err[256];
+    rl_event_list_t l;
+    long allocs;
+
+    for (size_t f = 0; f < n && f < 256; f++) {
+        char *text = slurp(v[f].path, &len);
+        for (long fail_at = 0;; fail_at++) {
+            int rc = decode_text(v[f].codec, text, len, fail_at, &allocs, &l, err, sizeof(err));
+            rl_event_list_clear(&l);
+            if (allocs <= fail_at) /* nothing left to fail */
+                break;
+            cr_expect(rc == -1 || rc == RL_CODEC_NOMEM,
+                      "%s: allocation %ld failed yet decode answered %d", v[f].path, fail_at, rc);
+            cr_expect(err[0] != '\0', "%s: no reason", v[f].path);
+            if (rc == RL_CODEC_NOMEM)
+                cr_expect(strstr(err, "out of memory"), "%s: %s", v[f].path, err);
+        }
+        free(text);
+    }
+}
+
+/* A body whose root is a scalar is refused with a reason, not mistaken. */
+Test(codecs, scalar_root)
+{
+    static const char *const bodies[] = {"1", "\"x\"", "null", "true", "[]", "[{}]"};
     char err[256];
     rl_event_list_t l;
 
-    json_set_alloc_funcs(failing_malloc, free);
-    for (size_t f = 0; f < n && f < 256; f++) {
-        json_t *body = load(v[f].path);
-        for (fail_at = 0;; fail_at++) {
-            int rc;
-            n_allocs = 0;
-            rc = decode(v[f].codec, body, &l, err, sizeof(err));
+    for (size_t i = 0; rl_codecs[i]; i++)
+        for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+            cr_expect_eq(decode_text(rl_codecs[i]->name, bodies[b], strlen(bodies[b]), -1, NULL, &l,
+                                     err, sizeof(err)),
+                         -1);
+            cr_expect(strstr(err, "not a JSON object"), "%s on %s: %s", rl_codecs[i]->name,
+                      bodies[b], err);
             rl_event_list_clear(&l);
-            if (n_allocs <= fail_at) /* nothing left to fail */
-                break;
-            cr_expect_eq(rc, -1, "%s: allocation %ld failed yet decode succeeded", v[f].path,
-                         fail_at);
-            cr_expect(err[0] != '\0', "%s: no reason", v[f].path);
         }
-        fail_at = -1;
-        json_decref(body);
-    }
 }
 
 /* ----------------------------------------------------------------------------
@@ -483,9 +572,10 @@ Test(list, push_clear_push)
             rl_event_t *ev = rl_event_list_push(&l);
             cr_assert_not_null(ev);
             cr_assert_null(ev->id);
-            cr_assert_null(ev->data);
+            cr_assert_null(ev->fields);
             ev->id = strdup("x");
-            ev->data = json_object();
+            ev->fields = calloc(1, sizeof(rl_field_t));
+            ev->nfields = 1;
         }
         cr_expect_eq(l.n, 100);
         rl_event_list_clear(&l);
@@ -498,11 +588,15 @@ Test(list, push_clear_push)
  * Times
  * ------------------------------------------------------------------------- */
 
-static const char *unix_time(json_t *v, char *buf)
+/* cu_time_unix of the JSON text `v`; buf, or NULL when it fails. */
+static const char *unix_time(const char *v, char *buf)
 {
-    int rc = cu_time_unix(v, buf, CU_TIME_SIZE);
+    rl_jdoc_t *d = rl_jdoc_new(NULL, 0);
+    int rc;
 
-    json_decref(v);
+    cr_assert(d && rl_jdoc_parse(d, v, strlen(v), 8, NULL, 0) == 0, "%s", v);
+    rc = cu_time_unix(d, 0, buf, CU_TIME_SIZE);
+    rl_jdoc_destroy(d);
     return rc == 0 ? buf : NULL;
 }
 
@@ -510,19 +604,20 @@ Test(time, unix_seconds_milliseconds_strings)
 {
     char b[CU_TIME_SIZE];
 
-    cr_expect_str_eq(unix_time(json_integer(1712995245), b), "2024-04-13T08:00:45Z");
-    cr_expect_str_eq(unix_time(json_string("1712995378"), b), "2024-04-13T08:02:58Z");
-    cr_expect_str_eq(unix_time(json_integer(1712995400123LL), b), "2024-04-13T08:03:20.123Z");
-    cr_expect_str_eq(unix_time(json_integer(1712995400000LL), b), "2024-04-13T08:03:20Z");
-    cr_expect_str_eq(unix_time(json_integer(0), b), "1970-01-01T00:00:00Z");
-    cr_expect_null(unix_time(json_integer(-1), b));
-    cr_expect_null(unix_time(json_string(""), b));
-    cr_expect_null(unix_time(json_string("12a"), b));
-    cr_expect_null(unix_time(json_string("-5"), b));
-    cr_expect_null(unix_time(json_string("99999999999999999999"), b));
-    cr_expect_null(unix_time(json_real(1712995245.5), b));
-    cr_expect_null(unix_time(json_true(), b));
-    cr_expect_eq(cu_time_unix(NULL, b, sizeof(b)), -1);
+    cr_expect_str_eq(unix_time("1712995245", b), "2024-04-13T08:00:45Z");
+    cr_expect_str_eq(unix_time("\"1712995378\"", b), "2024-04-13T08:02:58Z");
+    cr_expect_str_eq(unix_time("1712995400123", b), "2024-04-13T08:03:20.123Z");
+    cr_expect_str_eq(unix_time("1712995400000", b), "2024-04-13T08:03:20Z");
+    cr_expect_str_eq(unix_time("0", b), "1970-01-01T00:00:00Z");
+    cr_expect_null(unix_time("-1", b));
+    cr_expect_null(unix_time("\"\"", b));
+    cr_expect_null(unix_time("\"12a\"", b));
+    cr_expect_null(unix_time("\"-5\"", b));
+    cr_expect_null(unix_time("\"99999999999999999999\"", b));
+    cr_expect_null(unix_time("1712995245.5", b));
+    cr_expect_null(unix_time("true", b));
+    cr_expect_null(unix_time("[1712995245]", b));
+    cr_expect_null(unix_time("99999999999999999999", b), "too big for a long long");
 }
 
 Test(time, rfc3339)

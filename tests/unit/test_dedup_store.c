@@ -98,7 +98,10 @@ static struct iovec payload(const char *id)
 {
     static char pad[1000];
     memset(pad, 'x', sizeof(pad) - 1);
-    rl_event_t ev = {(char *)id, "message.received", "chan", NULL, "2026-04-19T10:00:00Z", NULL, 0};
+    rl_event_t ev = {.id = (char *)id,
+                     .type = "message.received",
+                     .channel_id = "chan",
+                     .time = "2026-04-19T10:00:00Z"};
     char *json = NULL;
     cr_assert_geq(asprintf(&json, "{\"id\":\"%s\",\"pad\":\"%s\"}", id, pad), 0);
     struct timespec ts;
