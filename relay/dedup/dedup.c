@@ -2,21 +2,29 @@
  *
  * Layout, for n remembered ids:
  *
- *   nodes[]  a slab of 32-byte nodes {digest, time, prev, next}. Live nodes form one
+ *   nodes[]  a slab of 24-byte nodes {digest, time, prev, next}. Live nodes form one
  *            doubly linked list in claim order (head = oldest). Times never decrease
  *            along the list, so expiry and eviction both pop the head, and release()
  *            unlinks from the middle in O(1) without leaving a hole that would take
  *            room from the bound. Free nodes are chained through `next`.
  *   index[]  open addressing table of 8-byte slots {node position, 32-bit digest tag},
- *            a power of two >= 2 * the slab capacity (load <= 1/2), linear probing
- *            with backward-shift deletion, so there are no tombstones to clean up.
+ *            at least 3/2 of the slab capacity (load <= 2/3), linear probing with
+ *            backward-shift deletion, so there are no tombstones to clean up.
+ *
+ * A node keeps 96 bits of the 128-bit digest (the tag is the first 32 of them):
+ * with a million ids remembered, a new id matches one of them by chance with a
+ * probability of 10^6 / 2^96, about 10^-23. Its time is 32 bits of unix
+ * seconds, compared modulo 2^32: every live node is younger than the window
+ * (at most 2^31 - 1 seconds), so the difference is exact.
  *
  * Both grow up to max_entries, so a quiet window does not reserve memory for
  * max_entries up front, and without a pause: the slab by adding chunks (never
  * copied), the index by doubling and moving the old one over a few slots per
- * claim (dd_move). At a full table that is 32 + 16..32 bytes per id (48.8 at
- * 1,000,000). A u32-only index would save 8 bytes per id but costs a node cache miss
- * per probe: about 25% slower claims on a full 1M table. */
+ * claim (dd_move). At a full table that is 24 + 12..15 bytes per id (37.6 at
+ * 1,000,000; it was 48.8 with 32-byte nodes and an index at most half full). The
+ * fuller index costs longer probe runs: a new id's claim on a full 1M table took
+ * about 320 ns instead of 250 (at 4/5 full, 370). A u32-only index would save 4
+ * more bytes per id but costs a node cache miss per probe. */
 #include "dedup.h"
 
 #include "err.h"
@@ -27,9 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DD_NIL UINT32_MAX  /* no node: end of a list, free list */
-#define DD_INITIAL_CAP 256 /* nodes allocated up front (12 KB with its index) */
-/* The slab is allocated in chunks of DD_CHUNK nodes (128 KiB): growing it never
+#define DD_NIL UINT32_MAX         /* no node: end of a list, free list */
+#define DD_INITIAL_CAP 256        /* nodes allocated up front (8.6 KB with its index) */
+#define DD_MAX_WINDOW 0x7fffffffu /* seconds: node times are compared modulo 2^32 */
+/* The slab is allocated in chunks of DD_CHUNK nodes (96 KiB): growing it never
  * copies it. Realloc'ing a 32 MiB slab took 50 ms at a million ids (page faults
  * on the new copy, in a VM), all of it with every HTTP thread waiting. Below one
  * chunk, the first chunk doubles as it fills. */
@@ -37,8 +46,8 @@
 #define DD_CHUNK ((size_t)1 << DD_CHUNK_BITS)
 
 typedef struct dd_node {
-    uint64_t k[2]; /* the digest (rl_dedup_digest_t) */
-    uint64_t t;    /* claim time; never less than the previous node's */
+    uint32_t k[3]; /* 96 bits of the digest: k[0] is the tag (dd_key) */
+    uint32_t t;    /* claim time mod 2^32; never older than the previous node's */
     uint32_t prev; /* older neighbour, DD_NIL at the head */
     uint32_t next; /* newer neighbour, DD_NIL at the tail; free list link when free */
 } dd_node;
@@ -60,14 +69,14 @@ struct rl_dedup {
     uint32_t free;       /* free list of released/expired/evicted nodes */
     dd_node **chunks;    /* the slab: (max + DD_CHUNK - 1) / DD_CHUNK pointers */
     uint64_t *index;
-    size_t mask; /* index size - 1 */
+    size_t size; /* slots of index */
     /* While the index grows, the previous one is moved into the new one a few
      * slots per claim (as Redis's dict rehashes), instead of all at once: at a
      * million ids that took over 100 ms, all of it with every HTTP thread
      * waiting on the window. Each id is in exactly one of the two: a moved slot
      * becomes DD_GONE, which lookups step over, so probe runs stay intact. */
     uint64_t *old; /* NULL when no move is under way */
-    size_t old_mask;
+    size_t old_size;
     size_t moved; /* old[0..moved) have been moved */
     uint64_t evicted, expired;
     rl_dedup_hasher_t *hasher;
@@ -76,6 +85,29 @@ struct rl_dedup {
 static dd_node *dd_at(const rl_dedup_t *d, uint32_t pos)
 {
     return &d->chunks[pos >> DD_CHUNK_BITS][pos & (DD_CHUNK - 1)];
+}
+
+/* What a node keeps of a digest. */
+typedef struct dd_key {
+    uint32_t k[3];
+} dd_key;
+
+static dd_key dd_key_of(const rl_dedup_digest_t *dg)
+{
+    dd_key key = {{(uint32_t)dg->k[0], (uint32_t)(dg->k[0] >> 32), (uint32_t)dg->k[1]}};
+    return key;
+}
+
+static dd_key dd_node_key(const dd_node *n)
+{
+    dd_key key = {{n->k[0], n->k[1], n->k[2]}};
+    return key;
+}
+
+/* Seconds since node n was claimed, at the window's latest `now`. */
+static uint64_t dd_age(const rl_dedup_t *d, const dd_node *n)
+{
+    return (uint32_t)((uint32_t)d->now - n->t);
 }
 
 /* ---------------------------------------------------------------- digest -- */
@@ -125,7 +157,7 @@ int rl_dedup_hash(rl_dedup_hasher_t *h, const char *source, size_t source_len, c
 
 /* An index slot packs the node position + 1 (low 32 bits; 0 is an empty slot, so
  * a new index is calloc'd: its pages are zeroed lazily by the kernel as slots
- * are first used, not all at once) with the low 32 bits of its digest, the tag. In a big table
+ * are first used, not all at once) with the first 32 bits of its digest, the tag. In a big table
  * every node touched is a cache miss: the tag settles almost every mismatch without touching the
  * node, and gives an entry's home slot during deletion. */
 #define DD_EMPTY 0
@@ -147,12 +179,25 @@ static uint32_t dd_tag(uint64_t slot)
     return (uint32_t)(slot >> 32);
 }
 
-/* The home slot of `tag` in a table of mask + 1 slots. The digest is keyed and
- * uniform, so its low bits are as good as any hash; the mask is below 2^32
- * (max_entries <= 2^30), so the tag holds all of them. */
-static size_t dd_home(uint32_t tag, size_t mask)
+/* The home slot of `tag` in a table of `size` slots (any size, below 2^32):
+ * the tag scaled by multiplication, not masked, so that an index need not be a
+ * power of two. The digest is keyed and uniform, so the tag is as good as any
+ * hash. */
+static size_t dd_home(uint32_t tag, size_t size)
 {
-    return (size_t)tag & mask;
+    return (size_t)(((uint64_t)tag * size) >> 32);
+}
+
+/* The slot after i, wrapping at the end. */
+static size_t dd_step(size_t i, size_t size)
+{
+    return i + 1 == size ? 0 : i + 1;
+}
+
+/* How many slots j lies after i, wrapping. */
+static size_t dd_dist(size_t i, size_t j, size_t size)
+{
+    return j >= i ? j - i : j + size - i;
 }
 
 /* Where an id is in the index: a slot of d->index, or of d->old while it is
@@ -162,12 +207,12 @@ typedef struct dd_loc {
     int in_old;
 } dd_loc;
 
-/* The slot holding the node with digest k in the table `index` (mask), or NULL.
- * Terminates because the load is at most 1/2. */
-static uint64_t *dd_probe(const rl_dedup_t *d, uint64_t *index, size_t mask, const uint64_t k[2])
+/* The slot holding the node with key k in the table `index` (size slots), or
+ * NULL. Terminates because the load is at most 2/3. */
+static uint64_t *dd_probe(const rl_dedup_t *d, uint64_t *index, size_t size, dd_key k)
 {
-    uint32_t tag = (uint32_t)k[0];
-    size_t i = dd_home(tag, mask);
+    uint32_t tag = k.k[0];
+    size_t i = dd_home(tag, size);
 
     for (;;) {
         uint64_t slot = index[i];
@@ -175,19 +220,19 @@ static uint64_t *dd_probe(const rl_dedup_t *d, uint64_t *index, size_t mask, con
             return NULL;
         if (slot != DD_GONE && dd_tag(slot) == tag) {
             const dd_node *n = dd_at(d, dd_pos(slot));
-            if (n->k[0] == k[0] && n->k[1] == k[1])
+            if (n->k[1] == k.k[1] && n->k[2] == k.k[2])
                 return &index[i];
         }
-        i = (i + 1) & mask;
+        i = dd_step(i, size);
     }
 }
 
-static dd_loc dd_find(const rl_dedup_t *d, const uint64_t k[2])
+static dd_loc dd_find(const rl_dedup_t *d, dd_key k)
 {
-    dd_loc l = {dd_probe(d, d->index, d->mask, k), 0};
+    dd_loc l = {dd_probe(d, d->index, d->size, k), 0};
 
     if (!l.slot && d->old) {
-        l.slot = dd_probe(d, d->old, d->old_mask, k);
+        l.slot = dd_probe(d, d->old, d->old_size, k);
         l.in_old = 1;
     }
     return l;
@@ -202,12 +247,12 @@ static void dd_index_delete(rl_dedup_t *d, size_t i)
     size_t j = i;
 
     for (;;) {
-        j = (j + 1) & d->mask;
+        j = dd_step(j, d->size);
         uint64_t slot = d->index[j];
         if (slot == DD_EMPTY)
             break;
-        size_t home = dd_home(dd_tag(slot), d->mask);
-        if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
+        size_t home = dd_home(dd_tag(slot), d->size);
+        if (dd_dist(home, j, d->size) >= dd_dist(i, j, d->size)) {
             d->index[i] = slot;
             i = j;
         }
@@ -227,16 +272,16 @@ static void dd_loc_delete(rl_dedup_t *d, dd_loc l)
 
 static void dd_index_put(rl_dedup_t *d, uint64_t packed)
 {
-    size_t i = dd_home(dd_tag(packed), d->mask);
+    size_t i = dd_home(dd_tag(packed), d->size);
 
     while (d->index[i] != DD_EMPTY)
-        i = (i + 1) & d->mask;
+        i = dd_step(i, d->size);
     d->index[i] = packed;
 }
 
 static void dd_index_insert(rl_dedup_t *d, uint32_t pos)
 {
-    dd_index_put(d, dd_pack((uint32_t)dd_at(d, pos)->k[0], pos));
+    dd_index_put(d, dd_pack(dd_at(d, pos)->k[0], pos));
 }
 
 /* Moves up to `n` slots of the old index into the current one; frees the old
@@ -249,23 +294,28 @@ static void dd_move(rl_dedup_t *d, size_t n)
             dd_index_put(d, slot);
             d->old[d->moved] = DD_GONE;
         }
-        if (++d->moved > d->old_mask) {
+        if (++d->moved == d->old_size) {
             free(d->old);
             d->old = NULL;
-            d->old_mask = 0;
+            d->old_size = 0;
             d->moved = 0;
         }
     }
 }
 
-/* Smallest power of two >= 2 * cap: keeps the load at or under 1/2. */
-static size_t dd_index_size(size_t cap)
+/* The index size for a slab of `cap` nodes, given the current one: unchanged
+ * while it keeps the load at or under 2/3, else at least 5/4 of the current
+ * one (so that indexes are not rebuilt for every chunk) and of cap * 3/2. */
+static size_t dd_index_size(size_t cap, size_t cur)
 {
-    size_t n = 8;
+    size_t need = cap + cap / 2 + 1, n;
 
-    while (n < cap * 2)
-        n <<= 1;
-    return n;
+    if (need < 8)
+        need = 8;
+    if (cur >= need)
+        return cur;
+    n = cur + cur / 4;
+    return n > need ? n : need;
 }
 
 /* Allocates an index of `size` slots, all empty. */
@@ -282,10 +332,10 @@ static void dd_index_replace(rl_dedup_t *d, uint64_t *index, size_t size)
 {
     dd_move(d, SIZE_MAX);
     d->old = d->index;
-    d->old_mask = d->mask;
+    d->old_size = d->size;
     d->moved = 0;
     d->index = index;
-    d->mask = size - 1;
+    d->size = size;
 }
 
 /* ------------------------------------------------------------------ list -- */
@@ -340,11 +390,11 @@ static int dd_grow(rl_dedup_t *d)
         cap = DD_CHUNK;
     if (cap > d->max)
         cap = d->max;
-    size_t isize = dd_index_size(cap), c = (cap - 1) >> DD_CHUNK_BITS;
+    size_t isize = dd_index_size(cap, d->size), c = (cap - 1) >> DD_CHUNK_BITS;
     uint64_t *index = NULL;
     dd_node *chunk;
 
-    if (isize != d->mask + 1 && !(index = dd_index_alloc(isize)))
+    if (isize != d->size && !(index = dd_index_alloc(isize)))
         return -1;
     /* Either the first chunk grows, or the next chunk is new (cap - d->cap nodes). */
     if (c == 0)
@@ -380,18 +430,20 @@ static uint32_t dd_alloc(rl_dedup_t *d)
 
     /* Full: every handed-out node is live, so the list is not empty. */
     pos = d->head;
-    dd_forget(d, pos, dd_find(d, dd_at(d, pos)->k));
+    dd_forget(d, pos, dd_find(d, dd_node_key(dd_at(d, pos))));
     d->evicted++;
     d->free = dd_at(d, pos)->next; /* pop it back off the free list */
     return pos;
 }
 
-/* Drops ids whose window passed, oldest first; stops at the first one still inside. */
-static void dd_expire(rl_dedup_t *d)
+/* Drops ids whose window passed, oldest first; stops at the first one still inside.
+ * all: every id's window passed (`now` moved on by a window or more at once, when
+ * ages modulo 2^32 could wrap). */
+static void dd_expire(rl_dedup_t *d, int all)
 {
-    while (d->head != DD_NIL && d->now - dd_at(d, d->head)->t >= d->window) {
+    while (d->head != DD_NIL && (all || dd_age(d, dd_at(d, d->head)) >= d->window)) {
         uint32_t pos = d->head;
-        dd_forget(d, pos, dd_find(d, dd_at(d, pos)->k));
+        dd_forget(d, pos, dd_find(d, dd_node_key(dd_at(d, pos))));
         d->expired++;
     }
 }
@@ -405,8 +457,8 @@ rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsi
     const char *err = NULL;
     char herr[128];
 
-    if (window_s == 0) {
-        err = "dedup window must be > 0 seconds";
+    if (window_s == 0 || window_s > DD_MAX_WINDOW) {
+        err = "dedup window must be between 1 and 2^31 - 1 seconds";
         goto fail;
     }
     if (max_entries == 0 || max_entries > RL_DEDUP_MAX_ENTRIES ||
@@ -422,10 +474,10 @@ rl_dedup_t *rl_dedup_new_keyed(uint32_t window_s, size_t max_entries, const unsi
     d->max = max_entries;
     d->cap = max_entries < DD_INITIAL_CAP ? max_entries : DD_INITIAL_CAP;
     d->head = d->tail = d->free = DD_NIL;
-    d->mask = dd_index_size(d->cap) - 1;
+    d->size = dd_index_size(d->cap, 0);
     if (!(d->chunks = calloc((max_entries + DD_CHUNK - 1) / DD_CHUNK, sizeof(*d->chunks))) ||
         !(d->chunks[0] = malloc(d->cap * sizeof(dd_node))) ||
-        !(d->index = dd_index_alloc(d->mask + 1))) {
+        !(d->index = dd_index_alloc(d->size))) {
         err = "out of memory";
         goto fail;
     }
@@ -490,20 +542,24 @@ static int dd_digest_str(rl_dedup_t *d, const char *source, const char *id, rl_d
 int rl_dedup_claim_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t now)
 {
     uint32_t pos;
+    int all = 0;
+    dd_key key;
 
     if (!d || !dg)
         return -1;
-    if (now > d->now)
+    key = dd_key_of(dg);
+    if (now > d->now) {
+        all = now - d->now >= d->window;
         d->now = now;
-    dd_expire(d);
-    if (dd_find(d, dg->k).slot)
+    }
+    dd_expire(d, all);
+    if (dd_find(d, key).slot)
         return 0;
 
     /* Allocation may evict or rebuild the index, so the slot is looked up again. */
     pos = dd_alloc(d);
-    dd_at(d, pos)->k[0] = dg->k[0];
-    dd_at(d, pos)->k[1] = dg->k[1];
-    dd_at(d, pos)->t = d->now;
+    memcpy(dd_at(d, pos)->k, key.k, sizeof(key.k));
+    dd_at(d, pos)->t = (uint32_t)d->now;
     dd_append(d, pos);
     dd_index_insert(d, pos);
     d->live++;
@@ -526,7 +582,7 @@ void rl_dedup_release_digest(rl_dedup_t *d, const rl_dedup_digest_t *dg)
 
     if (!d || !dg)
         return;
-    if ((l = dd_find(d, dg->k)).slot)
+    if ((l = dd_find(d, dd_key_of(dg))).slot)
         dd_forget(d, dd_pos(*l.slot), l);
 }
 
@@ -542,11 +598,13 @@ int rl_dedup_contains(const rl_dedup_t *d, const rl_dedup_digest_t *dg, uint64_t
 {
     dd_loc l;
 
-    if (!d || !dg || !(l = dd_find(d, dg->k)).slot)
+    if (!d || !dg || !(l = dd_find(d, dd_key_of(dg))).slot)
         return 0;
     if (now < d->now)
         now = d->now; /* as rl_dedup_claim would take it */
-    return now - dd_at(d, dd_pos(*l.slot))->t < d->window;
+    if (now - d->now >= d->window)
+        return 0;
+    return now - d->now + dd_age(d, dd_at(d, dd_pos(*l.slot))) < d->window;
 }
 
 size_t rl_dedup_count(const rl_dedup_t *d)
@@ -568,7 +626,7 @@ size_t rl_dedup_memory(const rl_dedup_t *d)
 {
     /* OpenSSL's digest context (a few hundred bytes, fixed) is not counted. */
     return d ? sizeof(*d) + (d->max + DD_CHUNK - 1) / DD_CHUNK * sizeof(*d->chunks) +
-                   d->cap * sizeof(dd_node) + (d->mask + 1) * sizeof(*d->index) +
-                   (d->old ? (d->old_mask + 1) * sizeof(*d->old) : 0)
+                   d->cap * sizeof(dd_node) + d->size * sizeof(*d->index) +
+                   (d->old ? d->old_size * sizeof(*d->old) : 0)
              : 0;
 }

@@ -2,10 +2,12 @@
  *
  * Providers retry webhooks they think we did not take; this window recognizes the retry
  * so the event is written to the WAL once. It sits on the hot path of every request, so
- * it is small (48 to 64 bytes per remembered id) and every operation is O(1) amortized.
+ * it is small (36 to 39 bytes per remembered id) and every operation is O(1) amortized.
  *
- * Each pair is kept as a 128-bit keyed digest of source + '\0' + id, never as text: a
- * 64-bit digest would be too short (a collision drops a real event as a duplicate), and
+ * Each pair is known by a 128-bit keyed digest of source + '\0' + id, never as text, of
+ * which the window keeps 96 bits (a new id matches one of a million remembered ones with
+ * a probability of about 10^-23): a 64-bit digest would be too short (a collision drops
+ * a real event as a duplicate), and
  * the secret key keeps senders from aiming ids at one hash bucket. The key is random per
  * handle unless the caller supplies one (dedup_file.c persists it, so that digests it
  * wrote before a restart still match).
@@ -18,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The largest max_entries accepted (positions are 32-bit, the index is twice as big). */
+/* The largest max_entries accepted (positions are 32-bit, the index is 3/2 as big). */
 #define RL_DEDUP_MAX_ENTRIES ((size_t)1 << 30)
 
 #define RL_DEDUP_KEY_LEN 16 /* bytes of the secret digest key */
@@ -40,9 +42,9 @@ void rl_dedup_hasher_destroy(rl_dedup_hasher_t *h); /* NULL-safe */
 int rl_dedup_hash(rl_dedup_hasher_t *h, const char *source, size_t source_len, const char *id,
                   size_t id_len, rl_dedup_digest_t *out);
 
-/* window_s: how long an id is remembered, > 0. An id claimed at time t is a duplicate
+/* window_s: how long an id is remembered, 1 to 2^31 - 1. An id claimed at time t is a duplicate
  * while now < t + window_s. max_entries: hard bound on remembered ids, 1 to
- * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to 64 bytes * max_entries.
+ * RL_DEDUP_MAX_ENTRIES. Memory grows with use, up to about 39 bytes * max_entries.
  * Returns NULL with a reason in errstr (when errstr_size > 0) on failure. */
 rl_dedup_t *rl_dedup_new(uint32_t window_s, size_t max_entries, char *errstr, size_t errstr_size);
 /* The same with a given digest key (RL_DEDUP_KEY_LEN bytes, copied) instead of a random one. */
