@@ -29,6 +29,10 @@ int rl_redis_target_parse(rl_redis_target_t *t, const char *url, char *errstr, s
         *at = '\0';
         char *colon = strchr(buf, ':');
         snprintf(t->password, sizeof(t->password), "%s", colon ? colon + 1 : buf);
+        if (colon) {
+            *colon = '\0';
+            snprintf(t->user, sizeof(t->user), "%s", buf);
+        }
         hostpart = at + 1;
     }
     char *slash = strchr(hostpart, '/');
@@ -79,7 +83,11 @@ redisContext *rl_redis_connect(const rl_redis_target_t *t, struct timeval connec
         rl_seterr(errstr, errstr_size, "cannot set the command timeout");
         goto fail;
     }
-    if (t->password[0] &&
+    if (t->password[0] && t->user[0] &&
+        setup_command(c, redisCommand(c, "AUTH %s %s", t->user, t->password), "AUTH", errstr,
+                      errstr_size))
+        goto fail;
+    if (t->password[0] && !t->user[0] &&
         setup_command(c, redisCommand(c, "AUTH %s", t->password), "AUTH", errstr, errstr_size))
         goto fail;
     if (t->db &&

@@ -8,11 +8,12 @@
 #include <sys/time.h>
 
 typedef struct rl_redis_target {
-    char host[512], password[512], unix_path[512];
+    char host[512], user[256], password[512], unix_path[512]; /* user "": AUTH password */
     int port, db;
 } rl_redis_target_t;
 
-/* Parses redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N] into *t.
+/* Parses redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N] into *t
+ * (a user, Redis 6's ACL form, is sent as AUTH user password; without one, AUTH password).
  * 0, or -1 with errstr. */
 int rl_redis_target_parse(rl_redis_target_t *t, const char *url, char *errstr, size_t errstr_size);
 

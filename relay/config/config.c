@@ -116,9 +116,9 @@ static const key_t_ keys[] = {
         "dedup", "store", "local", "local|redis", G(dedup.store),
         "local: this instance's window, kept in wal.dir/dedup/ across restarts and crashes. redis: "
         "shared by every instance through Redis, the local window in front as a cache."),
-    SECRET_KEY(
-        "dedup", "redis_url", "", G(dedup.redis_url),
-        "Redis of store = redis, redis://[:password@]host:port[/db] or unix://; empty: redis.url."),
+    SECRET_KEY("dedup", "redis_url", "", G(dedup.redis_url),
+               "Redis of store = redis, redis://[[user]:password@]host:port[/db] or unix://; "
+               "empty: redis.url."),
     STR_KEY("dedup", "redis_prefix", "relay:dedup:", G(dedup.redis_prefix),
             "Prefix of the Redis key of each id, PREFIX{source}:{id}; the instances that share a "
             "window use the same."),
@@ -140,7 +140,8 @@ static const key_t_ keys[] = {
             "Topic (template) of dead letters: authenticated bodies answered 400, kept raw."),
     BOOL_KEY("redis", "enabled", "true", G(redis.enabled), "Publish to Redis streams."),
     SECRET_KEY("redis", "url", "redis://127.0.0.1:6379/0", G(redis.url),
-               "redis://[:password@]host:port[/db] (secret: may hold a password)."),
+               "redis://[[user]:password@]host:port[/db], user for a Redis 6 ACL user (secret: may "
+               "hold a password)."),
     STR_KEY("redis", "stream", "events:{channel_id}", G(redis.stream),
             "Stream key template; {family} {type} {source} {channel_id} are replaced."),
     STR_KEY("redis", "deadletter_stream", "events:deadletter", G(redis.deadletter_stream),

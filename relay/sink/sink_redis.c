@@ -265,10 +265,15 @@ static void *redis_main(void *arg)
                 rl_sink_sleep(&r->base, rl_backoff_next(&backoff));
                 continue;
             }
-            rl_backoff_reset(&backoff);
+            /* The back-off is not reset here but once Redis has taken a batch
+             * or answered an idle PING: a server that accepts connections and
+             * refuses every XADD (-NOPERM, -OOM) is retried ever more slowly,
+             * not ten times a second with three log lines each. */
             rl_sink_set_connected(&r->base, 1);
         }
         long long k = pump(r, 100);
+        if (k > 0)
+            rl_backoff_reset(&backoff);
         rl_sink_progress(&r->base);
         if (k < 0) {
             r->b[0].n = r->b[1].n = 0; /* both batches are re-sent from the cursor */
@@ -287,6 +292,8 @@ static void *redis_main(void *arg)
             if (!command_ok(r->c, "PING", redisCommand(r->c, "PING"))) {
                 disconnect(r);
                 rl_sink_set_connected(&r->base, 0);
+            } else {
+                rl_backoff_reset(&backoff);
             }
         }
     }

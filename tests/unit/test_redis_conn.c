@@ -28,8 +28,11 @@ Test(redis_conn, host_port_db_password)
     cr_expect_eq(t.db, 1);
     cr_expect_str_eq(t.password, "s3cret");
 
-    /* user:password (ACL form): the password is what AUTH gets here. */
+    cr_expect_str_eq(t.user, "", "no user: AUTH password");
+
+    /* user:password (ACL form): AUTH user password. */
     t = parse_ok("redis://relay:p@ss@h:7000");
+    cr_expect_str_eq(t.user, "relay");
     cr_expect_str_eq(t.password, "p@ss");
     cr_expect_str_eq(t.host, "h");
     cr_expect_eq(t.db, 0);
