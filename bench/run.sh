@@ -4,7 +4,9 @@
 # payloads and connections for both, and a table of medians at the end.
 #
 # Environment: BENCH_RUNS (3), BENCH_SECONDS (10, per load phase), BENCH_CONNS (64),
-#              BENCH_REPLAY_EVENTS (1000000), BENCH_KEEP=1 keeps the scratch dir.
+#              BENCH_REPLAY_EVENTS (1000000), BENCH_KEEP=1 keeps the scratch dir,
+#              BENCH_PEERS (1: measure the peers of bench/peers.sh in each run,
+#              building them first if need be; 0: not; unset: when already built).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 TOOLS=$ROOT/tools
@@ -15,6 +17,24 @@ RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNS:-64}
 REPLAY=${BENCH_REPLAY_EVENTS:-1000000}
+
+# The peers (Fluent Bit, the OpenTelemetry Collector): by default only when
+# bench/peers.sh has built them already, since a first build takes about
+# 5 minutes of both cores (docs/performance.md, "Beside the peers"); built here,
+# before Kafka and Redis start, so that a failed build stops the bench at once.
+case ${BENCH_PEERS:-} in
+1) peers=1 ;;
+0) peers=0 ;;
+*)
+    if "$ROOT/bench/peers.sh" built; then
+        peers=1
+    else
+        peers=0
+        echo "bench: the peers are not built (bench/peers.sh build, or BENCH_PEERS=1): skipping them" >&2
+    fi
+    ;;
+esac
+((peers)) && "$ROOT/bench/peers.sh" build
 
 tmp=$(mktemp -d /tmp/relay-bench.XXXXXX)
 relay_pid='' ceiling_pid=''
@@ -49,6 +69,10 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 pct() { awk -v t="$1" -v s="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / s }'; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+wrk_us() { # wrk_us 1.23ms -> 1230 (wrk --latency's units)
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        printf "%.0f", n * ((u == "us") ? 1 : (u == "ms") ? 1e3 : (u == "s") ? 1e6 : 0) }'
+}
 wrk_mix() { # wrk_mix PORT PREFIX DELAY_MS -> RESULT line
     BENCH_PATH_PREFIX=$2 BENCH_DELAY_MS=$3 wrk -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s \
         -s "$ROOT/bench/mix.lua" "http://127.0.0.1:$1" | grep '^RESULT'
@@ -155,13 +179,32 @@ for run in $(seq "$RUNS"); do
     start_relay "$tmp/wal-$run"
     e0=$(metric "$relay_port" '^relay_events_accepted_total')
     c0=$(cpu_ticks "$relay_pid")
-    res=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$ROOT/bench/timely_unique.lua" \
-        "http://127.0.0.1:$relay_port" | awk '/Requests\/sec/ { print $2 }')
+    res=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s --latency -s "$ROOT/bench/timely_unique.lua" \
+        "http://127.0.0.1:$relay_port")
     e1=$(metric "$relay_port" '^relay_events_accepted_total')
-    R[timely_rps,$run]=$res
+    R[timely_rps,$run]=$(awk '/^Requests\/sec/ { print $2 }' <<<"$res")
+    R[timely_p99,$run]=$(wrk_us "$(awk '$1 == "99%" { print $2 }' <<<"$res")")
     R[timely_us,$run]=$(us_per $(($(drained_cpu) - c0)) $((e1 - e0)))
     stop_relay
     rm -rf "$tmp/wal-$run"
+
+    # 6. The peers on the same Timely-singles load, writing to the same broker
+    #    (bench/peers.sh): requests/s, p99, their CPU per request until
+    #    delivered, and how many of the answered events reached Kafka.
+    if ((peers)); then
+        out=$(BENCH_SECONDS=$SECS BENCH_CONNS=$CONNS "$ROOT/bench/peers.sh" run "$brokers")
+        best=0
+        for p in fluentbit otelcol-memory otelcol-file; do
+            line=$(grep "^PEER name=$p " <<<"$out") || line=
+            for k in version rps p99_us cpu_us_per_req delivered sent; do
+                R[$p.$k,$run]=$(field "$line" "$k")
+            done
+            if [[ $(field "$line" durable) == no ]]; then
+                best=$(awk -v a="$best" -v b="$(field "$line" rps)" 'BEGIN { print (b > a) ? b : a }')
+            fi
+        done
+        R[peer_ratio,$run]=$(awk -v a="${R[timely_rps,$run]}" -v b="$best" 'BEGIN { printf "%.2f", b ? a / b : 0 }')
+    fi
     echo "bench: run $run: ceiling ${R[ceil_rps,$run]} req/s, relay ${R[rps,$run]} req/s" \
          "(${R[eps,$run]} events/s, ratio ${R[ratio,$run]}), ack p99 ${R[p99,$run]} us," \
          "e2e p99 kafka ${R[k99,$run]} ms redis ${R[r99,$run]} ms, RSS ${R[rss,$run]} KiB" >&2
@@ -204,6 +247,30 @@ median() { # median NAME
 }
 all() { for run in $(seq "$RUNS"); do printf '%s ' "${R[$1,$run]:-?}"; done; }
 
+peer_rows=
+if ((peers)); then
+    peer_row() { # peer_row NAME LABEL
+        local v=${R[$1.version,1]:-?}
+        printf '| %s %s: requests/s / p99 (us) / CPU per request until delivered (us) | %s / %s / %s | %s | |\n' \
+            "$2" "$v" "$(median "$1.rps")" "$(median "$1.p99_us")" "$(median "$1.cpu_us_per_req")" "$(all "$1.rps")"
+    }
+    peer_rows=$(
+        peer_row fluentbit "Fluent Bit (in_http -> out_kafka, memory buffer, not durable)"
+        peer_row otelcol-memory "OTel Collector (memory queue, not durable)"
+        peer_row otelcol-file "OTel Collector (file queue, fsync, durable)"
+        printf '| peers: events delivered to Kafka / answered, per run (Fluent Bit; OTel memory; OTel file) | | %s| |\n' \
+            "$(for run in $(seq "$RUNS"); do
+                for p in fluentbit otelcol-memory otelcol-file; do
+                    printf '%s/%s' "${R[$p.delivered,$run]:-?}" "${R[$p.sent,$run]:-?}"
+                    [[ $p == otelcol-file ]] && printf ' ' || printf '; '
+                done
+            done)"
+        printf '| relay Timely singles / best in-memory peer (same run), requests/s | %s | %s | |\n' \
+            "$(median peer_ratio)" "$(all peer_ratio)"
+    )
+    peer_rows=$'\n'$peer_rows
+fi
+
 cat <<EOF
 
 relay benchmark: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
@@ -224,7 +291,8 @@ load: wrk -t2 -c$CONNS, ${SECS}s per phase, bench/mix.lua (Timely singles + Whap
 | sink lag when the saturation load stops, Kafka + Redis (events) | $(median sat_lag) | $(all sat_lag) | |
 | relay CPU per event, mix, both sinks, until published (us) | $(median us_event) | $(all us_event) | <= 8 |
 | Timely singles, both sinks: requests/s | $(median timely_rps) | $(all timely_rps) | |
-| relay CPU per event, Timely singles, both sinks, until published (us) | $(median timely_us) | $(all timely_us) | <= 15 |
+| Timely singles, both sinks: ack p99 at saturation (us) | $(median timely_p99) | $(all timely_p99) | |
+| relay CPU per event, Timely singles, both sinks, until published (us) | $(median timely_us) | $(all timely_us) | <= 15 |$peer_rows
 | relay instructions per request, callgrind, no sinks, no fsync: Timely single / Whapi batch of 10 | $cg_timely / $cg_whapi | | |
 | for comparison: relay without sinks, requests/s (ratio) | $(median nosink_rps) ($(median nosink_ratio)) | $(all nosink_rps) | |
 | WAL replay, $REPLAY events, both sinks (events/s) | $(median replay) | $(all replay) | >= 200000 |
