@@ -108,10 +108,11 @@ static char *resp_bulk(char *p, const char *s, size_t n)
  * out-of-memory. */
 static int append_xadd(redis_sink_t *r, const char *key, size_t key_len, const rl_record_t *rec)
 {
-    /* "*12" and five bulk strings of variable length (each at most 20 digits
-     * of length and 4 more bytes), the constant parts. */
-    size_t need = r->cmd_len + 5 + 10 + key_len + r->mid_len + rec->id_len + 10 + rec->type_len +
-                  11 + rec->event_len + 4 * 24;
+    /* The constant parts (15, mid, 10, 11 bytes) and four bulk strings of
+     * variable length, each with at most 25 bytes around it: '$', up to 20
+     * digits, and two CRLFs. */
+    size_t need = r->cmd_len + 15 + key_len + r->mid_len + rec->id_len + 10 + rec->type_len + 11 +
+                  rec->event_len + 4 * 25;
     char *p;
 
     if (need > r->cmd_cap) {
