@@ -118,7 +118,8 @@ static size_t timely_fields(rl_jdoc_t *d, int data, const timely_type_t *tt, con
     return cu_message_fields(&m, d, 0, f);
 }
 
-static int timely_decode(rl_jdoc_t *d, rl_event_list_t *out, char *errstr, size_t errsize)
+static int timely_decode(rl_jdoc_t *d, const rl_codec_in_t *in, rl_event_list_t *out, char *errstr,
+                         size_t errsize)
 {
     const timely_type_t *tt;
     const char *event, *channel_id;
@@ -128,6 +129,7 @@ static int timely_decode(rl_jdoc_t *d, rl_event_list_t *out, char *errstr, size_
     size_t nf;
     int data, rc = -1, derived = 0;
 
+    (void)in; /* nothing beside the body */
     if (!d || rl_jdoc_type(d, 0) != RL_JOBJECT) {
         cu_error(errstr, errsize, "timely: body is not a JSON object");
         goto done;

@@ -366,12 +366,14 @@ done:
     return rc;
 }
 
-static int whapi_decode(rl_jdoc_t *d, rl_event_list_t *out, char *errstr, size_t errsize)
+static int whapi_decode(rl_jdoc_t *d, const rl_codec_in_t *in, rl_event_list_t *out, char *errstr,
+                        size_t errsize)
 {
     whapi_ctx_t c = {.d = d, .out = out, .errstr = errstr, .errsize = errsize};
     size_t items = 0;
     int ev, rc = -1;
 
+    (void)in; /* nothing beside the body */
     if (!d || rl_jdoc_type(d, 0) != RL_JOBJECT) {
         cu_error(errstr, errsize, "whapi: body is not a JSON object");
         goto done;

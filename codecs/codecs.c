@@ -29,16 +29,41 @@ const rl_codec_t *rl_codec_find(const char *name)
     return NULL;
 }
 
-int rl_codec_decode(const rl_codec_t *c, rl_jdoc_t *doc, rl_event_list_t *out, char *errstr,
-                    size_t errstr_size)
+int rl_codec_decode(const rl_codec_t *c, rl_jdoc_t *doc, const rl_codec_in_t *in,
+                    rl_event_list_t *out, char *errstr, size_t errstr_size)
 {
-    int rc = c->decode(doc, out, errstr, errstr_size);
+    static const rl_codec_in_t none = {0};
+    int rc = c->decode(doc, in ? in : &none, out, errstr, errstr_size);
 
     if ((doc && rl_jdoc_nomem(doc)) || rc == RL_CODEC_NOMEM) {
         rl_seterr(errstr, errstr_size, "%s: out of memory", c->name);
         rc = RL_CODEC_NOMEM;
     }
     return rc;
+}
+
+int rl_codec_check(const rl_codec_t *c, const rl_source_conf_t *sc, const char **key, char *errstr,
+                   size_t errstr_size)
+{
+    void *conf;
+
+    *key = NULL;
+    if (!c->setup)
+        return 0;
+    if (!(conf = c->setup(sc, key, errstr, errstr_size)))
+        return -1;
+    if (c->teardown)
+        c->teardown(conf);
+    return 0;
+}
+
+int rl_codec_owns_key(const char *key)
+{
+    for (size_t i = 0; rl_codecs[i]; i++)
+        for (size_t k = 0; rl_codecs[i]->keys && rl_codecs[i]->keys[k]; k++)
+            if (strcmp(rl_codecs[i]->keys[k], key) == 0)
+                return 1;
+    return 0;
 }
 
 const char *rl_event_family(const char *type)
@@ -80,6 +105,8 @@ void rl_event_list_clear(rl_event_list_t *l)
         free(ev->workspace_id);
         free(ev->time);
         free(ev->fields);
+        free(ev->ce_source);
+        free(ev->ce_rest);
     }
     free(l->v);
     rl_event_list_init(l);

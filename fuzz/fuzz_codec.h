@@ -122,10 +122,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rl_event_list_init(&evs);
     rl_event_list_init(&again);
     err[0] = err2[0] = '\0';
-    int rc = rl_codec_decode(c, d, &evs, err, sizeof(err));
+    int rc = rl_codec_decode(c, d, NULL, &evs, err, sizeof(err));
     if (rc == 0) {
         check_events(c, &evs);
-        FUZZ_CHECK(rl_codec_decode(c, d, &again, err2, sizeof(err2)) == 0 && again.n == evs.n,
+        FUZZ_CHECK(rl_codec_decode(c, d, NULL, &again, err2, sizeof(err2)) == 0 && again.n == evs.n,
                    "a second decode differs");
         for (size_t i = 0; i < evs.n; i++)
             FUZZ_CHECK(!strcmp(evs.v[i].id, again.v[i].id), "ids are not stable: %s vs %s",

@@ -36,6 +36,7 @@ typedef struct key {
     long long min, max;  /* T_INT, T_SIZE, T_DURATION, T_RATE: bounds, after the unit */
     const char *choices; /* T_ENUM: "a|b|c"; CODEC_NAMES (NULL): a codec's name */
     int secret;          /* never shown: "(set)" in a dump */
+    int pointer;         /* T_STR: "" or a JSON Pointer (RFC 6901) */
     size_t off;          /* into rl_config_t (G), or rl_source_conf_t (S) for "source" */
     const char *help;    /* the reference's description */
 } key_t_;
@@ -60,6 +61,7 @@ typedef struct key {
 #define RATE_KEY(sec, nm, dflt, lo, hi, fld, hlp)     {KEY_(sec, nm, T_RATE, dflt, fld, hlp), .min = (lo), .max = (hi)}
 #define BOOL_KEY(sec, nm, dflt, fld, hlp)             {KEY_(sec, nm, T_BOOL, dflt, fld, hlp), .max = 1}
 #define ENUM_KEY(sec, nm, dflt, ch, fld, hlp)         {KEY_(sec, nm, T_ENUM, dflt, fld, hlp), .choices = (ch)}
+#define POINTER_KEY(sec, nm, fld, hlp)                {KEY_(sec, nm, T_STR, "", fld, hlp), .pointer = 1}
 /* clang-format on */
 
 static const key_t_ keys[] = {
@@ -184,6 +186,27 @@ static const key_t_ keys[] = {
              "Retry-After."),
     INT_KEY("source", "rate_burst", "0", 0, 1000000, S(rate_burst),
             "Requests rate_limit lets through at once (0: one second's worth, at least 1)."),
+    SECRET_KEY("source", "verify_token", "", S(verify_token),
+               "codec = meta: the Verify Token of the app's webhook subscription; a GET with "
+               "hub.mode=subscribe and this hub.verify_token is answered with hub.challenge."),
+    POINTER_KEY("source", "items", S(items),
+                "codec = generic: the array whose elements are the events (empty: the body is one "
+                "event)."),
+    POINTER_KEY("source", "id", S(id),
+                "codec = generic: the event id in an item (empty or absent in an item: an id "
+                "derived from the item's canonical JSON)."),
+    POINTER_KEY("source", "type", S(type),
+                "codec = generic (required): the provider's event type in an item, mapped by "
+                "type_map."),
+    POINTER_KEY("source", "channel", S(channel), "codec = generic: the channel id in an item."),
+    POINTER_KEY("source", "time", S(time),
+                "codec = generic: when it happened (RFC 3339, or unix seconds or milliseconds)."),
+    POINTER_KEY("source", "workspace", S(workspace),
+                "codec = generic: the provider's workspace or account id."),
+    STR_KEY("source", "type_map", "", S(type_map),
+            "codec = generic: provider value=normalized type pairs separated by commas (e.g. "
+            "'online=channel.connected, offline=channel.disconnected'); unmapped values become "
+            "SOURCE.<value> in family other."),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -223,6 +246,19 @@ static int parse_value(const key_t_ *k, const char *v, void *dst, char *why, siz
 
     switch (k->type) {
     case T_STR:
+        if (k->pointer && *v) {
+            const char *bad = v[0] != '/' ? v : NULL;
+            for (const char *c = v; !bad && (c = strchr(c, '~')); c++)
+                if (c[1] != '0' && c[1] != '1')
+                    bad = c;
+            if (bad) {
+                snprintf(why, whysz,
+                         "%s.%s: '%s' is not a JSON Pointer (RFC 6901: \"/a/b/0\", '~0' for '~' "
+                         "and '~1' for '/'; empty for none)",
+                         k->section, k->name, v);
+                return -1;
+            }
+        }
         free(*(char **)dst);
         *(char **)dst = strdup(v);
         return 0;
@@ -749,6 +785,30 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
             rl_seterr(errstr, errstr_size, "%s has no 'codec' key", where);
             goto out;
         }
+        const rl_codec_t *c = rl_codec_find(s->codec);
+        for (size_t k = 0; c && k < NKEYS; k++) {
+            const char *v;
+            int mine = 0;
+            if (strcmp(keys[k].section, "source") != 0 || keys[k].type != T_STR ||
+                !rl_codec_owns_key(keys[k].name))
+                continue;
+            if (!(v = *(char *const *)((const char *)s + keys[k].off)) || !*v)
+                continue;
+            for (size_t m = 0; c->keys && c->keys[m]; m++)
+                mine |= !strcmp(c->keys[m], keys[k].name);
+            if (!mine) {
+                source_where(cfg, s, keys[k].name, where, sizeof(where));
+                rl_seterr(errstr, errstr_size, "%s '%s' is not a key of codec = %s", where,
+                          keys[k].name, s->codec);
+                goto out;
+            }
+        }
+        const char *bad_key = NULL;
+        if (c && rl_codec_check(c, s, &bad_key, why, sizeof(why)) != 0) {
+            source_where(cfg, s, bad_key ? bad_key : "codec", where, sizeof(where));
+            rl_seterr(errstr, errstr_size, "%s %s", where, why);
+            goto out;
+        }
         if (strcmp(s->auth, "none") != 0 && !s->secret[strspn(s->secret, ", \t")]) {
             source_where(cfg, s, "auth", where, sizeof(where));
             rl_seterr(errstr, errstr_size, "%s auth = %s needs a secret", where, s->auth);
@@ -987,6 +1047,8 @@ void rl_config_reference(FILE *out)
             range[o] = '\0';
         } else if (k->type == T_ENUM) {
             snprintf(range, sizeof(range), "a codec name");
+        } else if (k->pointer) {
+            snprintf(range, sizeof(range), "a JSON Pointer (RFC 6901)");
         } else if (k->type == T_RATE) {
             snprintf(range, sizeof(range), "0, or up to 1000000/s");
         } else if (k->type != T_STR && k->type != T_BOOL) {

@@ -22,7 +22,12 @@ typedef struct rl_source_conf {
     long long timestamp_tolerance; /* seconds a signed timestamp may be off (signature schemes) */
     long long rate_limit;          /* requests per hour allowed (token bucket); 0: unlimited */
     long long rate_burst;          /* bucket size; 0: one second's worth, at least 1 */
-    int line;                      /* line of the [source NAME] header, for messages */
+    /* Keys of one codec each ("" when unset; config refuses them on another codec). */
+    char *verify_token; /* meta: the subscription handshake's hub.verify_token (secret) */
+    /* generic: JSON Pointers (RFC 6901) into each item, and the type mapping */
+    char *items, *id, *type, *channel, *time, *workspace;
+    char *type_map; /* "provider value=normalized type, ..." */
+    int line;       /* line of the [source NAME] header, for messages */
 } rl_source_conf_t;
 
 /* A librdkafka property passed through from [kafka]. */

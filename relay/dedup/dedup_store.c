@@ -129,9 +129,9 @@ typedef struct batch {
     size_t ntext, captext;
 } batch_t;
 
-static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
+static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec, const char *id, size_t id_len)
 {
-    size_t need = rec->source_len + rec->id_len;
+    size_t need = rec->source_len + id_len;
     char *t = rl_array_grow(b->text, &b->captext, b->ntext + need, 1, 64 * 1024);
 
     if (!t)
@@ -139,10 +139,10 @@ static int batch_keep(batch_t *b, size_t i, const rl_record_t *rec)
     b->text = t;
     /* Offsets now, pointers once the buffer stops moving (batch_keys). */
     memcpy(b->text + b->ntext, rec->source, rec->source_len);
-    memcpy(b->text + b->ntext + rec->source_len, rec->id, rec->id_len);
+    memcpy(b->text + b->ntext + rec->source_len, id, id_len);
     b->off[i] = b->ntext;
     b->keys[i] = (rl_dredis_key_t){
-        .source = NULL, .id = NULL, .source_len = rec->source_len, .id_len = rec->id_len};
+        .source = NULL, .id = NULL, .source_len = rec->source_len, .id_len = id_len};
     b->ntext += need;
     return 0;
 }
@@ -179,13 +179,19 @@ static long persist_read(rl_dstore_t *ds, batch_t *b, uint64_t *last)
         uint64_t t = rec.received_ms / 1000, end_ms = rec.received_ms + ds->window * 1000;
         if (end_ms <= now_ms)
             continue;
-        if (rl_dedup_hash(ds->hasher, rec.source, rec.source_len, rec.id, rec.id_len,
-                          &b->recs[n].dg) != 0 ||
-            (ds->redis && batch_keep(b, n, &rec) != 0)) {
+        char idbuf[512], *owned;
+        size_t id_len;
+        const char *id = rl_record_dedup_id(&rec, idbuf, sizeof(idbuf), &id_len, &owned);
+        if (!id ||
+            rl_dedup_hash(ds->hasher, rec.source, rec.source_len, id, id_len, &b->recs[n].dg) !=
+                0 ||
+            (ds->redis && batch_keep(b, n, &rec, id, id_len) != 0)) {
+            free(owned);
             rl_error("dedup: cannot hash or keep WAL record %llu; retrying",
                      (unsigned long long)wr.seq);
             return -1;
         }
+        free(owned);
         b->recs[n].t = (uint32_t)t;
         b->ttl_ms[n] = end_ms - now_ms; /* the rest of its window */
         n++;
@@ -320,9 +326,13 @@ static void rebuild_one(void *arg, uint64_t seq, const uint8_t *payload, size_t 
     if (at + ds->window <= rb->now)
         return; /* its window has passed */
     /* The window's own hasher: the lock is held. */
-    if (rl_dedup_digest(ds->win, rec.source, rec.source_len, rec.id, rec.id_len, &dg) == 0 &&
+    char idbuf[512], *owned;
+    size_t id_len;
+    const char *id = rl_record_dedup_id(&rec, idbuf, sizeof(idbuf), &id_len, &owned);
+    if (id && rl_dedup_digest(ds->win, rec.source, rec.source_len, id, id_len, &dg) == 0 &&
         rl_dedup_claim_digest(ds->win, &dg, at) == 1)
         rb->n++;
+    free(owned);
 }
 
 long rl_dstore_rebuild(rl_dstore_t *ds, char *errstr, size_t errstr_size)

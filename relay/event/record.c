@@ -18,6 +18,8 @@
 static char *ce_source(const rl_event_t *ev, const char *source)
 {
     char *out = NULL;
+    if (ev->ce_source)
+        return strdup(ev->ce_source);
     int n = ev->workspace_id && *ev->workspace_id
                 ? asprintf(&out, "/%s/%s", source, ev->workspace_id)
                 : asprintf(&out, "/%s", source);
@@ -35,7 +37,9 @@ const char *rl_record_too_long(const char *source, const rl_event_t *ev)
         return "type";
     if (ev->channel_id && strlen(ev->channel_id) > RL_RECORD_FIELD_MAX)
         return "channel_id";
-    if (1 + strlen(source) + ws > RL_RECORD_FIELD_MAX)
+    if (ev->ce_source && strlen(ev->ce_source) > RL_RECORD_FIELD_MAX)
+        return "source";
+    if (!ev->ce_source && 1 + strlen(source) + ws > RL_RECORD_FIELD_MAX)
         return "workspace_id";
     return NULL;
 }
@@ -101,6 +105,14 @@ static void ob_cloudevent(cu_obuf_t *b, const rl_event_t *ev, const char *src, c
     ob_field(b, "type", ev->type);
     if (ev->time && *ev->time)
         ob_field(b, "time", ev->time);
+    if (ev->ce_rest) { /* a CloudEvent passed through: the rest as it came */
+        if (*ev->ce_rest) {
+            cu_ob_put(b, ",", 1);
+            cu_ob_put(b, ev->ce_rest, strlen(ev->ce_rest));
+        }
+        OB_LIT(b, "}");
+        return;
+    }
     if (ev->channel_id && *ev->channel_id) {
         ob_field(b, "subject", ev->channel_id);
         ob_field(b, "channelid", ev->channel_id);
@@ -169,7 +181,8 @@ static int encode_kind(int kind, const char *source, const char *provider, const
 
     if (!src || !ev->id || !ev->type)
         goto out;
-    hdr[0] = (uint8_t)kind;
+    /* An event identified by its own CloudEvent source says so in its kind. */
+    hdr[0] = (uint8_t)(kind == RL_RECORD_EVENT && ev->ce_source ? RL_RECORD_SCOPED : kind);
     put64(hdr + 1, received_ms);
     cu_ob_put(&b, hdr, sizeof(hdr));
     for (int i = 0; i < 5; i++) {
@@ -288,9 +301,11 @@ int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)
     size_t *fl[5] = {&rec->source_len, &rec->id_len, &rec->type_len, &rec->channel_id_len,
                      &rec->ce_source_len};
 
-    if (len < 9 || (*p != RL_RECORD_EVENT && *p != RL_RECORD_DEADLETTER))
+    if (len < 9 || (*p != RL_RECORD_EVENT && *p != RL_RECORD_DEADLETTER && *p != RL_RECORD_SCOPED))
         return -1;
-    rec->kind = *p++;
+    rec->scoped = *p == RL_RECORD_SCOPED;
+    rec->kind = rec->scoped ? RL_RECORD_EVENT : *p;
+    p++;
     rec->received_ms = 0;
     for (int i = 0; i < 8; i++)
         rec->received_ms |= (uint64_t)*p++ << (8 * i);
@@ -397,4 +412,25 @@ int rl_record_template_check(const char *tpl, char *errstr, size_t errstr_size)
         return -1;
     }
     return 0;
+}
+
+const char *rl_record_dedup_id(const rl_record_t *rec, char *buf, size_t size, size_t *len,
+                               char **owned)
+{
+    size_t n = rec->ce_source_len + 1 + rec->id_len;
+    char *p = buf;
+
+    *owned = NULL;
+    if (!rec->scoped) {
+        *len = rec->id_len;
+        return rec->id;
+    }
+    if (n + 1 > size && !(p = *owned = malloc(n + 1)))
+        return NULL;
+    memcpy(p, rec->ce_source, rec->ce_source_len);
+    p[rec->ce_source_len] = '\x1f';
+    memcpy(p + rec->ce_source_len + 1, rec->id, rec->id_len);
+    p[n] = '\0';
+    *len = n;
+    return p;
 }

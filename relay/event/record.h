@@ -9,7 +9,9 @@
  *   1  an event: published to kafka.topic / redis.stream
  *   2  a dead letter: a body that authenticated but could not be decoded, kept
  *      raw (Base64) in a CloudEvent of type relay.deadletter, published to
- *      kafka.deadletter_topic / redis.deadletter_stream */
+ *      kafka.deadletter_topic / redis.deadletter_stream
+ *   3  an event identified by its own CloudEvent source (rl_event_t.ce_source):
+ *      read back as kind 1 with `scoped` set */
 #ifndef RL_RECORD_H
 #define RL_RECORD_H
 
@@ -18,7 +20,7 @@
 
 #include "codec.h"
 
-enum { RL_RECORD_EVENT = 1, RL_RECORD_DEADLETTER = 2 };
+enum { RL_RECORD_EVENT = 1, RL_RECORD_DEADLETTER = 2, RL_RECORD_SCOPED = 3 };
 
 #define RL_DEADLETTER_TYPE "relay.deadletter"
 /* The most body bytes a dead letter keeps (a WAL record holds at most 64 MiB,
@@ -41,6 +43,7 @@ typedef struct rl_record {
     size_t source_len, id_len, type_len, channel_id_len, ce_source_len, event_len;
     uint64_t received_ms; /* when relay received the event (unix ms) */
     int kind;             /* RL_RECORD_EVENT or RL_RECORD_DEADLETTER */
+    int scoped;           /* an event identified by ce_source + id (rl_record_dedup_id) */
 } rl_record_t;
 
 /* What a dead letter records about a request; everything is borrowed. */
@@ -67,7 +70,7 @@ char *rl_record_cloudevent(const rl_event_t *ev, const char *source, const char 
 char *rl_record_ack_body(const rl_event_list_t *evs, size_t accepted, size_t duplicates);
 
 /* The name of the first field of `ev` received on `source` that is longer
- * than RL_RECORD_FIELD_MAX ("id", "type", "channel_id", "workspace_id"), NULL
+ * than RL_RECORD_FIELD_MAX ("id", "type", "channel_id", "workspace_id", "source"), NULL
  * when every one fits. */
 const char *rl_record_too_long(const char *source, const rl_event_t *ev);
 
@@ -88,6 +91,15 @@ int rl_record_event(const char *source, const char *provider, const rl_event_t *
  * out-of-memory. */
 int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
                          size_t *out_len, char **id);
+
+/* The id the dedup window knows `rec` by, within its source: the CloudEvent id,
+ * or for a scoped event its CloudEvent source, 0x1f and the id (the CloudEvents
+ * identity). Returns it with *len: rec's own bytes (not NUL-terminated), or
+ * written NUL-terminated into buf when it fits `size`, else malloc'd into *owned
+ * (the caller frees *owned, set to NULL when nothing was allocated); NULL on
+ * out-of-memory. */
+const char *rl_record_dedup_id(const rl_record_t *rec, char *buf, size_t size, size_t *len,
+                               char **owned);
 
 /* Decodes a payload into views; -1 when it is malformed. */
 int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec);

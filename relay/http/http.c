@@ -13,6 +13,7 @@
 #include "http.h"
 
 #include "array.h"
+#include "codec.h"
 #include "connguard.h"
 #include "clock.h"
 #include "log.h"
@@ -37,7 +38,7 @@
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define PEM_MAX (1024 * 1024)
 
-static const int codes[] = {200, 400, 401, 404, 405, 413, 415, 429, 500, 503};
+static const int codes[] = {200, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 struct rl_http {
@@ -147,6 +148,44 @@ static const char *header_of(void *ctx, const char *name)
     return MHD_lookup_connection_value(ctx, MHD_HEADER_KIND, name);
 }
 
+static const char *query_arg_of(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct each_header {
+    int (*fn)(void *arg, const char *name, const char *value);
+    void *arg;
+} each_header_t;
+
+static enum MHD_Result each_header_step(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    each_header_t *e = cls;
+    (void)kind;
+    return e->fn(e->arg, key, value ? value : "") == 0 ? MHD_YES : MHD_NO;
+}
+
+static void each_header_of(void *ctx, int (*fn)(void *arg, const char *name, const char *value),
+                           void *arg)
+{
+    each_header_t e = {.fn = fn, .arg = arg};
+    MHD_get_connection_values(ctx, MHD_HEADER_KIND, each_header_step, &e);
+}
+
+/* A GET on a webhook URL: the source's handshake, or 405. */
+static enum MHD_Result handle_handshake(req_t *rq)
+{
+    rl_handshake_t hs;
+    char *body;
+
+    if (!rl_ingest_handshake(rq->h->ingest, rq->source, query_arg_of, rq->conn, &hs))
+        return send_error(rq, 405, "method_not_allowed", "webhooks are POSTed");
+    count(rq->h, rq->src_idx, hs.status);
+    body = hs.body ? hs.body : strdup("");
+    return send_buf(rq, hs.status, "text/plain; charset=utf-8", body, body ? strlen(body) : 0, 0);
+}
+
 /* The WAL's answer for a suspended request (flusher thread). */
 static void on_reply(void *opaque, rl_reply_t *reply)
 {
@@ -196,7 +235,8 @@ static enum MHD_Result handle_get(req_t *rq, const char *url)
 static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
 {
     rl_http_t *h = rq->h;
-    const rl_source_conf_t *sc;
+    const rl_source_conf_t *sc = NULL;
+    const rl_codec_t *codec;
     const char *cl, *ct;
 
     /* Content-Length and Transfer-Encoding both: libmicrohttpd reads the body
@@ -225,10 +265,13 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
         rq->src_idx = (int)(sc - h->cfg->sources);
     if (rq->src_idx < 0)
         return send_error(rq, 404, "unknown_source", "no such source is configured");
+    if (!strcmp(method, "GET"))
+        return handle_handshake(rq);
     if (strcmp(method, "POST") != 0)
         return send_error(rq, 405, "method_not_allowed", "webhooks are POSTed");
     ct = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ct && !json_content_type(ct))
+    codec = rl_codec_find(sc->codec);
+    if (ct && !json_content_type(ct) && !(codec && (codec->flags & RL_CODEC_ANY_BODY)))
         return send_error(rq, 415, "unsupported_media_type", "the body must be application/json");
     cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg->http.max_body) {
@@ -310,6 +353,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                           .body = (const uint8_t *)rq->body,
                           .len = rq->len,
                           .header = header_of,
+                          .each_header = each_header_of,
                           .header_ctx = conn};
     rl_reply_t reply = {0};
     rl_connguard_received(h->guard, conn_of(conn)); /* no deadline while the WAL decides */

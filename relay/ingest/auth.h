@@ -20,9 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
-
-/* Looks a request header up by name (case-insensitive); NULL when absent. */
-typedef const char *(*rl_header_fn)(void *ctx, const char *name);
+#include "headers.h"
 
 typedef struct rl_auth rl_auth_t;
 

@@ -45,6 +45,7 @@
 typedef struct source_rt {
     const rl_source_conf_t *conf;
     const rl_codec_t *codec;
+    void *codec_conf;       /* what codec->setup made, NULL without one */
     int ack_publish;        /* ack = publish */
     int64_t ack_timeout_ms; /* ack_timeout */
     rl_auth_t *auth;
@@ -180,6 +181,13 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
             rl_seterr(errstr, errstr_size, "source %s: unknown codec", sc->name);
             goto out;
         }
+        if (ig->src[i].codec->setup) {
+            const char *key = NULL;
+            if (!(ig->src[i].codec_conf = ig->src[i].codec->setup(sc, &key, why, sizeof(why)))) {
+                rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
+                goto out;
+            }
+        }
         if (!(ig->src[i].auth = rl_auth_new(sc, why, sizeof(why)))) {
             rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
             goto out;
@@ -212,6 +220,8 @@ void rl_ingest_destroy(rl_ingest_t *ig)
     for (size_t i = 0; ig->src && i < ig->nsrc; i++) {
         rl_auth_destroy(ig->src[i].auth);
         rl_ratelimit_destroy(ig->src[i].rate);
+        if (ig->src[i].codec && ig->src[i].codec->teardown)
+            ig->src[i].codec->teardown(ig->src[i].codec_conf);
     }
     free(ig->src);
     for (size_t i = 0; i < ig->ndocs; i++)
@@ -519,14 +529,17 @@ static int adopt_msg_id(rl_event_list_t *evs, const char *msg_id)
 }
 
 /* The WAL record of every event of evs into iov[i] (malloc'd, freed by the
- * caller whatever the result), its id into ids[i] (borrowed from evs).
+ * caller whatever the result), its dedup id into ids[i] (borrowed from evs, or
+ * for an event with its own CloudEvent source malloc'd into own[i], which the
+ * caller frees).
  * Returns 0; 1 with msg set when an event cannot be stored or published (a
  * field over the record's 64 KiB, a topic or stream name its template cannot
  * form within the sinks' limits); -1 on out-of-memory. The names are checked
  * here, with the sinks' own rl_record_render, so that nothing answered 200 is
  * dropped by a sink later. */
 static int encode_events(const rl_ingest_t *ig, const source_rt_t *src, const rl_event_list_t *evs,
-                         uint64_t now_ms, struct iovec *iov, char **ids, char *msg, size_t msgsz)
+                         uint64_t now_ms, struct iovec *iov, char **ids, char **own, char *msg,
+                         size_t msgsz)
 {
     const rl_config_t *cfg = ig->cfg;
     char name[RL_RECORD_KEY_MAX + 1];
@@ -548,7 +561,13 @@ static int encode_events(const rl_ingest_t *ig, const source_rt_t *src, const rl
         iov[i].iov_base = buf;
         ids[i] = ev->id;
         if (rl_record_decode(buf, iov[i].iov_len, &rec) != 0)
-            return -1; /* cannot happen: it was just encoded */
+            return -1;    /* cannot happen: it was just encoded */
+        if (rec.scoped) { /* the same id the dedup rebuild computes from the record */
+            size_t len;
+            if (!rl_record_dedup_id(&rec, NULL, 0, &len, &own[i]))
+                return -1;
+            ids[i] = own[i];
+        }
         if (cfg->kafka.enabled &&
             rl_record_render(cfg->kafka.topic, &rec, 1, name, RL_RECORD_TOPIC_MAX + 1) < 0) {
             snprintf(msg, msgsz,
@@ -612,6 +631,13 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
                        rl_jdoc_t *doc, rl_event_list_t *evs, const char **reason, char *msg,
                        size_t msgsz, rl_reply_t *reply)
 {
+    rl_codec_in_t in = {.body = (const char *)req->body,
+                        .len = req->len,
+                        .content_type = req->header(req->header_ctx, "Content-Type"),
+                        .header = req->header,
+                        .each_header = req->each_header,
+                        .header_ctx = req->header_ctx,
+                        .conf = src->codec_conf};
     char err[256] = "";
     int rc;
 
@@ -620,6 +646,10 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
     rc = rl_jdoc_parse(doc, (const char *)req->body, req->len, ig->max_depth, err, sizeof(err));
     if (rc == RL_JDOC_NOMEM)
         goto oom;
+    if (rc == RL_JDOC_SYNTAX && (src->codec->flags & RL_CODEC_ANY_BODY)) {
+        rc = rl_codec_decode(src->codec, NULL, &in, evs, err, sizeof(err));
+        goto decoded; /* a body that is not JSON, which this codec may take */
+    }
     if (rc == RL_JDOC_TOO_DEEP) {
         rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
         rl_metric_add(src->m_too_deep, 1);
@@ -634,7 +664,8 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
         *reason = "invalid_json";
         return 1;
     }
-    rc = rl_codec_decode(src->codec, doc, evs, err, sizeof(err));
+    rc = rl_codec_decode(src->codec, doc, &in, evs, err, sizeof(err));
+decoded:
     if (rc == RL_CODEC_NOMEM) /* the body may be good: the provider retries */
         goto oom;
     if (rc != 0 || evs->n == 0) {
@@ -678,7 +709,7 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
 {
     rl_event_list_t evs;
     struct iovec *iov = NULL, *all = NULL;
-    char **ids = NULL;
+    char **ids = NULL, **own = NULL;
     pending_t *p = NULL;
     rl_jdoc_t *doc = NULL;
     const char *msg_id = NULL, *reason = NULL;
@@ -707,11 +738,12 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     p = pending_new(ig, src, evs.n, cb, opaque);
     iov = calloc(evs.n, sizeof(*iov));
     ids = calloc(evs.n, sizeof(*ids));
+    own = calloc(evs.n, sizeof(*own));
     all = malloc(evs.n * sizeof(*all));
-    if (!p || !iov || !ids || !all)
+    if (!p || !iov || !ids || !own || !all)
         goto oom;
     p->start_us = start_us;
-    rc = encode_events(ig, src, &evs, now_ms, iov, ids, msg, sizeof(msg));
+    rc = encode_events(ig, src, &evs, now_ms, iov, ids, own, msg, sizeof(msg));
     if (rc < 0)
         goto oom;
     if (rc > 0) { /* an event no sink could publish: refused now, not dropped later */
@@ -741,7 +773,28 @@ out:
     free(iov);
     free(all);
     free(ids);
+    if (own)
+        for (size_t i = 0; i < evs.n; i++)
+            free(own[i]);
+    free(own);
     pending_free(p);
     rl_event_list_clear(&evs);
     return done;
+}
+
+int rl_ingest_handshake(rl_ingest_t *ig, const char *source, rl_header_fn arg, void *arg_ctx,
+                        rl_handshake_t *out)
+{
+    source_rt_t *src = find_source(ig, source);
+
+    out->status = 0;
+    out->body = NULL;
+    if (!src || !src->codec->handshake)
+        return 0;
+    if (src->codec->handshake(src->codec_conf, arg, arg_ctx, out) != 0) {
+        free(out->body);
+        out->status = 500;
+        out->body = strdup("out of memory");
+    }
+    return 1;
 }

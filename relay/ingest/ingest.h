@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "codec.h"
 #include "config.h"
 #include "metrics.h"
 #include "wal.h"
@@ -21,7 +22,8 @@ typedef struct rl_ingest_req {
     const char *source; /* the {source} of the URL */
     const uint8_t *body;
     size_t len;
-    rl_header_fn header; /* request headers, for authentication */
+    rl_header_fn header;           /* request headers, for authentication and the codec */
+    rl_header_each_fn each_header; /* every header (NULL: none), for the codec */
     void *header_ctx;
 } rl_ingest_req_t;
 
@@ -56,6 +58,13 @@ const char *rl_ingest_dedup_state(const rl_ingest_t *ig);
  * body), or 0 when cb(opaque, reply) will be called exactly once later. */
 int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
                      void *opaque, rl_reply_t *reply);
+
+/* A GET on source `source`'s webhook URL: when the source's codec has a
+ * handshake (a provider's subscription check), fills *out (its body malloc'd,
+ * the caller frees it; text/plain) and returns 1; returns 0 (out->status 0) when
+ * the source is unknown or answers no GET. `arg` looks the query arguments up. */
+int rl_ingest_handshake(rl_ingest_t *ig, const char *source, rl_header_fn arg, void *arg_ctx,
+                        rl_handshake_t *out);
 
 /* Builds an error reply {"error":code,"message":message}. */
 void rl_reply_error(rl_reply_t *reply, int status, const char *code, const char *fmt, ...)

@@ -94,7 +94,7 @@ static int decode_text(const char *codec, const char *text, size_t len, long fai
     cr_assert_eq(rl_jdoc_parse(d, text, len, 2000, perr, sizeof(perr)), 0, "%s", perr);
     long before = rl_jdoc_test_allocs(d);
     rl_jdoc_test_fail_after(d, fail_after);
-    rc = rl_codec_decode(c, d, l, err, errsize);
+    rc = rl_codec_decode(c, d, NULL, l, err, errsize);
     if (allocs)
         *allocs = rl_jdoc_test_allocs(d) - before;
     rl_jdoc_destroy(d);
@@ -471,14 +471,15 @@ Test(ids, derive_id_vector)
 
 Test(codecs, null_root_and_tiny_errstr)
 {
+    static const rl_codec_in_t none = {0};
     char err[4] = "xyz";
     rl_event_list_t l;
 
     for (size_t i = 0; rl_codecs[i]; i++) {
         rl_event_list_init(&l);
-        cr_expect_eq(rl_codecs[i]->decode(NULL, &l, err, sizeof(err)), -1);
+        cr_expect_eq(rl_codecs[i]->decode(NULL, &none, &l, err, sizeof(err)), -1);
         cr_expect_eq(strlen(err), 3, "truncated, NUL-terminated");
-        cr_expect_eq(rl_codecs[i]->decode(NULL, &l, NULL, 0), -1);
+        cr_expect_eq(rl_codecs[i]->decode(NULL, &none, &l, NULL, 0), -1);
         cr_expect_eq(l.n, 0);
         rl_event_list_clear(&l);
     }

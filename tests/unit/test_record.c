@@ -287,8 +287,8 @@ Test(record, decode_rejects_every_truncation)
     cr_expect_eq(rl_record_decode(q, len + 1, &rec), -1, "trailing byte accepted");
     free(q);
 
-    /* An unknown kind (1 is an event, 2 a dead letter). */
-    static const uint8_t kinds[] = {0, 3, 0x81, 0xff};
+    /* An unknown kind (1 an event, 2 a dead letter, 3 a scoped event). */
+    static const uint8_t kinds[] = {0, 4, 0x81, 0xff};
     for (size_t i = 0; i < sizeof(kinds); i++) {
         p[0] = kinds[i];
         cr_expect_eq(rl_record_decode(p, len, &rec), -1, "kind %d accepted", kinds[i]);
@@ -738,4 +738,55 @@ Test(record, ack_body_matches_jansson)
         json_decref(o);
         rl_event_list_clear(&l);
     }
+}
+
+/* An event that arrived as a CloudEvent keeps its own source and envelope, is
+ * written as kind 3, read back as an event, and known to dedup by source + id. */
+Test(record, scoped_event_keeps_its_source_and_envelope)
+{
+    rl_event_t ev = event("e-1", "com.example.thing", "ch1", NULL, "2026-01-01T00:00:00Z", NULL);
+    uint8_t *buf = NULL;
+    size_t len = 0, id_len = 0;
+    char small[4], big[64], *owned = (char *)"x";
+    rl_record_t rec;
+
+    ev.ce_source = "https://example.com/a";
+    ev.ce_rest = "\"subject\":\"s\",\"datacontenttype\":\"text/plain\",\"data\":\"hi\"";
+    cr_assert_eq(rl_record_event("cesrc", "cloudevents", &ev, 1, &buf, &len), 0);
+    cr_expect_eq(buf[0], RL_RECORD_SCOPED);
+    cr_assert_eq(rl_record_decode(buf, len, &rec), 0);
+    cr_expect_eq(rec.kind, RL_RECORD_EVENT);
+    cr_expect(rec.scoped);
+    cr_expect(rec.ce_source_len == 21 && !memcmp(rec.ce_source, "https://example.com/a", 21));
+    cr_expect(rec.event_len ==
+                  strlen("{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"https://"
+                         "example.com/a\",\"type\":\"com.example.thing\",\"time\":"
+                         "\"2026-01-01T00:00:00Z\",\"subject\":\"s\",\"datacontent"
+                         "type\":\"text/plain\",\"data\":\"hi\"}"),
+              "%.*s", (int)rec.event_len, rec.event);
+    const char *id = rl_record_dedup_id(&rec, big, sizeof(big), &id_len, &owned);
+    cr_expect_null(owned);
+    cr_expect(id == big && id_len == 25 &&
+              !memcmp(id,
+                      "https://example.com/a\x1f"
+                      "e-1",
+                      25));
+    id = rl_record_dedup_id(&rec, small, sizeof(small), &id_len, &owned);
+    cr_expect(id && id == owned && id_len == 25 &&
+              !strcmp(id, "https://example.com/a\x1f"
+                          "e-1"));
+    free(owned);
+    free(buf);
+
+    /* An event of relay's own: its id as it is, no copy. */
+    ev.ce_source = NULL;
+    ev.ce_rest = NULL;
+    cr_assert_eq(rl_record_event("cesrc", "cloudevents", &ev, 1, &buf, &len), 0);
+    cr_expect_eq(buf[0], RL_RECORD_EVENT);
+    cr_assert_eq(rl_record_decode(buf, len, &rec), 0);
+    cr_expect(!rec.scoped);
+    id = rl_record_dedup_id(&rec, big, sizeof(big), &id_len, &owned);
+    cr_expect(id == rec.id && id_len == 3 && owned == NULL);
+    free(buf);
+    unevent(&ev);
 }
