@@ -12,10 +12,12 @@
 
 extern const rl_codec_t rl_codec_timely;
 extern const rl_codec_t rl_codec_whapi;
+extern const rl_codec_t rl_codec_generic;
 
 const rl_codec_t *const rl_codecs[] = {
     &rl_codec_timely,
     &rl_codec_whapi,
+    &rl_codec_generic,
     NULL,
 };
 

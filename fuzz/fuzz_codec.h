@@ -1,6 +1,7 @@
 /* fuzz_codec.h -- the body of a codec target: fuzz_timely.c and fuzz_whapi.c
- * define FUZZ_CODEC and include this. Seeds: tests/fixtures/CODEC/ (and for
- * Timely the seed bodies in tests/system/fixtures/timely/).
+ * define FUZZ_CODEC and include this (a codec with settings also defines
+ * FUZZ_SOURCE, the initializer of the rl_source_conf_t its setup reads). Seeds:
+ * tests/fixtures/CODEC/ (and for Timely the seed bodies in tests/system/fixtures/timely/).
  *
  * Any bytes go through the path a request takes after authentication: rl_jdoc
  * parse (depth 2000), rl_codec_decode, CloudEvent, WAL record encode and
@@ -108,11 +109,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const rl_codec_t *c;
     static rl_jdoc_t *d; /* reused, as ingest reuses its documents */
+    static rl_codec_in_t in;
     rl_event_list_t evs, again;
     char err[256], err2[256];
 
     if (!c && !(c = rl_codec_find(FUZZ_CODEC)))
         abort();
+#ifdef FUZZ_SOURCE /* a codec with settings: the [source] its setup reads */
+    static const rl_source_conf_t source = FUZZ_SOURCE;
+    const char *key = NULL;
+    if (!in.conf && !(in.conf = c->setup(&source, &key, err, sizeof(err))))
+        abort();
+#endif
     if (!d && !(d = rl_jdoc_new(NULL, 0)))
         abort();
     int prc = rl_jdoc_parse(d, (const char *)data, size, 2000, err, sizeof(err));
@@ -122,10 +130,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rl_event_list_init(&evs);
     rl_event_list_init(&again);
     err[0] = err2[0] = '\0';
-    int rc = rl_codec_decode(c, d, NULL, &evs, err, sizeof(err));
+    int rc = rl_codec_decode(c, d, &in, &evs, err, sizeof(err));
     if (rc == 0) {
         check_events(c, &evs);
-        FUZZ_CHECK(rl_codec_decode(c, d, NULL, &again, err2, sizeof(err2)) == 0 && again.n == evs.n,
+        FUZZ_CHECK(rl_codec_decode(c, d, &in, &again, err2, sizeof(err2)) == 0 && again.n == evs.n,
                    "a second decode differs");
         for (size_t i = 0; i < evs.n; i++)
             FUZZ_CHECK(!strcmp(evs.v[i].id, again.v[i].id), "ids are not stable: %s vs %s",

@@ -303,7 +303,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             valid = -1;
         }
     }
-    rl_ingest_req_t req = {sources[s], body, len, lookup, &h};
+    rl_ingest_req_t req = {
+        .source = sources[s], .body = body, .len = len, .header = lookup, .header_ctx = &h};
     if (!rl_ingest_submit(ingest, &req, on_done, &w, &reply)) {
         pthread_mutex_lock(&w.m);
         while (!w.done)

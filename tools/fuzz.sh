@@ -75,7 +75,17 @@ seeds() {
             done
         done < <(fixtures whapi)
         ;;
-    *) echo "fuzz.sh: no seeds for $t" >&2 ;;
+    generic)
+        while read -r f; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done < <(fixtures timely; fixtures whapi)
+        ;;
+    *)
+        # Any other codec target: its own fixtures.
+        if [[ -d tests/fixtures/$t ]]; then
+            while read -r f; do cp "$f" "$dir/$(basename "$f")"; done < <(fixtures "$t")
+        else
+            echo "fuzz.sh: no seeds for $t" >&2
+        fi
+        ;;
     esac
 }
 

@@ -612,6 +612,53 @@ int rl_jdoc_get(rl_jdoc_t *d, int obj, const char *key)
     return found;
 }
 
+/* The member of obj whose key is the n bytes of reference token `seg` unescaped
+ * (RFC 6901: "~1" is '/', "~0" is '~'), the last one when it repeats; -1. */
+static int pointer_member(rl_jdoc_t *d, int obj, const char *seg, size_t n)
+{
+    char small[256], *key = n < sizeof(small) ? small : malloc(n + 1);
+    size_t klen = 0;
+    int found = -1;
+
+    if (!key)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        key[klen++] = seg[i] == '~' && i + 1 < n ? (seg[++i] == '1' ? '/' : '~') : seg[i];
+    for (int k = rl_jdoc_first(d, obj); k >= 0; k = rl_jdoc_next(d, obj, k))
+        if (key_is(d, k, key, klen))
+            found = k + 1;
+    if (key != small)
+        free(key);
+    return found;
+}
+
+int rl_jdoc_pointer(rl_jdoc_t *d, int v, const char *ptr)
+{
+    while (v >= 0 && *ptr) {
+        size_t n;
+        if (*ptr++ != '/')
+            return -1;
+        n = strcspn(ptr, "/");
+        if (rl_jdoc_type(d, v) == RL_JOBJECT) {
+            v = pointer_member(d, v, ptr, n);
+        } else if (rl_jdoc_type(d, v) == RL_JARRAY) {
+            /* An index: decimal digits, no leading zero ("-" names no element). */
+            size_t idx = 0, i;
+            for (i = 0; i < n && ptr[i] >= '0' && ptr[i] <= '9' && idx < 100000000; i++)
+                idx = idx * 10 + (size_t)(ptr[i] - '0');
+            if (n == 0 || i < n || (n > 1 && ptr[0] == '0'))
+                return -1;
+            int arr = v;
+            for (v = rl_jdoc_first(d, arr); v >= 0 && idx > 0; idx--)
+                v = rl_jdoc_next(d, arr, v);
+        } else {
+            return -1;
+        }
+        ptr += n;
+    }
+    return v;
+}
+
 const char *rl_jdoc_getstr(rl_jdoc_t *d, int obj, const char *key)
 {
     return rl_jdoc_str(d, rl_jdoc_get(d, obj, key), NULL);

@@ -69,6 +69,11 @@ const char *rl_jdoc_raw(const rl_jdoc_t *d, int v, size_t *len);
 /* obj[key] (the last one when the key repeats), or -1 when obj is not an object
  * or has no such member (or on out-of-memory decoding a key with escapes). */
 int rl_jdoc_get(rl_jdoc_t *d, int obj, const char *key);
+/* The value JSON Pointer `ptr` (RFC 6901: "" is v itself, "/a/0/b~1c" member
+ * "a", element 0, member "b/c") names from value v, or -1 when it names none (a
+ * member that is absent, an index past the end or not an index, a step into a
+ * scalar, or a pointer that does not start with '/'). A repeated key: the last. */
+int rl_jdoc_pointer(rl_jdoc_t *d, int v, const char *ptr);
 /* The first element of an array, the first member's key of an object, -1 when
  * empty or neither. */
 int rl_jdoc_first(const rl_jdoc_t *d, int v);

@@ -28,3 +28,19 @@ void tu_tmpdir_remove(const char *path)
     if (path[0])
         nftw(path, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+char *tu_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    cr_assert(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    buf = malloc((size_t)n + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "%s", path);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}

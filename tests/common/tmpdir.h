@@ -1,4 +1,4 @@
-/* tmpdir.h -- the one temporary-directory helper of the unit and system tests
+/* tmpdir.h -- the temporary-directory and file helpers of the unit and system tests
  * (tests/common/tmpdir.c, in $(BUILD)/libtests.a, which every test binary links).
  *
  * A test suite makes a fresh directory in its .init and removes it in its .fini:
@@ -20,5 +20,9 @@ void tu_tmpdir_make(char *buf, size_t size, const char *name);
 /* rm -rf path: removes a directory tree (or a file), as much of it as it can, not
  * following symbolic links. Does nothing for "" (a tu_tmpdir_make that never ran). */
 void tu_tmpdir_remove(const char *path);
+
+/* The whole file at `path`, malloc'd (the caller frees it) and NUL-terminated,
+ * its length in *len. Fails the test when it cannot be read. */
+char *tu_slurp(const char *path, size_t *len);
 
 #endif

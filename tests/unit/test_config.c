@@ -1001,3 +1001,34 @@ Test(config, tls_files_must_be_readable)
         "environment: RELAY_HTTP_TLS_CERT: http.tls_cert /nonexistent/cert.pem: ";
     cr_expect(strncmp(err, want, strlen(want)) == 0, "'%s' is not '%s...'", err, want);
 }
+
+/* A codec's own keys: JSON Pointers checked where they are written, the codec's
+ * setup run at load time, and a key of one codec refused on a source of another. */
+Test(config, codec_keys)
+{
+    rl_config_t *c = load_ok("[source acme]\ncodec = generic\nitems = /events\nid = /id\n"
+                             "type = /kind\nchannel = /line/~1x\ntime = /at\nworkspace = /acct\n"
+                             "type_map = up=channel.connected, down=channel.disconnected\n");
+    cr_expect_str_eq(c->sources[0].items, "/events");
+    cr_expect_str_eq(c->sources[0].channel, "/line/~1x");
+    cr_expect_str_eq(c->sources[0].verify_token, "");
+    rl_config_destroy(c);
+    /* A long type_map continued on indented lines. */
+    c = load_ok("[source acme]\ncodec = generic\ntype = /kind\n"
+                "type_map = up=channel.connected,\n  down=channel.disconnected,\n"
+                "  in = message.received\n");
+    rl_config_destroy(c);
+
+    expect_error_at("[source acme]\ncodec = generic\ntype = kind\n", 3,
+                    "source.type: 'kind' is not a JSON Pointer");
+    expect_error_at("[source acme]\ncodec = generic\n\ntype = /a~2b\n", 4,
+                    "'/a~2b' is not a JSON Pointer");
+    expect_error_at("[source acme]\ncodec = generic\nitems = /x\n", 1,
+                    "[source acme] codec = generic needs 'type'");
+    expect_error_at("[source acme]\ncodec = generic\ntype = /t\ntype_map = a=b\n", 1,
+                    "[source acme] type_map: 'b' is not a normalized type");
+    expect_error_at("[source t]\ncodec = timely\nitems = /events\n", 1,
+                    "[source t] 'items' is not a key of codec = timely");
+    expect_error_at("[source t]\ncodec = whapi\ntype_map = a=message.sent\n", 1,
+                    "'type_map' is not a key of codec = whapi");
+}

@@ -250,3 +250,54 @@ Test(jdoc, out_of_memory_is_sticky_until_the_next_parse)
     rl_jdoc_destroy(d);
     rl_jdoc_destroy(NULL);
 }
+
+/* RFC 6901's own examples (section 5), and what names nothing. */
+Test(jdoc, json_pointer)
+{
+    static const char *body = "{\"foo\":[\"bar\",\"baz\"],\"\":0,\"a/b\":1,\"c%d\":2,\"e^f\":3,"
+                              "\"g|h\":4,\"i\\\\j\":5,\"k\\\"l\":6,\" \":7,\"m~n\":8,"
+                              "\"deep\":{\"x\":[{\"y\":\"z\"}]},\"dup\":1,\"dup\":2}";
+    static const struct {
+        const char *ptr, *raw; /* NULL: names nothing */
+    } cases[] = {
+        {"/foo", "[\"bar\",\"baz\"]"},
+        {"/foo/0", "\"bar\""},
+        {"/foo/1", "\"baz\""},
+        {"/", "0"},
+        {"/a~1b", "1"},
+        {"/c%d", "2"},
+        {"/e^f", "3"},
+        {"/g|h", "4"},
+        {"/i\\j", "5"},
+        {"/k\"l", "6"},
+        {"/ ", "7"},
+        {"/m~0n", "8"},
+        {"/deep/x/0/y", "\"z\""},
+        {"/dup", "2"},
+        {"/foo/2", NULL},
+        {"/foo/01", NULL},
+        {"/foo/-", NULL},
+        {"/foo/", NULL},
+        {"/foo/0/x", NULL},
+        {"/missing", NULL},
+        {"foo", NULL},
+        {"/deep/x/0/y/z", NULL},
+    };
+    rl_jdoc_t *d = doc();
+    size_t len;
+
+    cr_assert_eq(parse(d, body, 64), 0);
+    cr_expect_eq(rl_jdoc_pointer(d, 0, ""), 0, "the empty pointer is the whole document");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int v = rl_jdoc_pointer(d, 0, cases[i].ptr);
+        if (!cases[i].raw) {
+            cr_expect_eq(v, -1, "%s names something", cases[i].ptr);
+            continue;
+        }
+        const char *raw = rl_jdoc_raw(d, v, &len);
+        cr_expect(raw && len == strlen(cases[i].raw) && !memcmp(raw, cases[i].raw, len), "%s: %.*s",
+                  cases[i].ptr, raw ? (int)len : 0, raw ? raw : "");
+    }
+    cr_expect_eq(rl_jdoc_pointer(d, -1, "/foo"), -1);
+    rl_jdoc_destroy(d);
+}
