@@ -1018,10 +1018,16 @@ void rl_config_dump(const rl_config_t *cfg, FILE *out)
         dump_value(&keys[i], cfg, out);
     }
     for (size_t s = 0; s < cfg->nsources; s++) {
+        const rl_codec_t *c = rl_codec_find(cfg->sources[s].codec);
         fprintf(out, "\n[source %s]\n", cfg->sources[s].name);
-        for (size_t i = 0; i < NKEYS; i++)
-            if (!strcmp(keys[i].section, "source"))
+        for (size_t i = 0; i < NKEYS; i++) {
+            int mine = !rl_codec_owns_key(keys[i].name);
+            for (size_t k = 0; !mine && c && c->keys && c->keys[k]; k++)
+                mine = !strcmp(c->keys[k], keys[i].name);
+            /* Another codec's keys are not this source's: not shown. */
+            if (!strcmp(keys[i].section, "source") && mine)
                 dump_value(&keys[i], &cfg->sources[s], out);
+        }
     }
 }
 

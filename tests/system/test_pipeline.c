@@ -543,6 +543,88 @@ Test(pipeline, whapi_statuses_with_string_timestamps)
     th_xentries_free(&xs);
 }
 
+/* ====================================================================== generic */
+
+/* A provider relay has no codec for, configured by the environment alone (as a
+ * container is): JSON Pointers pick the items and their fields, type_map the
+ * normalized types; an unmapped type keeps a provider-scoped one in family other, an
+ * item without an id gets a derived one that a retry repeats. */
+Test(pipeline, generic_source_from_the_environment)
+{
+    static const char body[] =
+        "{\"batch\":{\"events\":["
+        "{\"uid\":\"g1\",\"kind\":\"online\",\"line\":\"L1\",\"at\":1780000000,\"acct\":\"acc-9\"},"
+        "{\"uid\":\"g2\",\"kind\":\"msg\",\"line\":\"L1\",\"at\":\"2026-05-28T20:26:40Z\","
+        "\"acct\":\"acc-9\"},"
+        "{\"kind\":\"typing\",\"line\":\"L2\",\"acct\":\"acc-9\"}]}}";
+    static const char *const env[][2] = {
+        {"RELAY_SOURCE_ACME_CODEC", "generic"},
+        {"RELAY_SOURCE_ACME_ITEMS", "/batch/events"},
+        {"RELAY_SOURCE_ACME_ID", "/uid"},
+        {"RELAY_SOURCE_ACME_TYPE", "/kind"},
+        {"RELAY_SOURCE_ACME_CHANNEL", "/line"},
+        {"RELAY_SOURCE_ACME_TIME", "/at"},
+        {"RELAY_SOURCE_ACME_WORKSPACE", "/acct"},
+        {"RELAY_SOURCE_ACME_TYPE_MAP", "online=channel.connected, msg=message.received"},
+    };
+    th_relay_t *r = th_relay_new();
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++)
+        th_relay_setenv(r, env[i][0], env[i][1]);
+    TH_START(r);
+
+    th_resp_t resp;
+    th_post(r, "acme", body, NULL, &resp);
+    json_t *ids = expect_ok(&resp, 3, 0, 3, "generic batch of 3");
+    char *derived = strdup(json_string_value(json_array_get(ids, 2)));
+    cr_expect_str_eq(json_string_value(json_array_get(ids, 0)), "g1");
+    cr_expect_str_eq(json_string_value(json_array_get(ids, 1)), "g2");
+    cr_expect(strncmp(derived, "acme_", 5) == 0 && strlen(derived) == 37, "derived id %s", derived);
+    th_resp_free(&resp);
+    /* The provider's retry: the same three ids, nothing new. */
+    th_post(r, "acme", body, NULL, &resp);
+    ids = expect_ok(&resp, 0, 3, 3, "generic retry");
+    cr_expect_str_eq(json_string_value(json_array_get(ids, 2)), derived);
+    th_resp_free(&resp);
+
+    json_t *doc = parse(body), *items = json_object_get(json_object_get(doc, "batch"), "events");
+    const struct {
+        const char *id, *type, *family, *channel;
+        time_t time;
+    } want[] = {
+        {"g1", "channel.connected", "channel", "L1", 1780000000},
+        {"g2", "message.received", "message", "L1", 1780000000},
+        {derived, "acme.typing", "other", "L2", 0},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char topic[256], stream[256];
+        th_kmsgs_t km = {0};
+        th_xentries_t xs = {0};
+        th_kafka_read(th_topic(r, want[i].family, topic, sizeof topic), 1, WAIT_MS, SETTLE_MS, &km);
+        th_redis_read(th_stream(r, want[i].channel, stream, sizeof stream),
+                      strcmp(want[i].channel, "L1") ? 1 : 2, WAIT_MS, SETTLE_MS, &xs);
+        want_ev_t w = {.id = want[i].id,
+                       .type = want[i].type,
+                       .source = "/acme/acc-9",
+                       .channel = want[i].channel,
+                       .workspace = "acc-9",
+                       .provider = "generic",
+                       .time = want[i].time,
+                       .raw = json_array_get(items, i)};
+        expect_once_on_both(&km, &xs, &w);
+        const th_kmsg_t *m = NULL;
+        kcount(&km, w.id, &m);
+        json_t *data = m && m->json ? json_object_get(m->json, "data") : NULL;
+        if (i == 0)
+            expect_str(data, "status", "connected", "g1 data");
+        if (i == 1)
+            expect_str(data, "direction", "inbound", "g2 data");
+        th_kmsgs_free(&km);
+        th_xentries_free(&xs);
+    }
+    json_decref(doc);
+    free(derived);
+}
+
 /* =================================================================== duplicates */
 
 /* A provider's retry is answered 200 with duplicates counted, keeps the same ids, and
