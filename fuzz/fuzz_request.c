@@ -138,7 +138,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         goto fail;
     snprintf(path, sizeof(path), "%s/wal", dir);
     static const char *const readers[] = {"fuzz"};
-    rl_wal_opts_t wo = {path, 64 * 1024, 8 * 1024 * 1024, 0, readers, 1, 0};
+    rl_wal_opts_t wo = {.dir = path,
+                        .segment_size = 64 * 1024,
+                        .max_size = 8 * 1024 * 1024,
+                        .readers = readers,
+                        .nreaders = 1};
     if (!(wal = rl_wal_open(&wo, metrics, err, sizeof(err))) ||
         !(reader = rl_wal_reader(wal, "fuzz")) ||
         !(ingest = rl_ingest_new(cfg, wal, metrics, err, sizeof(err))))

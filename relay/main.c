@@ -106,12 +106,23 @@ static char *ready(void *arg, int *ok)
     const char *dedup = rl_ingest_dedup_state(a->ingest);
     if (o < sizeof(detail))
         snprintf(detail + o, sizeof(detail) - o, " dedup:%s", dedup);
+    /* Retention: what relay replay can still give back, and since when. */
+    char since[32] = "";
+    if (ws.retained_segments) {
+        time_t t = (time_t)(ws.retained_since_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
     json_t *body = json_pack(
-        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I},s:o,s:s}", "status", *ok ? "ready" : "not_ready",
-        "reasons", reasons, "detail", detail, "wal", "writable", ws.writable, "full", ws.full,
-        "bytes", (json_int_t)ws.bytes, "max_bytes", (json_int_t)ws.max_bytes, "fill_ratio",
+        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I,s:I,s:I,s:o},s:o,s:s}", "status",
+        *ok ? "ready" : "not_ready", "reasons", reasons, "detail", detail, "wal", "writable",
+        ws.writable, "full", ws.full, "bytes", (json_int_t)ws.bytes, "max_bytes",
+        (json_int_t)ws.max_bytes, "fill_ratio",
         ws.max_bytes ? (double)ws.bytes / (double)ws.max_bytes : 0.0, "segments",
-        (json_int_t)ws.segments, "sinks", sinks, "dedup", dedup);
+        (json_int_t)ws.segments, "retained_bytes", (json_int_t)ws.retained_bytes,
+        "retained_first_seq", (json_int_t)ws.retained_first_seq, "retained_since",
+        since[0] ? json_string(since) : json_null(), "sinks", sinks, "dedup", dedup);
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return s;
@@ -195,6 +206,8 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         .readers = readers,
         .nreaders = nreaders,
         .preallocate = (int)cfg->wal.preallocate,
+        .retention_s = (uint64_t)cfg->wal.retention,
+        .retention_bytes = (uint64_t)cfg->wal.retention_size,
     };
     if (!(a->metrics = rl_metrics_new(errstr, errstr_size)))
         return -1;

@@ -110,6 +110,12 @@ static const key_t_ keys[] = {
              "flushes data only, not the file system's journal, so commits are quicker and no "
              "longer wait behind other programs' writes (Kafka's, on a shared disk). Costs up to "
              "two segment_size files more on disk than max_size, and writing each segment twice."),
+    DURATION_KEY("wal", "retention", "24h", 0, 365LL * 86400, G(wal.retention),
+                 "How long published segments are kept for relay replay and redrive, after their "
+                 "last write (0: deleted once every sink has passed them). Kept data always gives "
+                 "way to new events under max_size, oldest first; it never causes a 503."),
+    SIZE_KEY("wal", "retention_size", "0", 0, 1024 * GiB, G(wal.retention_size),
+             "Most bytes of published segments kept (0: no cap of its own, only max_size)."),
     DURATION_KEY("dedup", "window", "24h", 1, 30LL * 86400, G(dedup.window),
                  "How long a (source, id) is remembered to drop provider retries."),
     INT_KEY("dedup", "max_entries", "2000000", 1, 1000000000, G(dedup.max_entries),

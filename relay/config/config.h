@@ -49,6 +49,7 @@ typedef struct rl_config {
     struct {
         char *dir;
         long long segment_size, max_size, fsync, preallocate;
+        long long retention, retention_size; /* seconds, bytes (0: no cap but max_size) */
     } wal;
     struct {
         long long window, max_entries;

@@ -24,6 +24,7 @@
 #define PROBE_MS 1000    /* while unwritable, how often the flusher tries the disk */
 #define PROBE_SIZE 4096  /* what the probe writes (and fsyncs) */
 #define ERR_LOG_MS 10000 /* repeated write errors are logged at most this often */
+#define GC_EVERY_MS 1000 /* with wal.retention, how often kept segments are looked at */
 
 static int batch_reserve(batch_t *b, size_t more)
 {
@@ -199,6 +200,10 @@ static void flusher_wait(rl_wal_t *w)
             }
             continue;
         }
+        if (w->retention_ms && now - w->last_gc_ms >= GC_EVERY_MS) {
+            rl_wal_int_gc_segments(w); /* kept segments expire with no cursor moving */
+            w->last_gc_ms = now;
+        }
         rl_cond_wait_ms(&w->flush_cv, &w->lock, wait);
         next_pub = rl_wal_int_settle_published(w);
     }
@@ -233,6 +238,10 @@ static void flusher_commit(rl_wal_t *w)
     uint64_t last_failed = w->last_failed_seq;
     if (status == 0 && b.len) {
         note_batch(w, &b, before);
+        segment_t *act = &w->segs[w->nsegs - 1];
+        act->last_ms = rl_clock_wall_ms();
+        if (!act->first_ms)
+            act->first_ms = act->last_ms;
         w->segs[w->nsegs - 1].size += b.len;
         w->bytes += b.len;
         w->durable_seq = b.last_seq;
@@ -265,6 +274,7 @@ static void flusher_cursors(rl_wal_t *w, int64_t *last_persist)
         w->cursors_dirty = failed != 0;
         *last_persist = now;
         rl_wal_int_gc_segments(w);
+        w->last_gc_ms = now;
     } else if (w->cursors_dirty && !w->pending.len && !w->pending.nw) {
         int64_t next = rl_wal_int_settle_published(w);
         int64_t wait = CURSOR_PERSIST_MS - (rl_clock_mono_ms() - *last_persist);
@@ -305,6 +315,11 @@ static void render_hook(void *arg)
     rl_metric_set_f(w->m_fill, w->max_size ? (double)w->bytes / (double)w->max_size : 0);
     rl_metric_set(w->m_writable, w->writable);
     rl_metric_set(w->m_isfull, w->full);
+    uint64_t kept, nkept, kept_seq;
+    int64_t since;
+    rl_wal_int_retained(w, &kept, &nkept, &kept_seq, &since);
+    rl_metric_set(w->m_retained, (int64_t)kept);
+    rl_metric_set_f(w->m_retained_oldest, (double)since / 1000.0);
     for (size_t i = 0; i < w->nreaders; i++) {
         uint64_t ev, by;
         rl_wal_int_lag_locked(w, w->readers[i].cursor, &ev, &by);
@@ -342,6 +357,17 @@ static void register_metrics(rl_wal_t *w, rl_metrics_t *m)
                                      "write succeeds again.");
     w->m_isfull =
         rl_metrics_gauge(m, "relay_wal_full", "", "1 while appends are refused for wal.max_size.");
+    w->m_retained = rl_metrics_gauge(
+        m, "relay_wal_retained_bytes", "",
+        "Bytes of published WAL segments kept for replay (wal.retention, wal.retention_size).");
+    w->m_retained_oldest =
+        rl_metrics_gauge(m, "relay_wal_retained_oldest_timestamp_seconds", "",
+                         "When the oldest segment kept for replay was first written (unix "
+                         "seconds; 0: none kept).");
+    w->m_gave_way = rl_metrics_counter(
+        m, "relay_wal_retained_dropped_total", "",
+        "Kept (published) segments deleted before their retention ran out, to make room for "
+        "new events under wal.max_size.");
     w->m_torn_bytes = rl_metrics_counter(m, "relay_wal_torn_bytes_total", "",
                                          "Bytes of torn or damaged WAL tails cut off at start-up.");
     rl_metric_set(w->m_max, (int64_t)w->max_size);
@@ -367,6 +393,8 @@ rl_wal_t *rl_wal_open(const rl_wal_opts_t *o, rl_metrics_t *metrics, char *errst
     w->max_size = o->max_size;
     w->fsync = o->fsync;
     w->prealloc = o->preallocate;
+    w->retention_ms = (int64_t)o->retention_s * 1000;
+    w->retention_bytes = o->retention_bytes;
     w->active_fd = w->dirfd = -1;
     w->writable = 1;
     pthread_mutex_init(&w->lock, NULL);
@@ -508,7 +536,8 @@ int rl_wal_append(rl_wal_t *w, const struct iovec *payloads, size_t n, uint64_t 
     pthread_mutex_lock(&w->lock);
     if (w->stop)
         goto out;
-    if (w->bytes + w->inflight_bytes + w->pending.len + need > w->max_size) {
+    if (w->bytes + w->inflight_bytes + w->pending.len + need > w->max_size &&
+        !rl_wal_int_make_room(w, need)) {
         rl_metric_add(w->m_full, 1);
         w->full = 1;
         rc = RL_WAL_FULL;
@@ -629,5 +658,7 @@ void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st)
     st->durable_seq = w->durable_seq;
     st->writable = w->writable;
     st->full = w->full;
+    rl_wal_int_retained(w, &st->retained_bytes, &st->retained_segments, &st->retained_first_seq,
+                        &st->retained_since_ms);
     pthread_mutex_unlock(&w->lock);
 }

@@ -40,6 +40,12 @@ typedef struct rl_wal_opts {
     const char *const *readers; /* reader names (one per sink); cursors persist per name */
     size_t nreaders;
     int preallocate; /* 1: the next segment is written full of zeros in the background */
+    /* Retention of published data: a segment every reader has passed is kept
+     * retention_s seconds after its last write (0: deleted at once), and while
+     * the published segments kept hold at most retention_bytes (0: no cap of
+     * its own). Kept segments always give way to new events: an append that
+     * would pass max_size deletes them, oldest first, before it is refused. */
+    uint64_t retention_s, retention_bytes;
 } rl_wal_opts_t;
 
 enum { RL_WAL_OK = 0, RL_WAL_ERR = -1, RL_WAL_FULL = -2, RL_WAL_TIMEOUT = -3 };
@@ -102,6 +108,10 @@ typedef struct rl_wal_stats {
     uint64_t segments, durable_seq;
     int writable; /* 0 after a failed write until a write or the disk probe succeeds */
     int full;     /* 1 after an append was refused for the cap, until segments are freed */
+    /* Retention: the segments every reader has passed and that are still kept. */
+    uint64_t retained_bytes, retained_segments;
+    uint64_t retained_first_seq; /* the oldest seq kept (0: nothing kept) */
+    int64_t retained_since_ms;   /* when the oldest kept segment was first written (unix ms) */
 } rl_wal_stats_t;
 void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st);
 

@@ -64,6 +64,9 @@ typedef struct segment {
     uint64_t count;     /* durable records */
     idx_point_t *idx;   /* every IDX_EVERY-th record, by seq (owned) */
     size_t nidx, capidx;
+    /* Wall-clock ms of its first and last durable write (0: none yet), for
+     * wal.retention; from file times after a restart. */
+    int64_t first_ms, last_ms;
 } segment_t;
 
 /* An ack = publish request waiting for every reader's cursor to reach seq. */
@@ -158,6 +161,13 @@ struct rl_wal {
 
     rl_metric_t *m_bytes, *m_segments, *m_durable, *m_fsyncs, *m_errors, *m_torn, *m_full, *m_max,
         *m_fill, *m_writable, *m_isfull, *m_torn_bytes, *m_commit;
+    rl_metric_t *m_retained, *m_retained_oldest, *m_gave_way;
+    /* wal.retention: segments every reader has passed are kept this long (ms)
+     * and up to this many bytes (0: no cap but max_size), then deleted; they
+     * are deleted sooner, oldest first, whenever an append needs their room. */
+    int64_t retention_ms;
+    uint64_t retention_bytes;
+    int64_t last_gc_ms; /* the flusher's last look at expired segments (mono ms) */
     uint64_t torn_bytes;
     rl_metrics_t *metrics; /* render_hook is registered there; rl_wal_close unregisters it */
 };
@@ -215,9 +225,15 @@ int64_t rl_wal_int_settle_published(rl_wal_t *w);
 extern const uint8_t rl_wal_int_zeros[1 << 20];
 /* "<dir>/" SPARE_NAME */
 void rl_wal_int_spare_path(const rl_wal_t *w, char *out, size_t outsz);
-/* Drops the segments every reader has passed and hands their files to the
- * reaper (lock held). */
+/* Drops the segments every reader has passed that retention no longer keeps
+ * and hands their files to the reaper (lock held). */
 void rl_wal_int_gc_segments(rl_wal_t *w);
+/* An append of `need` bytes would pass max_size: drops passed segments kept by
+ * retention, oldest first, until it fits. 1 when it fits now (lock held). */
+int rl_wal_int_make_room(rl_wal_t *w, uint64_t need);
+/* What retention keeps now (lock held): see rl_wal_stats_t. */
+void rl_wal_int_retained(const rl_wal_t *w, uint64_t *bytes, uint64_t *segments,
+                         uint64_t *first_seq, int64_t *since_ms);
 /* Starts the reaper thread. Returns 0 or -1. */
 int rl_wal_int_reaper_start(rl_wal_t *w);
 /* Stops it (after its pending unlinks) and joins it; nothing if it never

@@ -163,6 +163,12 @@ int rl_wal_int_load_segments(rl_wal_t *w, uint64_t *last_seq, char *errstr, size
         }
         w->segs[i].size = valid;
         w->bytes += valid;
+        /* Retention's clock after a restart: the file's last write, and the end
+         * of the segment before it as when it began. */
+        struct stat st;
+        if (stat(path, &st) == 0)
+            w->segs[i].last_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        w->segs[i].first_ms = i ? w->segs[i - 1].last_ms : w->segs[i].last_ms;
         if (last)
             *last_seq = last;
         /* A segment's records are never below its name, even when it is empty

@@ -28,18 +28,42 @@ void rl_wal_int_spare_path(const rl_wal_t *w, char *out, size_t outsz)
     snprintf(out, outsz, "%s/" SPARE_NAME, w->dir);
 }
 
-/* Drops segments every reader has passed from the WAL and hands their files to
- * the reaper (reaper_main). Called with the lock held; the active (last) segment
- * always stays. Should relay stop before the reaper unlinks a file, the next
- * start finds the segment again, behind every cursor, and drops it again. */
-void rl_wal_int_gc_segments(rl_wal_t *w)
+/* The lowest cursor: every seq at or below it is published (lock held). */
+static uint64_t min_cursor(const rl_wal_t *w)
 {
     uint64_t min = w->durable_seq;
     for (size_t i = 0; i < w->nreaders; i++)
         if (w->readers[i].cursor < min)
             min = w->readers[i].cursor;
+    return min;
+}
+
+/* How many of the oldest segments every reader has passed (the active one never
+ * counts), and their bytes (lock held). */
+static size_t passed_segments(const rl_wal_t *w, uint64_t *bytes)
+{
+    uint64_t min = min_cursor(w);
+    size_t n = 0;
+
+    *bytes = 0;
+    while (n + 1 < w->nsegs && w->segs[n + 1].first_seq - 1 <= min)
+        *bytes += w->segs[n++].size;
+    return n;
+}
+
+void rl_wal_int_retained(const rl_wal_t *w, uint64_t *bytes, uint64_t *segments,
+                         uint64_t *first_seq, int64_t *since_ms)
+{
+    *segments = passed_segments(w, bytes);
+    *first_seq = *segments ? w->segs[0].first_seq : 0;
+    *since_ms = *segments ? w->segs[0].first_ms : 0;
+}
+
+/* Hands the `drop` oldest segments to the reaper (lock held). */
+static void drop_segments(rl_wal_t *w, size_t ndrop)
+{
     size_t drop = 0;
-    while (drop + 1 < w->nsegs && w->segs[drop + 1].first_seq - 1 <= min) {
+    while (drop < ndrop) {
         uint64_t *v = rl_array_grow(w->doomed, &w->capdoomed, w->ndoomed + 1, sizeof(*v), 8);
         if (!v) {
             char path[4096]; /* out of memory: unlink it here after all */
@@ -62,6 +86,46 @@ void rl_wal_int_gc_segments(rl_wal_t *w)
         w->full = 0; /* room again, perhaps: the next append will tell */
         pthread_cond_signal(&w->reap_cv);
     }
+}
+
+/* Drops the segments every reader has passed that wal.retention no longer
+ * keeps, and hands their files to the reaper (reaper_main). Called with the
+ * lock held; the active (last) segment always stays. Should relay stop before
+ * the reaper unlinks a file, the next start finds the segment again, behind
+ * every cursor, and drops it again (or keeps it, while retention does). */
+void rl_wal_int_gc_segments(rl_wal_t *w)
+{
+    uint64_t kept;
+    size_t n = passed_segments(w, &kept), drop = 0;
+    int64_t now = rl_clock_wall_ms();
+
+    while (drop < n) {
+        const segment_t *s = &w->segs[drop];
+        int expired = w->retention_ms == 0 || now - s->last_ms >= w->retention_ms;
+        int over = w->retention_bytes && kept > w->retention_bytes;
+        if (!expired && !over)
+            break;
+        kept -= s->size;
+        drop++;
+    }
+    drop_segments(w, drop);
+}
+
+int rl_wal_int_make_room(rl_wal_t *w, uint64_t need)
+{
+    uint64_t kept;
+    size_t n = passed_segments(w, &kept), drop = 0;
+    uint64_t used = w->bytes + w->inflight_bytes + w->pending.len;
+
+    while (drop < n && used + need > w->max_size) {
+        used -= w->segs[drop].size;
+        drop++;
+    }
+    if (drop) {
+        rl_metric_add(w->m_gave_way, drop);
+        drop_segments(w, drop);
+    }
+    return used + need <= w->max_size;
 }
 
 /* Writes SPARE_NAME: segment_size zero bytes, synced. Background thread, no

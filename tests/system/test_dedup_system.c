@@ -217,7 +217,8 @@ static void window_survives(int crash)
     enum { MAX = 400 };
     char *ids[MAX], *bodies[MAX];
     th_relay_t *r = th_relay_new();
-    snprintf(r->wal_extra, sizeof r->wal_extra, "segment_size = 64k\n");
+    /* retention = 0: the published segment is deleted at once, as this test needs. */
+    snprintf(r->wal_extra, sizeof r->wal_extra, "segment_size = 64k\nretention = 0\n");
     TH_START(r);
     int n = post_until_first_segment_is_gone(r, "chan_seg", ids, bodies, MAX);
     double file_bytes = wait_metric(r, "relay_dedup_file_bytes", NULL, 24.0 * n);

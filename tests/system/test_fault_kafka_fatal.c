@@ -212,7 +212,12 @@ Test(faults_kafka, fatal_producer_error_recreates_the_producer_and_resends)
     cr_assert_not_null(cfg, "%s", errstr);
     rl_metrics_t *m = rl_metrics_new(errstr, sizeof errstr);
     static const char *const readers[] = {"kafka"};
-    rl_wal_opts_t wo = {waldir, 64 * 1024 * 1024, 1024 * 1024 * 1024, 1, readers, 1, 0};
+    rl_wal_opts_t wo = {.dir = waldir,
+                        .segment_size = 64 * 1024 * 1024,
+                        .max_size = 1024 * 1024 * 1024,
+                        .fsync = 1,
+                        .readers = readers,
+                        .nreaders = 1};
     rl_wal_t *w = rl_wal_open(&wo, m, errstr, sizeof errstr);
     cr_assert_not_null(w, "%s", errstr);
     rl_wal_reader_t *r = rl_wal_reader(w, "kafka");

@@ -71,13 +71,12 @@ static void env_open(env_t *e, const char *dedup_extra)
     static const char *const readers[] = {"dedup"};
     char err[512] = "";
     e->cfg = config(dedup_extra);
-    rl_wal_opts_t wo = {e->cfg->wal.dir,
-                        (uint64_t)e->cfg->wal.segment_size,
-                        (uint64_t)e->cfg->wal.max_size,
-                        1,
-                        readers,
-                        1,
-                        0};
+    rl_wal_opts_t wo = {.dir = e->cfg->wal.dir,
+                        .segment_size = (uint64_t)e->cfg->wal.segment_size,
+                        .max_size = (uint64_t)e->cfg->wal.max_size,
+                        .fsync = 1,
+                        .readers = readers,
+                        .nreaders = 1};
     e->wal = rl_wal_open(&wo, NULL, err, sizeof(err));
     cr_assert_not_null(e->wal, "wal: %s", err);
     e->ds = rl_dstore_new(e->cfg, e->wal, NULL, err, sizeof(err));

@@ -1596,3 +1596,141 @@ Test(wal, preallocation_failure_falls_back_to_growing_segments)
     cr_expect_eq(rl_wal_durable_seq(w), 20);
     rl_wal_close(w);
 }
+
+/* ---- retention (wal.retention, wal.retention_size) ------------------------------ */
+
+static rl_wal_t *wal_open_r(uint64_t segment_size, uint64_t max_size, uint64_t retention_s,
+                            uint64_t retention_bytes, rl_metrics_t *m)
+{
+    char err[256] = "";
+    rl_wal_opts_t o = {.dir = waldir,
+                       .segment_size = segment_size,
+                       .max_size = max_size,
+                       .fsync = 0,
+                       .readers = ONE,
+                       .nreaders = 1,
+                       .retention_s = retention_s,
+                       .retention_bytes = retention_bytes};
+    rl_wal_t *w = rl_wal_open(&o, m, err, sizeof(err));
+    cr_assert_not_null(w, "rl_wal_open(%s): %s", waldir, err);
+    return w;
+}
+
+static void count_scan(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    (void)seq, (void)payload, (void)len;
+    (*(uint64_t *)arg)++;
+}
+
+/* Appends n records of len bytes (keys from..from+n-1); returns the last seq. */
+static uint64_t append_n(rl_wal_t *w, uint64_t from, uint64_t n, size_t len)
+{
+    uint64_t last = 0;
+    for (uint64_t i = 0; i < n; i++)
+        last = append_key(w, from + i, len);
+    return last;
+}
+
+/* Published segments stay, with their records, for as long as retention says;
+ * with retention 0 they go at once (what the WAL always did). */
+Test(wal, retention_keeps_published_segments)
+{
+    rl_wal_stats_t st;
+
+    for (int keep = 0; keep < 2; keep++) {
+        rl_wal_t *w = wal_open_r(64 * KiB, 64 * MiB, keep ? 3600 : 0, 0, NULL);
+        rl_wal_reader_t *r = reader(w, "kafka");
+        uint64_t last = append_n(w, 1, 100, 4000); /* about 7 segments */
+        rl_wal_stats(w, &st);
+        cr_assert_geq(st.segments, 6);
+        cr_expect_eq(st.retained_bytes, 0, "nothing is published yet");
+        uint64_t segs = st.segments;
+        rl_wal_reader_commit(r, last);
+        if (!keep) {
+            WAIT_FOR((rl_wal_stats(w, &st), st.segments == 1), "segments stay at %llu",
+                     (unsigned long long)st.segments);
+            cr_expect_eq(st.retained_bytes, 0);
+        } else {
+            sleep_ms(600); /* several cursor persists and looks at the segments */
+            rl_wal_stats(w, &st);
+            cr_expect_eq(st.segments, segs, "a kept segment was deleted");
+            cr_expect_geq(st.retained_bytes, (segs - 1) * 64 * KiB);
+            cr_expect_eq(st.retained_first_seq, 1);
+            cr_expect(st.retained_since_ms > 0 && st.retained_since_ms <= rl_clock_wall_ms());
+            /* What is kept can still be scanned from its first seq. */
+            uint64_t seen = 0;
+            char err[256];
+            cr_expect_eq(rl_wal_scan(w, 1, count_scan, &seen, err, sizeof(err)), 0, "%s", err);
+            cr_expect_eq(seen, last);
+        }
+        rl_wal_close(w);
+        tu_tmpdir_remove(waldir);
+    }
+}
+
+/* Kept segments give way to new events: a WAL full of published data takes every
+ * append (no RL_WAL_FULL), deleting the oldest kept segments first. */
+Test(wal, retained_segments_give_way_to_new_events)
+{
+    rl_metrics_t *m = rl_metrics_new(NULL, 0);
+    rl_wal_t *w = wal_open_r(64 * KiB, 256 * KiB, 3600, 0, m);
+    rl_wal_reader_t *r = reader(w, "kafka");
+    rl_wal_stats_t st;
+    uint64_t last = 0;
+
+    for (uint64_t i = 1; i <= 600; i++) { /* about nine times the cap */
+        last = append_key(w, i, 4000);    /* fails the test on RL_WAL_FULL */
+        rl_wal_reader_commit(r, last);    /* the sink keeps up */
+        cr_assert_leq(rl_wal_bytes(w), 256 * KiB);
+    }
+    rl_wal_stats(w, &st);
+    cr_expect_gt(st.retained_first_seq, 1, "the oldest were dropped");
+    cr_expect_gt(metric_value(m, "relay_wal_retained_dropped_total"), 0);
+    cr_expect_eq(metric_value(m, "relay_wal_full_total"), 0);
+    /* Unpublished records never give way: with the sink stopped, the cap applies. */
+    int rc = RL_WAL_OK;
+    uint64_t i;
+    for (i = 0; i < 1000 && rc == RL_WAL_OK; i++) {
+        uint8_t buf[4000];
+        fill(buf, sizeof(buf), 10000 + i);
+        struct iovec iov = {buf, sizeof(buf)};
+        uint64_t seq;
+        rc = rl_wal_append_sync(w, &iov, 1, &seq);
+    }
+    cr_expect_eq(rc, RL_WAL_FULL, "unpublished data was dropped to make room");
+    rl_wal_reader_rewind(r); /* nothing was read: from the cursor on */
+    expect_rec_key(r, last + 1, 10000, 4000);
+    rl_wal_close(w);
+    rl_metrics_destroy(m);
+}
+
+/* retention_size caps what is kept; time expires it; both survive a restart. */
+Test(wal, retention_by_size_and_time_and_across_a_restart)
+{
+    rl_metrics_t *m = rl_metrics_new(NULL, 0);
+    rl_wal_t *w = wal_open_r(64 * KiB, 64 * MiB, 3600, 200 * KiB, m);
+    rl_wal_reader_t *r = reader(w, "kafka");
+    rl_wal_stats_t st;
+    uint64_t last = append_n(w, 1, 150, 4000);
+
+    rl_wal_reader_commit(r, last);
+    WAIT_FOR((rl_wal_stats(w, &st), st.retained_bytes <= 200 * KiB), "kept %llu bytes",
+             (unsigned long long)st.retained_bytes);
+    cr_expect_gt(st.retained_bytes, 100 * KiB, "more was dropped than the cap asks");
+    cr_expect_gt(metric_value(m, "relay_wal_retained_bytes"), 100 * KiB);
+    rl_wal_close(w);
+    rl_metrics_destroy(m);
+
+    /* After a restart the kept segments are still kept (their times from the files),
+     * then expire once retention is shorter than their age. */
+    w = wal_open_r(64 * KiB, 64 * MiB, 3600, 0, NULL);
+    rl_wal_stats(w, &st);
+    cr_expect_gt(st.retained_bytes, 100 * KiB, "a restart dropped kept segments");
+    cr_expect_gt(st.retained_since_ms, 0);
+    rl_wal_close(w);
+    w = wal_open_r(64 * KiB, 64 * MiB, 1, 0, NULL);
+    WAIT_FOR((rl_wal_stats(w, &st), st.retained_bytes == 0), "kept %llu bytes past retention",
+             (unsigned long long)st.retained_bytes);
+    cr_expect_eq(st.segments, 1);
+    rl_wal_close(w);
+}
