@@ -114,15 +114,15 @@ static char *ready(void *arg, int *ok)
         gmtime_r(&t, &tm);
         strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    json_t *body = json_pack(
-        "{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I,s:I,s:I,s:o},s:o,s:s}", "status",
-        *ok ? "ready" : "not_ready", "reasons", reasons, "detail", detail, "wal", "writable",
-        ws.writable, "full", ws.full, "bytes", (json_int_t)ws.bytes, "max_bytes",
-        (json_int_t)ws.max_bytes, "fill_ratio",
-        ws.max_bytes ? (double)ws.bytes / (double)ws.max_bytes : 0.0, "segments",
-        (json_int_t)ws.segments, "retained_bytes", (json_int_t)ws.retained_bytes,
-        "retained_first_seq", (json_int_t)ws.retained_first_seq, "retained_since",
-        since[0] ? json_string(since) : json_null(), "sinks", sinks, "dedup", dedup);
+    json_t *body =
+        json_pack("{s:s,s:o,s:s,s:{s:b,s:b,s:I,s:I,s:f,s:I,s:I,s:I,s:o},s:o,s:s}", "status",
+                  *ok ? "ready" : "not_ready", "reasons", reasons, "detail", detail, "wal",
+                  "writable", ws.writable, "full", ws.full, "bytes", (json_int_t)ws.bytes,
+                  "max_bytes", (json_int_t)ws.max_bytes, "fill_ratio",
+                  ws.max_bytes ? (double)ws.bytes / (double)ws.max_bytes : 0.0, "segments",
+                  (json_int_t)ws.segments, "retained_bytes", (json_int_t)ws.retained_bytes,
+                  "retained_first_seq", (json_int_t)ws.retained_first_seq, "retained_since",
+                  since[0] ? json_string(since) : json_null(), "sinks", sinks, "dedup", dedup);
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return s;
