@@ -152,7 +152,8 @@ static int emit(ce_ctx_t *c, const char *id, const char *source, const char *typ
     }
     if (!has_provider)
         cu_ob_put(rest, ",\"provider\":\"" CE "\"", sizeof(",\"provider\":\"" CE "\"") - 1);
-    cu_ob_put(rest, data->p, data->len);
+    if (data->len) /* an event without data has an empty buffer, p NULL */
+        cu_ob_put(rest, data->p, data->len);
     cu_ob_put(rest, "", 1);
     if (!dup || !src || rest->oom || data->oom) {
         free(dup);
@@ -297,16 +298,14 @@ static int structured(ce_ctx_t *c, rl_jdoc_t *d, int obj)
         if (member(d, obj, ordered[i]) >= 0)
             ob_raw(&rest, d, ordered[i], member(d, obj, ordered[i]));
     if ((rc = extensions(c, d, obj, &rest)) != 0)
-        goto fail;
+        goto done;
     if (data >= 0)
         ob_raw(&body, d, "data", data);
     else if (b64 >= 0)
         ob_raw(&body, d, "data_base64", b64);
     rc = emit(c, id, source, type, time, pick_channel(chan, part, subject),
               member(d, obj, "channelid") >= 0, member(d, obj, "provider") >= 0, &rest, &body);
-    free(body.p);
-    return rc;
-fail:
+done: /* emit freed rest */
     free(rest.p);
     free(body.p);
     return rc;
@@ -514,9 +513,9 @@ static int binary(ce_ctx_t *c, rl_jdoc_t *d, const rl_codec_in_t *in, const ce_a
     if (attr(a, "dataschema") && !*attr(a, "dataschema"))
         return refuse(c, "empty attribute", "dataschema");
     if (subject && (rc = text_attr(c, &rest, "subject", subject)) != 0)
-        goto fail;
+        goto done;
     if (ct && (rc = text_attr(c, &rest, "datacontenttype", ct)) != 0)
-        goto fail;
+        goto done;
     for (size_t i = 0; i < a->n; i++) {
         const char *name = a->v[i].name;
         size_t k = 0;
@@ -526,16 +525,14 @@ static int binary(ce_ctx_t *c, rl_jdoc_t *d, const rl_codec_in_t *in, const ce_a
         if (envelope[k] || !strcmp(name, "subject"))
             continue;
         if ((rc = text_attr(c, &rest, name, a->v[i].value)) != 0)
-            goto fail;
+            goto done;
     }
     if ((rc = binary_data(c, d, in, &body)) != 0)
-        goto fail;
+        goto done;
     rc = emit(c, attr(a, "id"), attr(a, "source"), attr(a, "type"), attr(a, "time"),
               pick_channel(attr(a, "channelid"), attr(a, "partitionkey"), subject),
               attr(a, "channelid") != NULL, attr(a, "provider") != NULL, &rest, &body);
-    free(body.p);
-    return rc;
-fail:
+done: /* emit freed rest */
     free(rest.p);
     free(body.p);
     return rc;

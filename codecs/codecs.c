@@ -19,7 +19,7 @@ const rl_codec_t *const rl_codecs[] = {
     &rl_codec_timely,
     &rl_codec_whapi,
     &rl_codec_generic,
-    &rl_codec_cloudevents,
+    &rl_codec_cloudevents, /* CloudEvents 1.0, passed through */
     NULL,
 };
 
