@@ -712,6 +712,169 @@ Test(pipeline, duplicates_are_answered_but_published_once)
     th_xentries_free(&xw);
 }
 
+/* ================================================================== CloudEvents */
+
+/* POSTs `body` to the ce source with `headers` (its Content-Type among them, or none). */
+static void ce_post(const th_relay_t *r, const char *body, const char *const *headers,
+                    th_resp_t *out)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/v1/webhooks/ce", r->base);
+    th_http("POST", url, body, strlen(body), headers, out);
+}
+
+/* The copy of (source, id) among msgs, or NULL; *n counts them. */
+static const th_kmsg_t *ce_kfind(const th_kmsgs_t *msgs, const char *source, const char *id, int *n)
+{
+    const th_kmsg_t *first = NULL;
+    *n = 0;
+    for (size_t i = 0; i < msgs->n; i++) {
+        const th_kmsg_t *m = &msgs->v[i];
+        if (m->json && !strcmp(kid(m), id) && jstr(m->json, "source") &&
+            !strcmp(jstr(m->json, "source"), source) && (*n)++ == 0)
+            first = m;
+    }
+    return first;
+}
+
+/* Events that arrive as CloudEvents (binary, structured, batched) keep their own
+ * id, source and type on both sinks, are routed by their channel, and are
+ * deduplicated on source + id: a retry is answered as a duplicate, the same id
+ * from another source is another event. */
+Test(pipeline, cloudevents_keep_their_identity)
+{
+    th_relay_t *r = th_relay_new();
+    snprintf(r->extra, sizeof r->extra, "\n[source ce]\ncodec = cloudevents\nauth = none\n");
+    TH_START(r);
+    char *id_bin = th_strf("%s-bin", r->prefix), *id_st = th_strf("%s-st", r->prefix);
+    char *id_b1 = th_strf("%s-b1", r->prefix), *id_b2 = th_strf("%s-b2", r->prefix);
+    char *h_id = th_strf("ce-id: %s", id_bin);
+    const char *bin_h[] = {"Content-Type: application/json",
+                           "ce-specversion: 1.0",
+                           h_id,
+                           "ce-source: /ce/sensors",
+                           "ce-type: message.received",
+                           "ce-channelid: ce-chan",
+                           "ce-comexampleext: caf%C3%A9",
+                           NULL};
+    char *structured = th_strf("{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/ce/a\","
+                               "\"type\":\"channel.connected\",\"subject\":\"ce-chan\","
+                               "\"time\":\"2026-04-19T12:00:00+02:00\",\"data\":{\"up\":true}}",
+                               id_st);
+    char *other_source = th_strf("{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/ce/b\","
+                                 "\"type\":\"channel.connected\",\"subject\":\"ce-chan\"}",
+                                 id_st);
+    char *batch = th_strf("[{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/ce/a\",\"type\":"
+                          "\"com.example.one\",\"partitionkey\":\"ce-chan\",\"data\":[1]},"
+                          "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/ce/a\",\"type\":"
+                          "\"message.sent\",\"channelid\":\"ce-chan\",\"data_base64\":\"AA==\"}]",
+                          id_b1, id_b2);
+    const char *st_h[] = {"Content-Type: application/cloudevents+json; charset=UTF-8", NULL};
+    const char *batch_h[] = {"Content-Type: application/cloudevents-batch+json", NULL};
+    th_resp_t resp;
+
+    ce_post(r, "{\"text\":\"hi\"}", bin_h, &resp);
+    expect_ok(&resp, 1, 0, 1, "binary mode");
+    th_resp_free(&resp);
+    ce_post(r, structured, st_h, &resp);
+    expect_ok(&resp, 1, 0, 1, "structured mode");
+    th_resp_free(&resp);
+    ce_post(r, batch, batch_h, &resp);
+    json_t *ids = expect_ok(&resp, 2, 0, 2, "batch of 2");
+    cr_expect(ids && !strcmp(json_string_value(json_array_get(ids, 0)), id_b1) &&
+                  !strcmp(json_string_value(json_array_get(ids, 1)), id_b2),
+              "the batch answered %s", resp.body);
+    th_resp_free(&resp);
+    ce_post(r, structured, st_h, &resp);
+    expect_ok(&resp, 0, 1, 1, "structured mode again");
+    th_resp_free(&resp);
+    ce_post(r, other_source, st_h, &resp);
+    expect_ok(&resp, 1, 0, 1, "the same id from another source");
+    th_resp_free(&resp);
+
+    static const char *const fams[] = {"message", "channel", "other"};
+    const int counts[] = {2, 2, 1};
+    th_kmsgs_t k[3] = {{0}};
+    th_xentries_t xs = {0};
+    char topic[256], stream[256];
+    for (size_t i = 0; i < 3; i++) {
+        th_kafka_read(th_topic(r, fams[i], topic, sizeof topic), counts[i], WAIT_MS, 1000, &k[i]);
+        cr_expect(k[i].n == (size_t)counts[i], "%s holds %zu messages, want %d", topic, k[i].n,
+                  counts[i]);
+    }
+    th_redis_read(th_stream(r, "ce-chan", stream, sizeof stream), 5, WAIT_MS, SETTLE_MS, &xs);
+    cr_expect(xs.n == 5, "%s holds %zu entries, want 5", stream, xs.n);
+
+    const struct {
+        int fam;
+        const char *id, *source, *type;
+    } want[] = {
+        {0, id_bin, "/ce/sensors", "message.received"},
+        {1, id_st, "/ce/a", "channel.connected"},
+        {1, id_st, "/ce/b", "channel.connected"},
+        {2, id_b1, "/ce/a", "com.example.one"},
+        {0, id_b2, "/ce/a", "message.sent"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char where[160];
+        int n;
+        snprintf(where, sizeof where, "kafka %s from %s", want[i].id, want[i].source);
+        const th_kmsg_t *m = ce_kfind(&k[want[i].fam], want[i].source, want[i].id, &n);
+        cr_expect(n == 1, "%s: %d copies, want 1", where, n);
+        if (!m)
+            continue;
+        cr_expect(m->key && !strcmp(m->key, "ce-chan"), "%s: key %s", where, m->key);
+        const char *hs = th_kheader(m, "ce_source"), *ht = th_kheader(m, "ce_type");
+        cr_expect(hs && !strcmp(hs, want[i].source), "%s: ce_source %s", where, hs);
+        cr_expect(ht && !strcmp(ht, want[i].type), "%s: ce_type %s", where, ht);
+        expect_str(m->json, "specversion", "1.0", where);
+        expect_str(m->json, "type", want[i].type, where);
+        expect_str(m->json, "channelid", "ce-chan", where);
+        expect_str(m->json, "provider", "cloudevents", where);
+    }
+    /* What each mode kept as it came. */
+    int n;
+    const th_kmsg_t *m = ce_kfind(&k[0], "/ce/sensors", id_bin, &n);
+    if (m) {
+        json_t *data = parse("{\"text\":\"hi\"}");
+        cr_expect(json_equal(json_object_get(m->json, "data"), data), "binary data: %s", m->value);
+        expect_str(m->json, "datacontenttype", "application/json", "binary");
+        expect_str(m->json, "comexampleext", "caf\xc3\xa9", "binary");
+        json_decref(data);
+    }
+    if ((m = ce_kfind(&k[1], "/ce/a", id_st, &n))) {
+        expect_str(m->json, "time", "2026-04-19T12:00:00+02:00", "structured");
+        expect_str(m->json, "subject", "ce-chan", "structured");
+        cr_expect(json_is_true(json_object_get(json_object_get(m->json, "data"), "up")),
+                  "structured data: %s", m->value);
+    }
+    if ((m = ce_kfind(&k[0], "/ce/a", id_b2, &n)))
+        expect_str(m->json, "data_base64", "AA==", "batch");
+    /* Redis: every event once, in posting order (one channel, one stream). */
+    const char *order[] = {id_bin, id_st, id_b1, id_b2, id_st};
+    for (size_t i = 0; i < xs.n && i < 5; i++) {
+        cr_expect(!strcmp(xid(&xs.v[i]), order[i]), "redis position %zu holds %s, want %s", i,
+                  xid(&xs.v[i]), order[i]);
+        const char *src = xs.v[i].event ? jstr(xs.v[i].event, "source") : NULL;
+        cr_expect(src && !strcmp(src, i == 0   ? "/ce/sensors"
+                                      : i == 4 ? "/ce/b"
+                                               : "/ce/a"),
+                  "redis position %zu: source %s", i, src);
+    }
+
+    for (size_t i = 0; i < 3; i++)
+        th_kmsgs_free(&k[i]);
+    th_xentries_free(&xs);
+    free(batch);
+    free(other_source);
+    free(structured);
+    free(h_id);
+    free(id_bin);
+    free(id_st);
+    free(id_b1);
+    free(id_b2);
+}
+
 /* ======================================================================== order */
 
 /* One channel's events stay in the order they were posted: on one Kafka partition
