@@ -229,10 +229,11 @@ int rl_record_event(const char *source, const char *provider, const rl_event_t *
 
 /* The `data` of a dead letter (room for DL_FIELDS in f): what an operator needs
  * to see what came and why it was refused, with the body as the provider sent it
- * (Base64: it may not even be text). `b64` is borrowed. */
-#define DL_FIELDS 9
+ * (Base64: it may not even be text). `b64` and `hdrs` (the headers object, NULL
+ * for null) are borrowed. */
+#define DL_FIELDS 11
 static void deadletter_fields(const rl_deadletter_t *dl, const char *received_at, const char *b64,
-                              size_t keep, rl_field_t *f)
+                              const char *hdrs, size_t keep, rl_field_t *f)
 {
     const char *strs[6][2] = {{"reason", dl->reason},
                               {"message", dl->message},
@@ -249,10 +250,46 @@ static void deadletter_fields(const rl_deadletter_t *dl, const char *received_at
             f[i].len = strlen(strs[i][1]);
         }
     }
-    f[6] = (rl_field_t){.name = "body_size", .kind = RL_FIELD_INT, .num = (long long)dl->len};
-    f[7] = (rl_field_t){.name = "body_truncated", .kind = RL_FIELD_BOOL, .num = keep < dl->len};
-    f[8] = (rl_field_t){
+    f[6] = (rl_field_t){.name = "headers", .kind = RL_FIELD_NULL};
+    if (hdrs)
+        f[6] = (rl_field_t){
+            .name = "headers", .kind = RL_FIELD_JSON, .str = hdrs, .len = strlen(hdrs)};
+    f[7] = (rl_field_t){.name = "headers_note", .kind = RL_FIELD_NULL};
+    if (dl->headers_note)
+        f[7] = (rl_field_t){.name = "headers_note",
+                            .kind = RL_FIELD_STRING,
+                            .str = dl->headers_note,
+                            .len = strlen(dl->headers_note)};
+    f[8] = (rl_field_t){.name = "body_size", .kind = RL_FIELD_INT, .num = (long long)dl->len};
+    f[9] = (rl_field_t){.name = "body_truncated", .kind = RL_FIELD_BOOL, .num = keep < dl->len};
+    f[10] = (rl_field_t){
         .name = "body_base64", .kind = RL_FIELD_STRING, .str = b64, .len = strlen(b64)};
+}
+
+/* {"name":"value",...} of the kept headers, malloc'd; NULL when they were
+ * withheld (*oom 0) or on out-of-memory (*oom 1). */
+static char *deadletter_headers(const rl_deadletter_t *dl, int *oom)
+{
+    cu_obuf_t b = {0};
+
+    *oom = 0;
+    if (dl->headers_note)
+        return NULL;
+    cu_ob_put(&b, "{", 1);
+    for (size_t i = 0; i < dl->nheaders; i++) {
+        if (i)
+            cu_ob_put(&b, ",", 1);
+        ob_str(&b, dl->headers[2 * i]);
+        cu_ob_put(&b, ":", 1);
+        ob_str(&b, dl->headers[2 * i + 1]);
+    }
+    cu_ob_put(&b, "}", 2); /* with the NUL */
+    if (b.oom) {
+        free(b.p);
+        *oom = 1;
+        return NULL;
+    }
+    return (char *)b.p;
 }
 
 int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
@@ -260,26 +297,32 @@ int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_
 {
     char at[CU_TIME_SIZE], digest[2 * RL_SHA256_LEN + 1];
     size_t keep = dl->len > RL_DEADLETTER_MAX_BODY ? RL_DEADLETTER_MAX_BODY : dl->len;
-    char *b64 = NULL;
+    char *b64 = NULL, *hdrs = NULL;
     rl_field_t f[DL_FIELDS];
     rl_event_t ev = {0};
-    int rc = -1;
+    int rc = -1, oom;
 
     *id = NULL;
     if (cu_time_epoch((long long)received_ms, at, sizeof(at)) != 0)
         goto out;
     /* cu_derive_id takes C strings and a body may hold NULs: it hashes the body's
-     * digest instead (the whole body, even when the letter keeps only a part). */
-    const char *parts[] = {dl->source, digest};
+     * digest instead (the whole body, even when the letter keeps only a part). A
+     * letter refused 401 has an id of its own: the same body sent again signed
+     * right, and refused 400, is another letter. */
+    const char *parts[] = {dl->source, digest, "unauthorized"};
+    int unauth = dl->reason && !strcmp(dl->reason, "unauthorized");
     if (rl_sha256_hex(dl->body, dl->len, digest) != 0)
         goto out;
-    ev.id = cu_derive_id("dl_", parts, 2);
+    ev.id = cu_derive_id("dl_", parts, unauth ? 3 : 2);
     ev.type = RL_DEADLETTER_TYPE;
     ev.channel_id = "";
     ev.time = at;
     if (!ev.id || !(b64 = rl_b64_encode(dl->body, keep)))
         goto out;
-    deadletter_fields(dl, at, b64, keep, f);
+    hdrs = deadletter_headers(dl, &oom);
+    if (oom)
+        goto out;
+    deadletter_fields(dl, at, b64, hdrs, keep, f);
     ev.fields = f;
     ev.nfields = DL_FIELDS;
     if (encode_kind(RL_RECORD_DEADLETTER, dl->source, dl->provider, &ev, NULL, received_ms, out,
@@ -291,7 +334,18 @@ int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_
 out:
     free(ev.id);
     free(b64);
+    free(hdrs);
     return rc;
+}
+
+int rl_record_is_deadletter(const uint8_t *p, size_t len, const char *source, uint64_t since_ms)
+{
+    rl_record_t rec;
+
+    if (rl_record_decode(p, len, &rec) != 0 || rec.kind != RL_RECORD_DEADLETTER)
+        return 0;
+    return rec.received_ms >= since_ms && rec.source_len == strlen(source) &&
+           !memcmp(rec.source, source, rec.source_len);
 }
 
 int rl_record_decode(const uint8_t *p, size_t len, rl_record_t *rec)

@@ -50,12 +50,20 @@ typedef struct rl_record {
 typedef struct rl_deadletter {
     const char *source;       /* source name */
     const char *provider;     /* the source's codec */
-    const char *reason;       /* machine-readable: invalid_json, invalid_payload, json_too_deep */
-    const char *message;      /* what the 400 answer said */
+    const char *reason;       /* machine-readable: invalid_json, invalid_payload, json_too_deep,
+                               * unauthorized */
+    const char *message;      /* what the 400 answer said; for unauthorized the auth reason */
     const char *content_type; /* the request's, NULL when it had none */
     const char *msg_id;       /* the signed webhook-id (standard-webhooks), or NULL */
     const uint8_t *body;      /* the raw body */
     size_t len;
+    /* The request headers kept ("headers":{name:value,...}): headers[2i] is a name,
+     * headers[2i+1] its value, nheaders pairs. */
+    const char *const *headers;
+    size_t nheaders;
+    /* Not NULL: the headers were withheld ("headers":null) and this says why
+     * ("headers_note"; null otherwise). */
+    const char *headers_note;
 } rl_deadletter_t;
 
 /* Builds the structured CloudEvent of `ev` received on source `source` by codec
@@ -91,6 +99,10 @@ int rl_record_event(const char *source, const char *provider, const rl_event_t *
  * out-of-memory. */
 int rl_record_deadletter(const rl_deadletter_t *dl, uint64_t received_ms, uint8_t **out,
                          size_t *out_len, char **id);
+
+/* 1 when the payload (as rl_wal_scan gives it) is a dead letter of source
+ * `source` received at or after since_ms (unix ms; 0: any time), else 0. */
+int rl_record_is_deadletter(const uint8_t *p, size_t len, const char *source, uint64_t since_ms);
 
 /* The id the dedup window knows `rec` by, within its source: the CloudEvent id,
  * or for a scoped event its CloudEvent source, 0x1f and the id (the CloudEvents

@@ -365,6 +365,24 @@ static int hub_check(const rl_auth_t *a, const rl_auth_req_t *req, const char **
     return any_key_signs(a, &body, 1, want) ? 0 : fail(reason, "bad_signature");
 }
 
+const char *const *rl_auth_headers(const rl_auth_t *a)
+{
+    static const char *const none[] = {NULL};
+    static const char *const timely[] = {"X-Timely-Signature", "X-Timely-Timestamp", NULL};
+    static const char *const standard[] = {"webhook-id", "webhook-timestamp", "webhook-signature",
+                                           NULL};
+    static const char *const hub[] = {"X-Hub-Signature-256", NULL};
+
+    switch (a->scheme) {
+    case S_NONE: return none;
+    case S_TOKEN: return NULL;
+    case S_TIMELY: return timely;
+    case S_STANDARD: return standard;
+    case S_HUB: return hub;
+    }
+    return NULL;
+}
+
 int rl_auth_check(const rl_auth_t *a, const rl_auth_req_t *req, const char **reason,
                   const char **msg_id)
 {

@@ -30,7 +30,8 @@ typedef struct rl_auth_req {
     void *header_ctx;
     const uint8_t *body; /* the raw body, exactly as received */
     size_t len;
-    int64_t now; /* unix seconds, for timestamp tolerance */
+    int64_t now; /* unix seconds, for timestamp tolerance: when the request was received
+                  * (for a dead letter re-driven, when the letter was) */
 } rl_auth_req_t;
 
 /* Builds the checker of one source: parses the scheme and splits and decodes the
@@ -47,6 +48,12 @@ void rl_auth_destroy(rl_auth_t *a); /* NULL-safe */
  * else it is set to NULL. Thread-safe: a checker is read-only after rl_auth_new. */
 int rl_auth_check(const rl_auth_t *a, const rl_auth_req_t *req, const char **reason,
                   const char **msg_id);
+
+/* The request headers the source's scheme reads, NULL-terminated (none: an empty
+ * list), static: what a dead letter keeps so that it can be authenticated again.
+ * NULL for token: its header is the secret itself, or a guess at it, and is never
+ * kept. */
+const char *const *rl_auth_headers(const rl_auth_t *a);
 
 /* Every reason rl_auth_check may give, NULL-terminated (for metric labels). */
 extern const char *const rl_auth_reasons[];

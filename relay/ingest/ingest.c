@@ -14,7 +14,16 @@
  * A body that authenticates but cannot be decoded becomes a dead letter: one
  * record that goes through the same claim-and-append path as events, so its 400
  * is sent only once it is durable, and a provider's retries of it are recorded
- * once. */
+ * once.
+ *
+ * A request refused 401 is kept as a dead letter too (at most
+ * RL_DEADLETTER_UNAUTH_RATE a second per source: an attacker must not fill the
+ * WAL), with the headers the source's scheme reads, so that it can be re-driven
+ * once relay's secret is fixed. Its 401 never waits on the WAL's verdict beyond
+ * durability: a refused or failed write still answers 401.
+ *
+ * rl_ingest_redrive sends a retained dead letter through the same path
+ * (ingest_run) as a request, with the differences run_t lists. */
 #include "ingest.h"
 
 #include "codec.h"
@@ -25,6 +34,7 @@
 #include "ratelimit.h"
 #include "record.h"
 #include "err.h"
+#include "sig.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -32,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define WAL_FULL_RETRY_AFTER 5
@@ -39,6 +50,11 @@
 #define HELD_RETRY_AFTER 2 /* another instance's claim is confirmed or expires by then */
 
 #define NAUTH_REASONS 16 /* room for rl_auth_reasons */
+#define NKEPT_HEADERS 4  /* room for rl_auth_headers */
+#define TOKEN_NOTE                                                                                 \
+    "auth = token: its header carries the secret (or a guess at it) and is never kept; a letter "  \
+    "refused 401 cannot be authenticated again"
+
 #define DOC_POOL 16
 #define DOC_KEEP_BYTES (4u << 20)
 
@@ -49,9 +65,11 @@ typedef struct source_rt {
     int ack_publish;        /* ack = publish */
     int64_t ack_timeout_ms; /* ack_timeout */
     rl_auth_t *auth;
-    rl_ratelimit_t *rate; /* NULL: no rate limit */
+    rl_ratelimit_t *rate;        /* NULL: no rate limit */
+    rl_ratelimit_t *unauth_rate; /* dead letters of requests refused 401 */
+    const char *const *kept;     /* rl_auth_headers: what a dead letter keeps (NULL: none) */
     rl_metric_t *m_accepted, *m_dup, *m_bad_json, *m_bad_shape, *m_too_deep, *m_full, *m_dead,
-        *m_pub_timeout, *m_ack;
+        *m_pub_timeout, *m_ack, *m_unauth_dropped;
     rl_metric_t *m_auth[NAUTH_REASONS];      /* by index in rl_auth_reasons */
     rl_metric_t *m_rate, *m_depth, *m_items; /* relay_limit_hits_total */
 } source_rt_t;
@@ -77,10 +95,12 @@ typedef struct pending {
     source_rt_t *src;
     rl_ingest_done_cb cb;
     void *opaque;
-    int status;     /* the answer once durable: 200, or 400 for a dead letter */
-    char *body;     /* its body, ready before the append (the WAL may call back at once) */
-    int deadletter; /* the records are a dead letter, not events */
-    char **claimed; /* ids claimed by this request, released if the write fails */
+    int status;       /* the answer once durable: 200, or 400 for a dead letter */
+    char *body;       /* its body, ready before the append (the WAL may call back at once) */
+    int deadletter;   /* the records are a dead letter, not events */
+    int keep_answer;  /* a 401's letter: answered status/body whatever the WAL says */
+    int durable_only; /* answered once durable, even with ack = publish */
+    char **claimed;   /* ids claimed by this request, released if the write fails */
     size_t nclaimed;
     size_t accepted, duplicates;
     size_t held;         /* events another instance claimed and has not made durable yet */
@@ -129,6 +149,9 @@ static void register_source_metrics(source_rt_t *s, rl_metrics_t *m)
     s->m_dead = rl_metrics_counter(m, "relay_dead_letters_total", l,
                                    "Bodies answered 400 and kept raw on the dead-letter topic and "
                                    "stream (durable in the WAL).");
+    s->m_unauth_dropped = rl_metrics_counter(
+        m, "relay_deadletters_unauthorized_dropped_total", l,
+        "Requests refused 401 kept as no dead letter: past the cap of unauthorized letters.");
     s->m_accepted = rl_metrics_counter(m, "relay_events_accepted_total", l,
                                        "New events made durable in the WAL.");
     s->m_dup = rl_metrics_counter(m, "relay_events_duplicate_total", l,
@@ -192,6 +215,13 @@ rl_ingest_t *rl_ingest_new(const rl_config_t *cfg, rl_wal_t *wal, rl_metrics_t *
             rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
             goto out;
         }
+        ig->src[i].kept = rl_auth_headers(ig->src[i].auth);
+        if (!(ig->src[i].unauth_rate =
+                  rl_ratelimit_new(RL_DEADLETTER_UNAUTH_RATE * 3600LL, RL_DEADLETTER_UNAUTH_BURST,
+                                   why, sizeof(why)))) {
+            rl_seterr(errstr, errstr_size, "source %s: %s", sc->name, why);
+            goto out;
+        }
         if (sc->rate_limit > 0) {
             /* Default burst: one second's worth, at least one request. */
             long long burst = sc->rate_burst ? sc->rate_burst : (sc->rate_limit + 3599) / 3600;
@@ -220,6 +250,7 @@ void rl_ingest_destroy(rl_ingest_t *ig)
     for (size_t i = 0; ig->src && i < ig->nsrc; i++) {
         rl_auth_destroy(ig->src[i].auth);
         rl_ratelimit_destroy(ig->src[i].rate);
+        rl_ratelimit_destroy(ig->src[i].unauth_rate);
         if (ig->src[i].codec && ig->src[i].codec->teardown)
             ig->src[i].codec->teardown(ig->src[i].codec_conf);
     }
@@ -320,6 +351,10 @@ static void on_durable(void *opaque, int status)
         /* Not durable: forget the claims so that the provider's retry is taken. */
         rl_dstore_release(p->ig->dedup, p->src->conf->name, (const char *const *)p->claimed,
                           p->nclaimed);
+        if (p->keep_answer) {
+            answer_ok(p);
+            return;
+        }
         rl_reply_error(&reply, 503, "wal_unavailable",
                        "the events could not be written to the WAL; retry later");
         reply.retry_after = WAL_FULL_RETRY_AFTER;
@@ -332,6 +367,10 @@ static void on_durable(void *opaque, int status)
         rl_metric_add(p->src->m_accepted, p->accepted);
         rl_metric_add(p->src->m_dup, p->duplicates);
     }
+    if (p->keep_answer) {
+        answer_ok(p);
+        return;
+    }
     if (p->held) {
         /* Neither 200 (that event may still be lost) nor a second copy: the provider's
          * retry finds it confirmed, or taken over once the claim expired. */
@@ -342,7 +381,7 @@ static void on_durable(void *opaque, int status)
         answer(p, &reply);
         return;
     }
-    if (p->src->ack_publish) {
+    if (p->src->ack_publish && !p->durable_only) {
         uint64_t last = p->accepted ? p->first_seq + p->accepted - 1 : p->last_seq;
         if (rl_wal_await_published(p->ig->wal, last, p->deadline_ms, on_published, p) == RL_WAL_OK)
             return; /* p is on_published's now */
@@ -464,46 +503,120 @@ static pending_t *pending_new(rl_ingest_t *ig, source_rt_t *src, size_t n, rl_in
     return p;
 }
 
-/* Records the body as a dead letter and answers 400 once it is durable (or 503
- * when it cannot be written: the provider's retry will be recorded then). The
- * reply's error code is `reason`, its message `msg`. Returns as claim_and_append. */
-static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
-                       const char *msg_id, uint64_t now_ms, const char *reason, const char *msg,
-                       rl_ingest_done_cb cb, void *opaque, rl_reply_t *reply)
+/* One pass through the pipeline: a request, or a dead letter re-driven
+ * (rl_ingest_redrive), which differs in what the flags say. */
+typedef struct run {
+    const rl_ingest_req_t *req;
+    /* When the body was received: the events' default time, and the time a signed
+     * timestamp is judged against (a letter's signature is checked as it was then:
+     * a re-drive opens no window for a replayed request). */
+    uint64_t received_ms;
+    /* A re-drive: no rate limit, no metric of a request, a refusal answered without a new dead
+     * letter, and the events answered once durable, even with ack = publish. */
+    int redrive;
+    int skip_auth;      /* a letter refused 400: it authenticated when it was received */
+    const char *msg_id; /* its signed webhook-id then, or NULL */
+    const char *why;    /* out: the reason of a refusal (auth or decode; static) */
+} run_t;
+
+/* Adds n to a counter of requests (not of re-drives). */
+static void count(const run_t *run, rl_metric_t *m, uint64_t n)
 {
+    if (!run->redrive)
+        rl_metric_add(m, n);
+}
+
+/* What a dead letter says and is answered with. */
+typedef struct letter {
+    const char *msg_id, *reason, *msg;
+    rl_reply_t answer; /* sent once the letter is durable; its body is taken */
+    int keep_answer;   /* a 401: sent even when the WAL refuses or fails the letter */
+} letter_t;
+
+/* Records the body as a dead letter, with the request headers the source's
+ * scheme reads, and answers lt->answer once it is durable (or 503 when it cannot
+ * be written: the provider's retry will be recorded then; with keep_answer,
+ * lt->answer all the same). Returns as claim_and_append. */
+static int dead_letter(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
+                       uint64_t now_ms, letter_t *lt, rl_ingest_done_cb cb, void *opaque,
+                       rl_reply_t *reply)
+{
+    const char *hv[2 * NKEPT_HEADERS];
+    size_t nh = 0;
     rl_deadletter_t dl = {.source = src->conf->name,
                           .provider = src->codec->name,
-                          .reason = reason,
-                          .message = msg,
+                          .reason = lt->reason,
+                          .message = lt->msg,
                           .content_type = req->header(req->header_ctx, "Content-Type"),
-                          .msg_id = msg_id,
+                          .msg_id = lt->msg_id,
                           .body = req->body,
-                          .len = req->len};
+                          .len = req->len,
+                          .headers = hv,
+                          .headers_note = src->kept ? NULL : TOKEN_NOTE};
     struct iovec iov = {.iov_base = NULL, .iov_len = 0};
     uint8_t *buf = NULL;
-    rl_reply_t answer;
     char *id = NULL;
     pending_t *p = pending_new(ig, src, 1, cb, opaque);
     int done = 1;
 
-    rl_reply_error(&answer, 400, reason, "%s", msg);
-    if (!p || !answer.body || rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
-        free(answer.body);
+    for (size_t i = 0; src->kept && src->kept[i] && nh < NKEPT_HEADERS; i++) {
+        const char *v = req->header(req->header_ctx, src->kept[i]);
+        if (v) {
+            hv[2 * nh] = src->kept[i];
+            hv[2 * nh++ + 1] = v;
+        }
+    }
+    dl.nheaders = nh;
+    if (!p || !lt->answer.body || rl_record_deadletter(&dl, now_ms, &buf, &iov.iov_len, &id) != 0) {
         rl_reply_error(reply, 500, "internal", "out of memory");
         goto out;
     }
     iov.iov_base = buf;
-    p->status = 400;
-    p->body = answer.body;
+    p->status = lt->answer.status;
+    p->body = lt->answer.body;
+    lt->answer.body = NULL;
     p->deadletter = 1;
+    p->keep_answer = p->durable_only = lt->keep_answer;
     done = claim_and_append(ig, p, (const char *const *)&id, 1, NULL, &iov, reply);
-    if (!done)
+    if (!done) {
         p = NULL; /* owned by the WAL callback now */
+    } else if (lt->keep_answer) {
+        free(reply->body);
+        reply->body = p->body;
+        p->body = NULL;
+    }
 out:
+    if (done && lt->keep_answer) { /* whatever happened to the letter: the 401 */
+        if (lt->answer.body) {
+            free(reply->body);
+            reply->body = lt->answer.body;
+            lt->answer.body = NULL;
+        }
+        reply->status = lt->answer.status;
+        reply->retry_after = 0;
+    }
+    free(lt->answer.body);
     pending_free(p);
     free(buf);
     free(id);
     return done;
+}
+
+/* A request refused 401 (reply holds the answer): kept as a dead letter while
+ * the source's cap allows, answered 401 either way. Returns as claim_and_append. */
+static int unauthorized(rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
+                        uint64_t now_ms, const char *why, rl_ingest_done_cb cb, void *opaque,
+                        rl_reply_t *reply)
+{
+    letter_t lt = {.reason = "unauthorized", .msg = why, .answer = *reply, .keep_answer = 1};
+    int retry_after;
+
+    if (!rl_ratelimit_take(src->unauth_rate, (uint64_t)rl_clock_mono_ms(), &retry_after)) {
+        rl_metric_add(src->m_unauth_dropped, 1);
+        return 1;
+    }
+    reply->body = NULL; /* lt.answer's now */
+    return dead_letter(ig, src, req, now_ms, &lt, cb, opaque, reply);
 }
 
 /* Where the codec had no id of its own, the signed message id is the better
@@ -594,26 +707,31 @@ static size_t reason_index(const char *why)
 }
 
 /* Authentication, then the rate limit. 0 to go on (*msg_id: the signed
- * message id, or NULL); 1 when reply holds the answer. */
-static int admit(source_rt_t *src, const rl_ingest_req_t *req, uint64_t now_ms, const char **msg_id,
-                 rl_reply_t *reply)
+ * message id, or NULL); 1 when reply holds the answer; 2 when it holds a 401
+ * (run->why: the reason). */
+static int admit(source_rt_t *src, run_t *run, const char **msg_id, rl_reply_t *reply)
 {
+    const rl_ingest_req_t *req = run->req;
     const char *why = NULL;
     int retry_after = 0;
     rl_auth_req_t areq = {.header = req->header,
                           .header_ctx = req->header_ctx,
                           .body = req->body,
                           .len = req->len,
-                          .now = (int64_t)(now_ms / 1000)};
+                          .now = (int64_t)(run->received_ms / 1000)};
 
-    if (rl_auth_check(src->auth, &areq, &why, msg_id) != 0) {
-        rl_metric_add(src->m_auth[reason_index(why)], 1);
+    if (run->skip_auth) {
+        *msg_id = run->msg_id;
+    } else if (rl_auth_check(src->auth, &areq, &why, msg_id) != 0) {
+        count(run, src->m_auth[reason_index(why)], 1);
         rl_reply_error(reply, 401, "unauthorized", "authentication failed: %s", why);
-        return 1;
+        run->why = why;
+        return 2;
     }
     /* After authentication: requests that cannot prove who sent them must not
      * use up the provider's allowance. */
-    if (src->rate && !rl_ratelimit_take(src->rate, (uint64_t)rl_clock_mono_ms(), &retry_after)) {
+    if (!run->redrive && src->rate &&
+        !rl_ratelimit_take(src->rate, (uint64_t)rl_clock_mono_ms(), &retry_after)) {
         rl_metric_add(src->m_rate, 1);
         rl_reply_error(reply, 429, "rate_limited",
                        "more requests than this source's rate_limit; retry after %d s",
@@ -627,10 +745,11 @@ static int admit(source_rt_t *src, const rl_ingest_req_t *req, uint64_t now_ms, 
 /* The body into events: 0 with evs filled (they borrow nothing from doc); 1
  * with *reason and msg set, for a dead letter; 2 when reply holds the answer
  * (too many items, or out of memory). */
-static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_req_t *req,
-                       rl_jdoc_t *doc, rl_event_list_t *evs, const char **reason, char *msg,
-                       size_t msgsz, rl_reply_t *reply)
+static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const run_t *run, rl_jdoc_t *doc,
+                       rl_event_list_t *evs, const char **reason, char *msg, size_t msgsz,
+                       rl_reply_t *reply)
 {
+    const rl_ingest_req_t *req = run->req;
     rl_codec_in_t in = {.body = (const char *)req->body,
                         .len = req->len,
                         .content_type = req->header(req->header_ctx, "Content-Type"),
@@ -651,15 +770,15 @@ static int decode_body(const rl_ingest_t *ig, source_rt_t *src, const rl_ingest_
         goto decoded; /* a body that is not JSON, which this codec may take */
     }
     if (rc == RL_JDOC_TOO_DEEP) {
-        rl_metric_add(src->m_depth, 1); /* a limit hit, and a 400 like the others */
-        rl_metric_add(src->m_too_deep, 1);
+        count(run, src->m_depth, 1); /* a limit hit, and a 400 like the others */
+        count(run, src->m_too_deep, 1);
         snprintf(msg, msgsz, "body nests arrays and objects deeper than %d (http.max_json_depth)",
                  ig->max_depth);
         *reason = "json_too_deep";
         return 1;
     }
     if (rc != 0) {
-        rl_metric_add(src->m_bad_json, 1);
+        count(run, src->m_bad_json, 1);
         snprintf(msg, msgsz, "body is not JSON: %s", err);
         *reason = "invalid_json";
         return 1;
@@ -669,14 +788,14 @@ decoded:
     if (rc == RL_CODEC_NOMEM) /* the body may be good: the provider retries */
         goto oom;
     if (rc != 0 || evs->n == 0) {
-        rl_metric_add(src->m_bad_shape, 1);
+        count(run, src->m_bad_shape, 1);
         snprintf(msg, msgsz, "not a %s webhook: %s", src->codec->name,
                  err[0] ? err : "no events in body");
         *reason = "invalid_payload";
         return 1;
     }
     if (evs->n > ig->max_items) {
-        rl_metric_add(src->m_items, 1);
+        count(run, src->m_items, 1);
         rl_reply_error(reply, 413, "too_many_items",
                        "the body carries %zu events, more than http.max_items (%zu)", evs->n,
                        ig->max_items);
@@ -704,9 +823,12 @@ static int stamp_time(rl_event_list_t *evs, uint64_t now_ms)
     return 0;
 }
 
-int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
-                     void *opaque, rl_reply_t *reply)
+/* The pipeline from the source on: as rl_ingest_submit, for a request or a
+ * re-drive (run_t). */
+static int ingest_run(rl_ingest_t *ig, source_rt_t *src, run_t *run, rl_ingest_done_cb cb,
+                      void *opaque, rl_reply_t *reply)
 {
+    const rl_ingest_req_t *req = run->req;
     rl_event_list_t evs;
     struct iovec *iov = NULL, *all = NULL;
     char **ids = NULL, **own = NULL;
@@ -716,24 +838,21 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     char msg[512];
     int done = 1, rc;
     uint64_t start_us = rl_clock_mono_us(), now_ms = (uint64_t)rl_clock_wall_ms();
-    source_rt_t *src = find_source(ig, req->source);
 
     rl_event_list_init(&evs);
-    if (!src) {
-        rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
-                       req->source);
-        goto out;
-    }
-    if (admit(src, req, now_ms, &msg_id, reply) != 0)
+    rc = admit(src, run, &msg_id, reply);
+    if (rc == 2 && !run->redrive)
+        done = unauthorized(ig, src, req, now_ms, run->why, cb, opaque, reply);
+    if (rc != 0)
         goto out;
     doc = doc_take(ig);
-    rc = decode_body(ig, src, req, doc, &evs, &reason, msg, sizeof(msg), reply);
+    rc = decode_body(ig, src, run, doc, &evs, &reason, msg, sizeof(msg), reply);
     doc_give(ig, doc); /* the events hold copies of all they need */
     if (rc == 2)
         goto out;
     if (rc == 1)
         goto dead;
-    if (adopt_msg_id(&evs, msg_id) != 0 || stamp_time(&evs, now_ms) != 0)
+    if (adopt_msg_id(&evs, msg_id) != 0 || stamp_time(&evs, run->received_ms) != 0)
         goto oom;
     p = pending_new(ig, src, evs.n, cb, opaque);
     iov = calloc(evs.n, sizeof(*iov));
@@ -742,12 +861,13 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
     all = malloc(evs.n * sizeof(*all));
     if (!p || !iov || !ids || !own || !all)
         goto oom;
-    p->start_us = start_us;
+    p->start_us = run->redrive ? 0 : start_us;
+    p->durable_only = run->redrive;
     rc = encode_events(ig, src, &evs, now_ms, iov, ids, own, msg, sizeof(msg));
     if (rc < 0)
         goto oom;
     if (rc > 0) { /* an event no sink could publish: refused now, not dropped later */
-        rl_metric_add(src->m_bad_shape, 1);
+        count(run, src->m_bad_shape, 1);
         reason = "invalid_payload";
         goto dead;
     }
@@ -761,7 +881,15 @@ int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done
         p = NULL; /* owned by the WAL callback now */
     goto out;
 dead:
-    done = dead_letter(ig, src, req, msg_id, now_ms, reason, msg, cb, opaque, reply);
+    run->why = reason;
+    if (run->redrive) { /* still dead: its letter is already kept */
+        rl_reply_error(reply, 400, reason, "%s", msg);
+        done = 1;
+        goto out;
+    }
+    letter_t lt = {.msg_id = msg_id, .reason = reason, .msg = msg};
+    rl_reply_error(&lt.answer, 400, reason, "%s", msg);
+    done = dead_letter(ig, src, req, now_ms, &lt, cb, opaque, reply);
     goto out;
 oom:
     rl_reply_error(reply, 500, "internal", "out of memory");
@@ -780,6 +908,204 @@ out:
     pending_free(p);
     rl_event_list_clear(&evs);
     return done;
+}
+
+int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
+                     void *opaque, rl_reply_t *reply)
+{
+    run_t run = {.req = req, .received_ms = (uint64_t)rl_clock_wall_ms()};
+    source_rt_t *src = find_source(ig, req->source);
+
+    if (!src) {
+        rl_reply_error(reply, 404, "unknown_source", "no source named '%s' is configured",
+                       req->source);
+        return 1;
+    }
+    return ingest_run(ig, src, &run, cb, opaque, reply);
+}
+
+/* ---- re-drive -------------------------------------------------------------- */
+
+/* A dead letter's request: its headers for rl_header_fn / rl_header_each_fn. */
+typedef struct letter_req {
+    const char *content_type;
+    json_t *headers; /* the kept headers' object, NULL when none */
+} letter_req_t;
+
+static const char *letter_header(void *ctx, const char *name)
+{
+    letter_req_t *l = ctx;
+    const char *k;
+    json_t *v;
+
+    if (!strcasecmp(name, "Content-Type"))
+        return l->content_type;
+    json_object_foreach (l->headers, k, v) {
+        if (!strcasecmp(k, name))
+            return json_string_value(v);
+    }
+    return NULL;
+}
+
+static void letter_each_header(void *ctx, int (*fn)(void *arg, const char *name, const char *value),
+                               void *arg)
+{
+    letter_req_t *l = ctx;
+    const char *k;
+    json_t *v;
+
+    if (l->content_type && fn(arg, "Content-Type", l->content_type))
+        return;
+    json_object_foreach (l->headers, k, v) {
+        if (json_is_string(v) && fn(arg, k, json_string_value(v)))
+            return;
+    }
+}
+
+/* rl_ingest_redrive waits for its reply here. */
+typedef struct redrive_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    rl_reply_t reply;
+} redrive_wait_t;
+
+static void redrive_done(void *opaque, rl_reply_t *reply)
+{
+    redrive_wait_t *w = opaque;
+    pthread_mutex_lock(&w->mu);
+    w->reply = *reply;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static rl_redrive_outcome_t redrive_set(rl_redrive_result_t *res, rl_redrive_outcome_t outcome,
+                                        const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static rl_redrive_outcome_t redrive_set(rl_redrive_result_t *res, rl_redrive_outcome_t outcome,
+                                        const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->message, sizeof(res->message), fmt, ap);
+    va_end(ap);
+    snprintf(res->reason, sizeof(res->reason), "%s", reason);
+    res->outcome = outcome;
+    return outcome;
+}
+
+/* The outcome of a re-drive from the pipeline's answer. */
+static rl_redrive_outcome_t redrive_outcome(const run_t *run, const rl_reply_t *reply,
+                                            rl_redrive_result_t *res)
+{
+    json_t *j = reply->body ? json_loads(reply->body, 0, NULL) : NULL;
+    const char *code = json_string_value(json_object_get(j, "error"));
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    rl_redrive_outcome_t o;
+
+    if (reply->status == 200) {
+        res->accepted = (size_t)json_integer_value(json_object_get(j, "accepted"));
+        res->duplicates = (size_t)json_integer_value(json_object_get(j, "duplicates"));
+        o = redrive_set(res, RL_REDRIVE_REDRIVEN, "", "%zu event(s) accepted, %zu duplicate(s)",
+                        res->accepted, res->duplicates);
+    } else if (reply->status == 400 || reply->status == 401 || reply->status == 413) {
+        o = redrive_set(res, RL_REDRIVE_STILL_DEAD,
+                        run->why ? run->why : (code ? code : "invalid_payload"), "%s",
+                        msg ? msg : "refused");
+    } else {
+        o = redrive_set(res, RL_REDRIVE_ERROR, code ? code : "internal", "%s",
+                        msg ? msg : "out of memory");
+    }
+    json_decref(j);
+    return o;
+}
+
+rl_redrive_outcome_t rl_ingest_redrive(rl_ingest_t *ig, const uint8_t *payload, size_t len,
+                                       rl_redrive_result_t *res)
+{
+    redrive_wait_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0, NULL, 0}};
+    rl_reply_t reply = {0, NULL, 0};
+    rl_record_t rec;
+    json_t *ce = NULL, *data;
+    uint8_t *body = NULL;
+    char name[256];
+    source_rt_t *src;
+    rl_redrive_outcome_t o;
+
+    memset(res, 0, sizeof(*res));
+    if (rl_record_decode(payload, len, &rec) != 0 || rec.kind != RL_RECORD_DEADLETTER) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "not_a_dead_letter", "not a dead letter");
+        goto out;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)rec.source_len, rec.source);
+    if (rec.source_len >= sizeof(name) || !(src = find_source(ig, name))) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "unknown_source",
+                        "no source named '%s' is configured", name);
+        goto out;
+    }
+    ce = json_loadb(rec.event, rec.event_len, 0, NULL);
+    data = json_object_get(ce, "data");
+    const char *reason = json_string_value(json_object_get(data, "reason"));
+    const char *b64 = json_string_value(json_object_get(data, "body_base64"));
+    json_t *size = json_object_get(data, "body_size");
+    letter_req_t lr = {.content_type = json_string_value(json_object_get(data, "content_type")),
+                       .headers = json_object_get(data, "headers")};
+    int unauth = reason && !strcmp(reason, "unauthorized");
+    size_t blen = b64 ? strlen(b64) : 0;
+
+    if (!reason || !b64 || !json_is_integer(size)) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "bad_letter", "the letter's data is malformed");
+        goto out;
+    }
+    if (json_is_true(json_object_get(data, "body_truncated"))) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "body_truncated",
+                        "the letter kept only the first %u of %lld bytes of the body",
+                        RL_DEADLETTER_MAX_BODY, (long long)json_integer_value(size));
+        goto out;
+    }
+    if (unauth && !json_is_object(lr.headers)) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "headers_not_kept",
+                        "refused 401, and its headers were not kept: it cannot be "
+                        "authenticated again");
+        goto out;
+    }
+    if (!json_is_object(lr.headers))
+        lr.headers = NULL;
+    if (!(body = malloc(blen / 4 * 3 + 1))) {
+        o = redrive_set(res, RL_REDRIVE_ERROR, "internal", "out of memory");
+        goto out;
+    }
+    int n = blen ? rl_b64_decode(b64, blen, body, blen / 4 * 3 + 1) : 0;
+    if (n < 0 || (json_int_t)n != json_integer_value(size)) {
+        o = redrive_set(res, RL_REDRIVE_SKIPPED, "bad_letter",
+                        "the letter's body_base64 is not its body");
+        goto out;
+    }
+    rl_ingest_req_t req = {.source = name,
+                           .body = body,
+                           .len = (size_t)n,
+                           .header = letter_header,
+                           .each_header = letter_each_header,
+                           .header_ctx = &lr};
+    run_t run = {.req = &req,
+                 .received_ms = rec.received_ms,
+                 .redrive = 1,
+                 .skip_auth = !unauth,
+                 .msg_id = json_string_value(json_object_get(data, "webhook_id"))};
+    if (!ingest_run(ig, src, &run, redrive_done, &w, &reply)) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        reply = w.reply;
+    }
+    o = redrive_outcome(&run, &reply, res);
+out:
+    free(reply.body);
+    free(body);
+    json_decref(ce);
+    return o;
 }
 
 int rl_ingest_handshake(rl_ingest_t *ig, const char *source, rl_header_fn arg, void *arg_ctx,

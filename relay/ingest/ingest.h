@@ -18,6 +18,12 @@
 
 typedef struct rl_ingest rl_ingest_t;
 
+/* The cap on dead letters of requests refused 401, per source: a token bucket of
+ * RL_DEADLETTER_UNAUTH_BURST letters refilled at RL_DEADLETTER_UNAUTH_RATE a second.
+ * Past it a 401 keeps no letter (relay_deadletters_unauthorized_dropped_total). */
+#define RL_DEADLETTER_UNAUTH_RATE 10
+#define RL_DEADLETTER_UNAUTH_BURST 20
+
 typedef struct rl_ingest_req {
     const char *source; /* the {source} of the URL */
     const uint8_t *body;
@@ -58,6 +64,48 @@ const char *rl_ingest_dedup_state(const rl_ingest_t *ig);
  * body), or 0 when cb(opaque, reply) will be called exactly once later. */
 int rl_ingest_submit(rl_ingest_t *ig, const rl_ingest_req_t *req, rl_ingest_done_cb cb,
                      void *opaque, rl_reply_t *reply);
+
+/* What became of one dead letter re-driven. */
+typedef enum rl_redrive_outcome {
+    RL_REDRIVE_REDRIVEN,   /* it decodes now: its events are durable (accepted new ones,
+                            * duplicates of events already taken) */
+    RL_REDRIVE_STILL_DEAD, /* authentication or decoding fails again (reason): no new letter
+                            * is appended, the original stays retained and published */
+    RL_REDRIVE_SKIPPED,    /* it cannot be re-driven (reason): not_a_dead_letter,
+                            * unknown_source, body_truncated, headers_not_kept (a 401 under
+                            * auth = token), bad_letter */
+    RL_REDRIVE_ERROR,      /* not decided now, try it again later (reason): wal_full,
+                            * wal_unavailable, unavailable, claimed_elsewhere, internal */
+} rl_redrive_outcome_t;
+
+typedef struct rl_redrive_result {
+    rl_redrive_outcome_t outcome;
+    size_t accepted, duplicates; /* RL_REDRIVE_REDRIVEN: new events, events already taken */
+    char reason[64];   /* machine-readable, "" for redriven: the auth reason (rl_auth_reasons),
+                        * the decode reason (invalid_json, json_too_deep, invalid_payload,
+                        * too_many_items) or the ones listed above */
+    char message[512]; /* for a person: what a request would have been answered */
+} rl_redrive_result_t;
+
+/* Sends one dead letter again through the pipeline of rl_ingest_submit, after a
+ * source's secret or codec was fixed: `payload` is a WAL record payload (as
+ * rl_wal_scan gives it; borrowed). The request is rebuilt from the letter: its
+ * body, Content-Type and the headers it kept. A letter refused 401 is
+ * authenticated again with those headers, a signed timestamp judged against when
+ * the letter was received (it may be hours old; a replay refused then stays
+ * refused); a letter refused 400 authenticated when it was
+ * received and is not checked again (a secret rotated since does not strand it),
+ * its webhook_id still naming its events. No rate limit, no request metrics; the
+ * events count in relay_events_accepted_total / _duplicate_total. The events are
+ * received now (their records' received_ms), their default CloudEvent time is the
+ * letter's.
+ *
+ * Synchronous: blocks until the events are durable in the WAL (not until
+ * published, whatever ack says). Call from an admin thread, never from the WAL's
+ * flusher (a callback) nor from an rl_wal_scan callback. Fills *res and returns
+ * res->outcome. Thread-safe as rl_ingest_submit. */
+rl_redrive_outcome_t rl_ingest_redrive(rl_ingest_t *ig, const uint8_t *payload, size_t len,
+                                       rl_redrive_result_t *res);
 
 /* A GET on source `source`'s webhook URL: when the source's codec has a
  * handshake (a provider's subscription check), fills *out (its body malloc'd,

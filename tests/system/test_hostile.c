@@ -464,6 +464,24 @@ static void check_dead_letter(const json_t *ce, const char *reason, const char *
     free(raw);
 }
 
+/* The letter keeps X-Hub-Signature-256 = "sha256=" + `hex` (hub's letters), or
+ * no header at all (hex NULL: a source without authentication). */
+static void check_letter_headers(const json_t *ce, const char *hex, const char *where)
+{
+    const json_t *d = json_object_get(ce, "data");
+    const json_t *h = json_object_get(d, "headers");
+    cr_expect(json_is_object(h), "%s: headers is not an object", where);
+    cr_expect(json_is_null(json_object_get(d, "headers_note")), "%s: headers_note", where);
+    if (!hex) {
+        cr_expect(json_object_size(h) == 0, "%s: headers kept for no auth", where);
+        return;
+    }
+    const char *got = json_string_value(json_object_get(h, "X-Hub-Signature-256"));
+    cr_expect(json_object_size(h) == 1 && got && !strncmp(got, "sha256=", 7) &&
+                  !strcmp(got + 7, hex),
+              "%s: X-Hub-Signature-256 %s, want sha256=%s", where, got ? got : "(none)", hex);
+}
+
 /* 1 when the CloudEvent `ce` is the dead letter of a body refused for `reason`. */
 static int letter_for(const json_t *ce, const char *reason)
 {
@@ -473,14 +491,17 @@ static int letter_for(const json_t *ce, const char *reason)
 
 /* The 400 of a body that authenticated is sent once its dead letter is durable;
  * the letter reaches the dead-letter topic and stream, raw, even when Redis was
- * down at the time; a provider's retries of it make one letter. */
+ * down at the time; a provider's retries of it make one letter. A request signed
+ * with a secret relay does not know is answered 401 and kept as a letter too,
+ * with its signature header, so that it can be re-driven once the secret is
+ * fixed. */
 Test(hostile, dead_letters_are_durable_and_published_raw)
 {
     th_relay_t *r = th_relay_new();
     add_signed_sources(r);
     th_relay_setenv(r, "RELAY_HTTP_MAX_JSON_DEPTH", "8");
     TH_START(r);
-    char topic[256], stream[256], sig[65], hdr[256];
+    char topic[256], stream[256], sig[65], hdr[256], wrong[65], whdr[256];
     snprintf(topic, sizeof topic, "%s.events.deadletter", r->prefix);
     snprintf(stream, sizeof stream, "%s:events:deadletter", r->prefix);
 
@@ -494,8 +515,12 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     snprintf(hdr, sizeof hdr, "X-Hub-Signature-256: sha256=%s", sig);
     const char *hh[] = {hdr, NULL};
     expect_answer(r, "hub", bad_shape, hh, 400, "invalid_payload", "bad shape");
-    /* Not authenticated: 401 and no letter. */
-    expect_status(r, "hub", "{\"unsigned\": true}", NULL, 401, "unsigned garbage");
+    /* Signed with a secret relay does not have: 401, and a letter. */
+    char *unauth = th_strf("{\"signed_elsewhere\":\"%s\"}", r->prefix);
+    hmac_hex("a-secret-relay-lacks", unauth, wrong);
+    snprintf(whdr, sizeof whdr, "X-Hub-Signature-256: sha256=%s", wrong);
+    const char *wh[] = {whdr, "Content-Type: application/json", NULL};
+    expect_answer(r, "hub", unauth, wh, 401, "unauthorized", "a wrong signature");
 
     /* Redis down: the letter waits in the WAL; the 400 does not wait for Redis. */
     cr_assert(th_redis_service("stop") == 0, "cannot stop the test Redis");
@@ -504,21 +529,22 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
 
     th_kmsgs_t msgs = {0};
     th_xentries_t xs = {0};
-    th_kafka_read(topic, 3, WAIT_MS * 2, 1000, &msgs);
-    th_redis_read(stream, 3, WAIT_MS * 2, 1000, &xs);
-    cr_expect(msgs.n == 3, "%zu dead letters on %s, want 3 (a retry is one letter)", msgs.n, topic);
-    cr_expect(xs.n == 3, "%zu dead letters on %s, want 3", xs.n, stream);
+    th_kafka_read(topic, 4, WAIT_MS * 2, 1000, &msgs);
+    th_redis_read(stream, 4, WAIT_MS * 2, 1000, &xs);
+    cr_expect(msgs.n == 4, "%zu dead letters on %s, want 4 (a retry is one letter)", msgs.n, topic);
+    cr_expect(xs.n == 4, "%zu dead letters on %s, want 4", xs.n, stream);
     /* Each letter once, found by its reason (two sources: two Kafka keys, so
      * their order across partitions is not defined). */
-    const char *reasons[] = {"invalid_json", "invalid_payload", "json_too_deep"};
-    const char *bodies[] = {bad_json, bad_shape, too_deep};
-    const char *keys[] = {"timely", "hub", "timely"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *reasons[] = {"invalid_json", "invalid_payload", "json_too_deep", "unauthorized"};
+    const char *bodies[] = {bad_json, bad_shape, too_deep, unauth};
+    const char *keys[] = {"timely", "hub", "timely", "hub"};
+    for (size_t i = 0; i < 4; i++) {
         int nk = 0, nx = 0;
         for (size_t j = 0; j < msgs.n; j++) {
             if (letter_for(msgs.v[j].json, reasons[i])) {
                 nk++;
                 check_dead_letter(msgs.v[j].json, reasons[i], bodies[i], "kafka");
+                check_letter_headers(msgs.v[j].json, i == 3 ? wrong : i == 1 ? sig : NULL, "kafka");
                 cr_expect(msgs.v[j].key && !strcmp(msgs.v[j].key, keys[i]),
                           "dead letter key %s, want the source %s",
                           msgs.v[j].key ? msgs.v[j].key : "(none)", keys[i]);
@@ -528,6 +554,7 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
             if (letter_for(xs.v[j].event, reasons[i])) {
                 nx++;
                 check_dead_letter(xs.v[j].event, reasons[i], bodies[i], "redis");
+                check_letter_headers(xs.v[j].event, i == 3 ? wrong : i == 1 ? sig : NULL, "redis");
             }
         }
         cr_expect(nk == 1 && nx == 1, "%s: %d letters on Kafka, %d on Redis, want 1 and 1",
@@ -535,7 +562,10 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     }
     cr_expect(metric_at_least(r, "relay_dead_letters_total", "source=timely", 2) == 2,
               "relay_dead_letters_total{source=timely}");
-    cr_expect(th_relay_metric(r, "relay_dead_letters_total", "source=hub") == 1);
+    cr_expect(th_relay_metric(r, "relay_dead_letters_total", "source=hub") == 2,
+              "the 400 and the 401 of hub");
+    cr_expect(th_relay_metric(r, "relay_deadletters_unauthorized_dropped_total", "source=hub") ==
+              0);
     cr_expect(th_relay_metric(r, "relay_limit_hits_total", "limit=max_json_depth,source=timely") ==
               1);
     cr_expect(
@@ -548,6 +578,7 @@ Test(hostile, dead_letters_are_durable_and_published_raw)
     free(bad_json);
     free(bad_shape);
     free(too_deep);
+    free(unauth);
 }
 
 /* An event that the WAL record cannot hold (an id over 64 KiB) or whose topic

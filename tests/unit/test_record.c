@@ -478,8 +478,17 @@ static json_t *deadletter_event(const rl_deadletter_t *dl, uint64_t ms, rl_recor
 Test(record, deadletter_keeps_the_raw_body_and_the_reason)
 {
     static const uint8_t body[] = {'{', '"', 0x00, 0xff, 0xfe, '\n', '[', 0x80};
-    rl_deadletter_t dl = {"whapi", "whapi", "invalid_json", "body is not JSON", "application/json",
-                          "msg_1", body,    sizeof(body)};
+    rl_deadletter_t dl = {"whapi",
+                          "whapi",
+                          "invalid_json",
+                          "body is not JSON",
+                          "application/json",
+                          "msg_1",
+                          body,
+                          sizeof(body),
+                          NULL,
+                          0,
+                          NULL};
     rl_record_t rec;
     uint8_t *buf;
     char *id;
@@ -506,6 +515,10 @@ Test(record, deadletter_keeps_the_raw_body_and_the_reason)
     expect_str(data, "received_at", "2026-04-19T10:00:00.123Z");
     cr_expect_eq(json_integer_value(json_object_get(data, "body_size")), (json_int_t)sizeof(body));
     cr_expect(json_is_false(json_object_get(data, "body_truncated")));
+    cr_expect(json_is_object(json_object_get(data, "headers")) &&
+                  json_object_size(json_object_get(data, "headers")) == 0,
+              "no header kept: an empty object");
+    cr_expect(json_is_null(json_object_get(data, "headers_note")));
     /* Decoded with OpenSSL's EVP_DecodeBlock, independently of relay. */
     const char *b64 = json_string_value(json_object_get(data, "body_base64"));
     cr_assert_not_null(b64);
@@ -539,7 +552,8 @@ Test(record, deadletter_keeps_the_raw_body_and_the_reason)
     free(id);
 
     /* No content type, no webhook id, an empty body. */
-    rl_deadletter_t empty = {"s", "timely", "invalid_json", "empty", NULL, NULL, NULL, 0};
+    rl_deadletter_t empty = {"s",  "timely", "invalid_json", "empty", NULL, NULL,
+                             NULL, 0,        NULL,           0,       NULL};
     ce = deadletter_event(&empty, 1776592800000ULL, &rec, &buf, &id);
     data = json_object_get(ce, "data");
     cr_expect(json_is_null(json_object_get(data, "content_type")));
@@ -556,7 +570,7 @@ Test(record, deadletter_of_a_huge_body_is_cut_and_says_so)
     uint8_t *body = malloc(big);
     cr_assert_not_null(body);
     memset(body, 'x', big);
-    rl_deadletter_t dl = {"s", "timely", "invalid_json", "m", NULL, NULL, body, big};
+    rl_deadletter_t dl = {"s", "timely", "invalid_json", "m", NULL, NULL, body, big, NULL, 0, NULL};
     rl_record_t rec;
     uint8_t *buf;
     char *id;
@@ -789,4 +803,44 @@ Test(record, scoped_event_keeps_its_source_and_envelope)
     cr_expect(id == rec.id && id_len == 3 && owned == NULL);
     free(buf);
     unevent(&ev);
+}
+
+/* The headers kept, escaped as JSON; withheld ones are null with the note; a
+ * letter refused 401 has an id of its own for the same body. */
+Test(record, deadletter_headers_and_unauthorized_id)
+{
+    static const uint8_t body[] = "{\"a\":1}";
+    const char *hv[] = {"X-Hub-Signature-256", "sha256=\"q\"", "webhook-id", "msg_1"};
+    rl_deadletter_t dl = {.source = "hub",
+                          .provider = "whapi",
+                          .reason = "unauthorized",
+                          .message = "bad_signature",
+                          .body = body,
+                          .len = sizeof(body) - 1,
+                          .headers = hv,
+                          .nheaders = 2};
+    rl_record_t rec;
+    uint8_t *buf;
+    char *id, *id400;
+    json_t *ce = deadletter_event(&dl, 1776592800123ULL, &rec, &buf, &id);
+    cr_assert_not_null(ce);
+    json_t *h = json_object_get(json_object_get(ce, "data"), "headers");
+    cr_expect_eq(json_object_size(h), 2);
+    expect_str(h, "X-Hub-Signature-256", "sha256=\"q\"");
+    expect_str(h, "webhook-id", "msg_1");
+    json_decref(ce);
+    free(buf);
+
+    dl.reason = "invalid_json";
+    dl.headers_note = "withheld";
+    ce = deadletter_event(&dl, 1776592800123ULL, &rec, &buf, &id400);
+    cr_assert_not_null(ce);
+    json_t *d = json_object_get(ce, "data");
+    cr_expect(json_is_null(json_object_get(d, "headers")));
+    expect_str(d, "headers_note", "withheld");
+    cr_expect(strcmp(id, id400) != 0, "a 401 letter and a 400 letter of one body share id %s", id);
+    json_decref(ce);
+    free(buf);
+    free(id);
+    free(id400);
 }
