@@ -114,6 +114,9 @@ static size_t timely_fields(rl_jdoc_t *d, int data, const timely_type_t *tt, con
         .media_url = cu_str(d, data, "media_url"),
         .occurred_at = occurred,
         .sent_by_type = cu_str(d, data, "sent_by_type"),
+        /* Not in Timely's documented message bodies; kept when a failure carries them. */
+        .error_code = cu_text(d, rl_jdoc_get(d, data, "error_code"), code, TIMELY_CODE_SIZE),
+        .error_message = cu_str(d, data, "error_message"),
     };
     return cu_message_fields(&m, d, 0, f);
 }

@@ -509,6 +509,8 @@ size_t cu_message_fields(const cu_message_t *f, rl_jdoc_t *d, int raw, rl_field_
     out[n++] = str_field("media_url", f->media_url);
     out[n++] = str_field("occurred_at", f->occurred_at);
     out[n++] = str_field("sent_by_type", f->sent_by_type);
+    out[n++] = str_field("error_code", f->error_code);
+    out[n++] = str_field("error_message", f->error_message);
     out[n++] = raw_field(d, raw);
     return n;
 }

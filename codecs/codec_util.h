@@ -60,10 +60,11 @@ typedef struct cu_channel {
 typedef struct cu_message {
     const char *message_id, *conversation_id, *contact_id, *direction;
     const char *content_type, *content, *media_url, *occurred_at, *sent_by_type;
+    const char *error_code, *error_message; /* why a message failed, when the provider says */
 } cu_message_t;
 
 /* The most fields a builder writes (the family's and "raw"). */
-#define CU_MAX_FIELDS 10
+#define CU_MAX_FIELDS 12
 
 /* Each builder fills `out` (room for CU_MAX_FIELDS) with every field of its
  * family, then "raw": value `raw` of d (the provider's bytes verbatim), and

@@ -14,12 +14,14 @@ extern const rl_codec_t rl_codec_timely;
 extern const rl_codec_t rl_codec_whapi;
 extern const rl_codec_t rl_codec_generic;
 extern const rl_codec_t rl_codec_cloudevents;
+extern const rl_codec_t rl_codec_meta;
 
 const rl_codec_t *const rl_codecs[] = {
     &rl_codec_timely,
     &rl_codec_whapi,
     &rl_codec_generic,
     &rl_codec_cloudevents, /* CloudEvents 1.0, passed through */
+    &rl_codec_meta,        /* Meta's WhatsApp Cloud API */
     NULL,
 };
 

@@ -35,8 +35,8 @@ static const char *const channel_fields[] = {
     "channel_id", "channel_type",  "provider",       "status",      "reason",
     "error_code", "error_message", "error_category", "occurred_at", NULL};
 static const char *const message_fields[] = {
-    "message_id", "conversation_id", "contact_id",  "direction",    "content_type",
-    "content",    "media_url",       "occurred_at", "sent_by_type", NULL};
+    "message_id", "conversation_id", "contact_id",   "direction",  "content_type",  "content",
+    "media_url",  "occurred_at",     "sent_by_type", "error_code", "error_message", NULL};
 static const char *const other_fields[] = {"channel_id", "occurred_at", NULL};
 
 /* ----------------------------------------------------------------------------
@@ -178,20 +178,22 @@ static void expect_event(const char *path, size_t i, json_t *want, const rl_even
     }
 }
 
-/* Is `raw` the body itself or one item of one of its arrays? */
+/* Is `raw` the body itself or a value inside it (Whapi: an item of one of its
+ * arrays; Meta: an item or a change's value, deeper down)? */
 static int raw_comes_from(json_t *raw, json_t *body)
 {
     const char *key;
-    json_t *v, *item;
+    json_t *v;
     size_t i;
 
     if (json_equal(raw, body))
         return 1;
-    json_object_foreach (body, key, v) {
-        json_array_foreach (v, i, item)
-            if (json_equal(item, raw))
-                return 1;
-    }
+    json_object_foreach (body, key, v)
+        if (raw_comes_from(raw, v))
+            return 1;
+    json_array_foreach (body, i, v)
+        if (raw_comes_from(raw, v))
+            return 1;
     return 0;
 }
 
@@ -310,14 +312,15 @@ done:
 Test(codecs, fixtures_present)
 {
     fixture_t v[256];
-    size_t n = scan_fixtures(v, 256), timely = 0, whapi = 0;
+    size_t n = scan_fixtures(v, 256), timely = 0, whapi = 0, meta = 0;
 
     for (size_t i = 0; i < n && i < 256; i++) {
         timely += strcmp(v[i].codec, "timely") == 0;
         whapi += strcmp(v[i].codec, "whapi") == 0;
+        meta += strcmp(v[i].codec, "meta") == 0;
     }
-    cr_assert(timely >= 15 && whapi >= 30, "found %zu timely and %zu whapi fixtures (cwd?)", timely,
-              whapi);
+    cr_assert(timely >= 15 && whapi >= 30 && meta >= 15,
+              "found %zu timely, %zu whapi and %zu meta fixtures (cwd?)", timely, whapi, meta);
 }
 
 /* ----------------------------------------------------------------------------
@@ -536,6 +539,7 @@ Test(registry, find)
     cr_expect_str_eq(rl_codec_find("cloudevents")->name, "cloudevents");
     cr_expect_str_eq(rl_codec_find("whapi")->name, "whapi");
     cr_expect_str_eq(rl_codec_find("generic")->name, "generic");
+    cr_expect_str_eq(rl_codec_find("meta")->name, "meta");
     cr_expect_null(rl_codec_find("nosuch"));
     cr_expect_null(rl_codec_find(""));
     cr_expect_null(rl_codec_find(NULL));
