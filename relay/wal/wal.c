@@ -502,6 +502,7 @@ void rl_wal_close(rl_wal_t *w)
     if (w->dirfd >= 0)
         close(w->dirfd);
     free(w->readers);
+    free(w->ranges); /* the range readers themselves are their owners' to close */
     for (size_t i = 0; i < w->nsegs; i++)
         free(w->segs[i].idx);
     free(w->segs);
@@ -660,5 +661,6 @@ void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st)
     st->full = w->full;
     rl_wal_int_retained(w, &st->retained_bytes, &st->retained_segments, &st->retained_first_seq,
                         &st->retained_since_ms);
+    st->first_seq = w->nsegs && w->durable_seq ? w->segs[0].first_seq : 0;
     pthread_mutex_unlock(&w->lock);
 }

@@ -112,6 +112,7 @@ typedef struct rl_wal_stats {
     uint64_t retained_bytes, retained_segments;
     uint64_t retained_first_seq; /* the oldest seq kept (0: nothing kept) */
     int64_t retained_since_ms;   /* when the oldest kept segment was first written (unix ms) */
+    uint64_t first_seq;          /* the oldest seq on disk (0: none) */
 } rl_wal_stats_t;
 void rl_wal_stats(rl_wal_t *w, rl_wal_stats_t *st);
 
@@ -147,6 +148,40 @@ int rl_wal_reader_caught_up(rl_wal_reader_t *r);
 typedef void (*rl_wal_scan_fn)(void *arg, uint64_t seq, const uint8_t *payload, size_t len);
 int rl_wal_scan(rl_wal_t *w, uint64_t from_seq, rl_wal_scan_fn fn, void *arg, char *errstr,
                 size_t errstr_size);
+
+/* ---- Range readers (replay) ----------------------------------------------
+ * A reader over the durable records from_seq..until_seq that a filter takes,
+ * used with the reader functions above (next, rewind, commit, cursor, lag,
+ * caught_up) by a second instance of a sink. It has no cursor file and is not
+ * one of the WAL's readers: it holds nothing back but wal.retention, which
+ * keeps the segments it has still to read (an append that needs their room
+ * still deletes them: the progress then says `gap`). next returns 0 once it
+ * has read past until_seq, after waiting out its timeout, so that a sink's
+ * loop does not spin. */
+typedef int (*rl_wal_filter_fn)(void *arg, uint64_t seq, const uint8_t *payload, size_t len);
+/* filter may be NULL (every record); it runs on the reader's thread and arg
+ * must outlive the reader. Returns a reader the caller closes, or NULL with
+ * errstr (out of memory). */
+rl_wal_reader_t *rl_wal_range_open(rl_wal_t *w, uint64_t from_seq, uint64_t until_seq,
+                                   rl_wal_filter_fn filter, void *arg, char *errstr,
+                                   size_t errstr_size);
+/* Closes it (before rl_wal_close). No other thread may be using it. NULL-safe. */
+void rl_wal_range_close(rl_wal_reader_t *r);
+typedef struct rl_wal_range_progress {
+    uint64_t from, until; /* the range */
+    uint64_t read_seq;    /* the highest seq read */
+    uint64_t matched;     /* records the filter took */
+    uint64_t committed;   /* the reader's cursor: acknowledged up to there */
+    int done;             /* read to the end, and every record taken acknowledged */
+    int gap;              /* a segment of the range was deleted before it was read */
+} rl_wal_range_progress_t;
+/* Any thread. */
+void rl_wal_range_progress(rl_wal_reader_t *r, rl_wal_range_progress_t *p);
+/* The first seq of the oldest segment holding a record written at or after
+ * since_ms (unix ms): where a replay "since" starts reading (records before
+ * since_ms in that segment are for its filter to skip). durable_seq + 1 when
+ * none. */
+uint64_t rl_wal_seq_since(rl_wal_t *w, int64_t since_ms);
 
 /* Wakes a reader blocked in rl_wal_reader_next (shutdown). */
 void rl_wal_wakeup(rl_wal_t *w);

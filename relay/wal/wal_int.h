@@ -108,6 +108,21 @@ struct rl_wal_reader {
     uint64_t want;      /* skip records below this seq */
     uint8_t *buf;
     size_t blen, bpos, bcap;
+    /* A range reader (rl_wal_range_open): no cursor file, no metrics, its
+     * cursor in memory only and not among the WAL's readers (it holds back
+     * no deletion but wal.retention's, and no publish waiter). Records past
+     * `until` end it; those `filter` refuses are skipped. Set at open: range,
+     * until, filter, farg. The reader's thread writes the atomics, any thread
+     * reads them (rl_wal_range_progress). */
+    int range;
+    uint64_t from, until;
+    rl_wal_filter_fn filter;
+    void *farg;
+    _Atomic uint64_t read_hw;    /* highest seq read so far */
+    _Atomic uint64_t matched;    /* records the filter took, each counted once */
+    _Atomic uint64_t last_match; /* the highest of them */
+    _Atomic int exhausted;       /* every record up to `until` was read */
+    _Atomic int gap;             /* a segment was deleted before it was read */
 };
 
 struct rl_wal {
@@ -150,6 +165,10 @@ struct rl_wal {
     size_t nreaders;
     int cursors_dirty;
     uint64_t wakeups; /* rl_wal_wakeup calls: a waiting reader returns when it changes */
+    /* Open range readers (replay): wal.retention keeps what they have still to
+     * read (a full WAL does not: new events come first). */
+    rl_wal_reader_t **ranges;
+    size_t nranges, capranges;
 
     pub_waiter_t *pubw; /* ack = publish waiters, in no particular order */
     size_t npubw, cappubw;
@@ -208,6 +227,9 @@ void rl_wal_int_reader_fini(rl_wal_reader_t *r, int persist);
 /* Writes v to the cursor file (fdatasync with sync). Returns 0, or -1 when it
  * could not be written (the cursor stays dirty). */
 int rl_wal_int_persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync);
+/* The lowest seq an open range reader has still to read (UINT64_MAX: none;
+ * lock held). */
+uint64_t rl_wal_int_range_pin(const rl_wal_t *w);
 /* Durable records after cursor and their bytes on disk (lock held). */
 void rl_wal_int_lag_locked(rl_wal_t *w, uint64_t cursor, uint64_t *events, uint64_t *bytes);
 

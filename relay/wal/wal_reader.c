@@ -177,7 +177,9 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
     }
     pthread_mutex_unlock(&w->lock);
 
-    if (!found) { /* deleted under us: everything in it was acknowledged */
+    if (!found) {     /* deleted under us: everything in it was acknowledged */
+        if (r->range) /* ... by the WAL's readers; a replay had not read it yet */
+            atomic_store(&r->gap, 1);
         reader_close_file(r);
         return 1;
     }
@@ -185,8 +187,11 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
         char path[4096];
         rl_wal_int_seg_path(w, r->seg_first, path, sizeof(path));
         if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-            if (errno == ENOENT)
-                return 1; /* deleted between the lookup and the open */
+            if (errno == ENOENT) { /* deleted between the lookup and the open */
+                if (r->range)
+                    atomic_store(&r->gap, 1);
+                return 1;
+            }
             rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
             return -1;
         }
@@ -231,6 +236,38 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* A range reader that has read to its end: waits out the timeout (or a
+ * wakeup, or close) and returns 0, so that its sink's loop does not spin. */
+static int range_idle(rl_wal_reader_t *r, int timeout_ms)
+{
+    rl_wal_t *w = r->w;
+    int64_t deadline = rl_clock_mono_ms() + timeout_ms;
+
+    pthread_mutex_lock(&w->lock);
+    uint64_t wakeups = w->wakeups;
+    while (!w->stop && w->wakeups == wakeups)
+        if (rl_cond_wait_until(&w->read_cv, &w->lock, deadline) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+/* A range reader's record seq: 1 when its filter takes it. Each record is
+ * counted once, however often a rewind has it read again. */
+static int range_take(rl_wal_reader_t *r, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    int fresh = seq > atomic_load(&r->read_hw);
+    if (fresh)
+        atomic_store(&r->read_hw, seq);
+    if (r->filter && !r->filter(r->farg, seq, payload, len))
+        return 0;
+    if (fresh) {
+        atomic_fetch_add(&r->matched, 1);
+        atomic_store(&r->last_match, seq);
+    }
+    return 1;
+}
+
 int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, char *errstr,
                        size_t errstr_size)
 {
@@ -245,10 +282,18 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
             if (r->blen - r->bpos < HDR + len)
                 break;
             uint64_t seq = get64(p + 8);
-            r->bpos += HDR + len;
-            if (seq < r->want)
+            if (seq < r->want) {
+                r->bpos += HDR + len;
                 continue;
+            }
+            if (r->range && seq > r->until) { /* the end: left unread */
+                atomic_store(&r->exhausted, 1);
+                return range_idle(r, timeout_ms);
+            }
+            r->bpos += HDR + len;
             r->want = seq + 1;
+            if (r->range && !range_take(r, seq, p + HDR, len))
+                continue;
             rec->seq = seq;
             rec->data = p + HDR;
             rec->len = len;
@@ -259,6 +304,10 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
             return -1;
         if (k > 0)
             continue;
+        if (r->range && r->want > r->until) { /* read to the end of the WAL */
+            atomic_store(&r->exhausted, 1);
+            return range_idle(r, timeout_ms);
+        }
         /* Nothing durable beyond us: wait for the flusher, then look again. */
         if (!have_deadline) {
             deadline = rl_clock_mono_ms() + timeout_ms;
@@ -290,6 +339,7 @@ void rl_wal_reader_rewind(rl_wal_reader_t *r)
     pthread_mutex_lock(&r->w->lock);
     r->want = r->cursor + 1;
     pthread_mutex_unlock(&r->w->lock);
+    atomic_store(&r->exhausted, 0);
     reader_close_file(r);
 }
 
@@ -299,24 +349,125 @@ void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq)
     pthread_mutex_lock(&w->lock);
     if (seq > r->cursor) {
         r->cursor = seq;
-        w->cursors_dirty = 1;
-        pthread_cond_signal(&w->flush_cv);
+        if (!r->range) { /* a range reader's cursor is in memory only */
+            w->cursors_dirty = 1;
+            pthread_cond_signal(&w->flush_cv);
+        }
     }
     pthread_mutex_unlock(&w->lock);
+}
+
+static int range_done(rl_wal_reader_t *r, uint64_t cursor)
+{
+    int read_all = atomic_load(&r->exhausted) || atomic_load(&r->read_hw) >= r->until;
+    return read_all && cursor >= atomic_load(&r->last_match);
 }
 
 void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes)
 {
     pthread_mutex_lock(&r->w->lock);
-    rl_wal_int_lag_locked(r->w, r->cursor, events, bytes);
+    if (!r->range) {
+        rl_wal_int_lag_locked(r->w, r->cursor, events, bytes);
+    } else { /* the records of the range left to read or acknowledge */
+        *events = range_done(r, r->cursor) || r->cursor >= r->until ? 0 : r->until - r->cursor;
+        *bytes = 0;
+    }
     pthread_mutex_unlock(&r->w->lock);
 }
 
 int rl_wal_reader_caught_up(rl_wal_reader_t *r)
 {
     uint64_t events, bytes;
+    if (r->range)
+        return range_done(r, rl_wal_reader_cursor(r));
     rl_wal_reader_lag(r, &events, &bytes);
     return events == 0;
+}
+
+rl_wal_reader_t *rl_wal_range_open(rl_wal_t *w, uint64_t from_seq, uint64_t until_seq,
+                                   rl_wal_filter_fn filter, void *arg, char *errstr,
+                                   size_t errstr_size)
+{
+    rl_wal_reader_t *r = calloc(1, sizeof(*r)), **v = NULL;
+
+    if (!r)
+        goto oom;
+    r->w = w;
+    r->fd = r->cursor_fd = -1;
+    r->range = 1;
+    r->filter = filter;
+    r->farg = arg;
+    if (from_seq == 0)
+        from_seq = 1;
+    r->want = r->from = from_seq;
+    r->cursor = from_seq - 1;
+    atomic_store(&r->read_hw, from_seq - 1);
+    pthread_mutex_lock(&w->lock);
+    r->until = until_seq < w->durable_seq ? until_seq : w->durable_seq;
+    v = rl_array_grow(w->ranges, &w->capranges, w->nranges + 1, sizeof(*v), 4);
+    if (v) {
+        w->ranges = v;
+        w->ranges[w->nranges++] = r;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!v)
+        goto oom;
+    return r;
+oom:
+    free(r);
+    rl_seterr(errstr, errstr_size, "out of memory");
+    return NULL;
+}
+
+void rl_wal_range_close(rl_wal_reader_t *r)
+{
+    if (!r)
+        return;
+    rl_wal_t *w = r->w;
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < w->nranges; i++)
+        if (w->ranges[i] == r) {
+            w->ranges[i] = w->ranges[--w->nranges];
+            break;
+        }
+    rl_wal_int_gc_segments(w); /* what only this range still held */
+    pthread_mutex_unlock(&w->lock);
+    rl_wal_int_reader_fini(r, 0);
+    free(r);
+}
+
+void rl_wal_range_progress(rl_wal_reader_t *r, rl_wal_range_progress_t *p)
+{
+    uint64_t cursor = rl_wal_reader_cursor(r);
+    p->from = r->from;
+    p->until = r->until;
+    p->read_seq = atomic_load(&r->read_hw);
+    p->matched = atomic_load(&r->matched);
+    p->committed = cursor;
+    p->done = range_done(r, cursor);
+    p->gap = atomic_load(&r->gap);
+}
+
+uint64_t rl_wal_int_range_pin(const rl_wal_t *w)
+{
+    uint64_t pin = UINT64_MAX;
+    for (size_t i = 0; i < w->nranges; i++)
+        if (w->ranges[i]->cursor + 1 < pin)
+            pin = w->ranges[i]->cursor + 1;
+    return pin;
+}
+
+uint64_t rl_wal_seq_since(rl_wal_t *w, int64_t since_ms)
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t seq = w->durable_seq + 1;
+    for (size_t i = 0; i < w->nsegs; i++)
+        if (w->segs[i].last_ms >= since_ms || w->segs[i].last_ms == 0) {
+            seq = w->segs[i].first_seq;
+            break;
+        }
+    pthread_mutex_unlock(&w->lock);
+    return seq;
 }
 
 uint64_t rl_wal_reader_cursor(rl_wal_reader_t *r)

@@ -99,7 +99,9 @@ void rl_wal_int_gc_segments(rl_wal_t *w)
     size_t n = passed_segments(w, &kept), drop = 0;
     int64_t now = rl_clock_wall_ms();
 
-    while (drop < n) {
+    uint64_t pin = rl_wal_int_range_pin(w);
+
+    while (drop < n && w->segs[drop + 1].first_seq <= pin) {
         const segment_t *s = &w->segs[drop];
         int expired = w->retention_ms == 0 || now - s->last_ms >= w->retention_ms;
         int over = w->retention_bytes && kept > w->retention_bytes;

@@ -1734,3 +1734,104 @@ Test(wal, retention_by_size_and_time_and_across_a_restart)
     cr_expect_eq(st.segments, 1);
     rl_wal_close(w);
 }
+
+/* ---- range readers (replay) ------------------------------------------------------ */
+
+static int even_seqs(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    (void)payload, (void)len;
+    (*(uint64_t *)arg)++;
+    return seq % 2 == 0;
+}
+
+/* A range reader gives the records of its range its filter takes, with the
+ * same bytes, then nothing (also not what is appended after it opened); it is
+ * done once its last record taken is acknowledged. */
+Test(wal, range_reader_reads_a_filtered_range_and_ends)
+{
+    rl_wal_t *w = wal_open_r(16 * KiB, 64 * MiB, 3600, 0, NULL);
+    rl_wal_reader_t *main_r = reader(w, "kafka");
+    uint64_t last = append_n(w, 1, 40, 1000), looked = 0;
+    char err[256] = "";
+    rl_wal_range_progress_t p;
+
+    cr_assert_eq(last, 40);
+    rl_wal_reader_commit(main_r, last);
+    rl_wal_reader_t *r = rl_wal_range_open(w, 3, 12, even_seqs, &looked, err, sizeof(err));
+    cr_assert_not_null(r, "%s", err);
+    append_n(w, 41, 5, 1000); /* after the range: never read by it */
+    for (uint64_t seq = 4; seq <= 12; seq += 2)
+        expect_rec_key(r, seq, seq, 1000);
+    expect_none(r);
+    expect_none(r); /* and again: it stays at its end */
+    rl_wal_range_progress(r, &p);
+    cr_expect_eq(p.from, 3);
+    cr_expect_eq(p.until, 12);
+    cr_expect_eq(p.matched, 5);
+    cr_expect_eq(p.done, 0, "done before its records were acknowledged");
+    cr_expect_eq(looked, 10, "the filter saw %llu records of 3..12", (unsigned long long)looked);
+    cr_expect(!rl_wal_reader_caught_up(r));
+
+    /* A sink's failure: rewind reads the unacknowledged records again, each
+     * counted once. */
+    rl_wal_reader_commit(r, 6);
+    rl_wal_reader_rewind(r);
+    for (uint64_t seq = 8; seq <= 12; seq += 2)
+        expect_rec_key(r, seq, seq, 1000);
+    expect_none(r);
+    rl_wal_reader_commit(r, 12);
+    rl_wal_range_progress(r, &p);
+    cr_expect_eq(p.matched, 5);
+    cr_expect_eq(p.committed, 12);
+    cr_expect_eq(p.done, 1);
+    cr_expect_eq(p.gap, 0);
+    cr_expect(rl_wal_reader_caught_up(r));
+    cr_expect_eq(rl_wal_reader_cursor(main_r), 40, "the range moved the WAL's own cursor");
+    rl_wal_range_close(r);
+
+    /* A range past everything durable ends at what is durable. */
+    r = rl_wal_range_open(w, 44, UINT64_MAX, NULL, NULL, err, sizeof(err));
+    cr_assert_not_null(r, "%s", err);
+    expect_rec_key(r, 44, 44, 1000);
+    expect_rec_key(r, 45, 45, 1000);
+    expect_none(r);
+    rl_wal_range_progress(r, &p);
+    cr_expect_eq(p.until, 45);
+    rl_wal_range_close(r);
+    rl_wal_range_close(NULL);
+    rl_wal_close(w);
+}
+
+/* wal.retention = 0 deletes published segments at once, but not those an open
+ * range reader has still to read; and rl_wal_seq_since finds where a time
+ * starts. */
+Test(wal, range_reader_holds_off_retention)
+{
+    rl_wal_t *w = wal_open_r(16 * KiB, 64 * MiB, 0, 0, NULL);
+    rl_wal_reader_t *main_r = reader(w, "kafka");
+    char err[256] = "";
+    rl_wal_stats_t st;
+    rl_wal_range_progress_t p;
+
+    int64_t before = rl_clock_wall_ms();
+    uint64_t last = append_n(w, 1, 60, 1000);
+    cr_expect_eq(rl_wal_seq_since(w, before - 1000), 1);
+    cr_expect_eq(rl_wal_seq_since(w, rl_clock_wall_ms() + 60000), last + 1);
+    rl_wal_reader_t *r = rl_wal_range_open(w, 1, last, NULL, NULL, err, sizeof(err));
+    cr_assert_not_null(r, "%s", err);
+    rl_wal_reader_commit(main_r, last);
+    barrier_sync(w);
+    sleep_ms(1200); /* the flusher's idle gc has run at least once */
+    rl_wal_stats(w, &st);
+    cr_expect_eq(st.first_seq, 1, "a segment the range had to read was deleted");
+    for (uint64_t seq = 1; seq <= last; seq++)
+        expect_rec_key(r, seq, seq, 1000);
+    rl_wal_reader_commit(r, last);
+    rl_wal_range_progress(r, &p);
+    cr_expect_eq(p.done, 1);
+    cr_expect_eq(p.gap, 0);
+    rl_wal_range_close(r);
+    WAIT_FOR((rl_wal_stats(w, &st), st.segments == 1), "%llu segments kept after the range",
+             (unsigned long long)st.segments);
+    rl_wal_close(w);
+}
