@@ -5,7 +5,9 @@
  * in-flight requests get their answer, let the sinks publish what the WAL
  * holds, then close the WAL (cursors persisted, fsynced) and exit 0. What was
  * not published is replayed at the next start. */
+#include "admin.h"
 #include "clock.h"
+#include "control.h"
 #include "codec.h"
 #include "config.h"
 #include "http.h"
@@ -13,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "procmetrics.h"
+#include "replay.h"
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
@@ -22,6 +25,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -38,12 +42,18 @@ typedef struct app {
     rl_sink_t *sinks[2];
     size_t nsinks;
     rl_http_t *http;
+    rl_replay_t *replay;
+    rl_control_t control;
+    rl_admin_t *admin;
 } app_t;
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: relay [-c FILE] [--check-config] [--version] [--help]\n"
+            "       relay replay --sink redis|kafka|all --since TIME|--from-seq N [...]\n"
+            "       relay redrive --source NAME [--since TIME]\n"
+            "       (relay replay --help: the rest; both talk to the running relay)\n"
             "\n"
             "  -c, --config FILE   configuration file (default " RL_DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print it (secrets hidden), exit\n"
@@ -145,6 +155,8 @@ static void wait_inflight(app_t *a, int64_t until)
 static void app_stop(app_t *a)
 {
     int64_t until = rl_clock_mono_ms() + a->cfg->http.shutdown_grace * 1000;
+    rl_admin_destroy(a->admin);   /* no new replay or redrive */
+    rl_replay_destroy(a->replay); /* a running replay stops: it can be started again */
     if (a->http) {
         /* Answer what is in flight: ack = wal requests as soon as their batch
          * is written, ack = publish ones once the sinks acknowledged them or
@@ -219,15 +231,15 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
      * WAL, and after an outage the backlog drains while the window (up to
      * max_entries ids) is read back. HTTP starts last, once ingest is whole. */
     if (cfg->kafka.enabled) {
-        rl_sink_t *s =
-            rl_sink_kafka_new(cfg, rl_wal_reader(a->wal, "kafka"), a->metrics, errstr, errstr_size);
+        rl_sink_t *s = rl_sink_kafka_new(cfg, "kafka", rl_wal_reader(a->wal, "kafka"), a->metrics,
+                                         errstr, errstr_size);
         if (!s)
             return -1;
         a->sinks[a->nsinks++] = s;
     }
     if (cfg->redis.enabled) {
-        rl_sink_t *s =
-            rl_sink_redis_new(cfg, rl_wal_reader(a->wal, "redis"), a->metrics, errstr, errstr_size);
+        rl_sink_t *s = rl_sink_redis_new(cfg, "redis", rl_wal_reader(a->wal, "redis"), a->metrics,
+                                         errstr, errstr_size);
         if (!s)
             return -1;
         a->sinks[a->nsinks++] = s;
@@ -240,6 +252,13 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
         return -1;
     rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n, (long)(rl_clock_mono_ms() - t0));
     if (!(a->http = rl_http_new(cfg, a->ingest, a->metrics, ready, a, errstr, errstr_size)))
+        return -1;
+    if (!(a->replay = rl_replay_new(cfg, a->wal, a->metrics, errstr, errstr_size)))
+        return -1;
+    a->control = (rl_control_t){.replay = a->replay, .ingest = a->ingest, .wal = a->wal};
+    char sock[4096];
+    rl_admin_default_path(cfg->wal.dir, sock, sizeof(sock));
+    if (!(a->admin = rl_admin_new(sock, rl_control_handle, &a->control, errstr, errstr_size)))
         return -1;
     return 0;
 }
@@ -260,6 +279,8 @@ int main(int argc, char **argv)
     app_t app = {0};
     sigset_t set;
 
+    if (argc > 1 && (!strcmp(argv[1], "replay") || !strcmp(argv[1], "redrive")))
+        return rl_control_cli(argc - 1, argv + 1, RL_DEFAULT_CONFIG);
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;

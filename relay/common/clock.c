@@ -1,7 +1,11 @@
 /* clock.c -- relay's clocks and timed waits (clock.h). */
 #include "clock.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int64_t rl_clock_mono_ms(void)
@@ -53,4 +57,48 @@ int rl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t timeout_ms)
     if (timeout_ms <= 0)
         return ETIMEDOUT;
     return rl_cond_wait_until(cv, mu, rl_clock_mono_ms() + timeout_ms);
+}
+
+/* A unix time in a header: decimal seconds (milliseconds when that large), or,
+ * where `rfc3339` allows it, "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)". 0 or -1. */
+int rl_clock_parse_time(const char *s, int rfc3339, int64_t *out)
+{
+    size_t n = strlen(s);
+    if (n > 0 && n <= 16 && strspn(s, "0123456789") == n) {
+        long long v = strtoll(s, NULL, 10);
+        *out = v >= 100000000000LL /* milliseconds */ ? v / 1000 : v;
+        return 0;
+    }
+    if (!rfc3339)
+        return -1;
+    int Y, M, D, h, m, sec, used = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &used) != 6 ||
+        used != 19 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+        return -1;
+    s += used;
+    if (*s == '.')
+        for (s++; isdigit((unsigned char)*s); s++) {
+        }
+    long off = 0;
+    if (*s == '+' || *s == '-') {
+        int oh, om;
+        if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &used) != 2 || used != 5 || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 60L + om) * 60L * (*s == '-' ? -1 : 1);
+        s += 6;
+    } else if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else {
+        return -1;
+    }
+    if (*s)
+        return -1;
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
+    *out = (int64_t)timegm(&tm) - off;
+    return 0;
 }

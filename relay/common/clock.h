@@ -26,6 +26,11 @@ uint64_t rl_clock_mono_us(void);
 /* Wall-clock time in milliseconds since the Unix epoch. */
 int64_t rl_clock_wall_ms(void);
 
+/* A unix time written down (a signed header, a command's argument): decimal
+ * seconds (milliseconds when 12 digits or more), or, with `rfc3339`,
+ * "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)". *secs in seconds; 0 or -1. */
+int rl_clock_parse_time(const char *s, int rfc3339, int64_t *secs);
+
 /* pthread_cond_init with the monotonic clock. Returns 0 or an errno value. */
 int rl_cond_init(pthread_cond_t *cv);
 

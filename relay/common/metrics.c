@@ -86,6 +86,17 @@ static rl_metric_t *reg(rl_metrics_t *m, const char *name, const char *labels, c
     if (!c->name || !c->labels || !c->help)
         goto fail;
     pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n; i++) /* registered before (a second replay): the same one */
+        if (!strcmp(m->v[i]->name, c->name) && !strcmp(m->v[i]->labels, c->labels)) {
+            rl_metric_t *old = m->v[i];
+            pthread_mutex_unlock(&m->lock);
+            free(c->name);
+            free(c->labels);
+            free(c->help);
+            free((void *)c->bucket);
+            free(c);
+            return old;
+        }
     rl_metric_t **v = rl_array_grow(m->v, &m->cap, m->n + 1, sizeof(*v), 64);
     if (!v) {
         pthread_mutex_unlock(&m->lock);

@@ -22,7 +22,8 @@ void rl_metrics_destroy(rl_metrics_t *m); /* NULL-safe; frees every metric */
  * braces, e.g. "source=\"timely\",code=\"200\"", or "" for none. Strings are
  * copied. The returned metric is owned by `m` and lives as long as it. Returns
  * NULL on out-of-memory; the update functions accept NULL and do nothing, so a
- * failed registration costs a metric, never a crash. */
+ * failed registration costs a metric, never a crash. The same name and labels
+ * registered again (a replay's second sink instance) give the first metric. */
 rl_metric_t *rl_metrics_counter(rl_metrics_t *m, const char *name, const char *labels,
                                 const char *help);
 rl_metric_t *rl_metrics_gauge(rl_metrics_t *m, const char *name, const char *labels,

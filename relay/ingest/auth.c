@@ -11,6 +11,7 @@
  * signature, then the HMACs. Timely's timestamp is judged only once the form that
  * signs it has matched: the other form signs no time. */
 #include "auth.h"
+#include "clock.h"
 
 #include "sig.h"
 #include "err.h"
@@ -193,50 +194,6 @@ static int token_check(const rl_auth_t *a, const rl_auth_req_t *req, const char 
 
 /* -------------------------------------------------------------- signatures */
 
-/* A unix time in a header: decimal seconds (milliseconds when that large), or,
- * where `rfc3339` allows it, "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)". 0 or -1. */
-static int parse_time(const char *s, int rfc3339, int64_t *out)
-{
-    size_t n = strlen(s);
-    if (n > 0 && n <= 16 && strspn(s, "0123456789") == n) {
-        long long v = strtoll(s, NULL, 10);
-        *out = v >= MS_THRESHOLD ? v / 1000 : v;
-        return 0;
-    }
-    if (!rfc3339)
-        return -1;
-    int Y, M, D, h, m, sec, used = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &used) != 6 ||
-        used != 19 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
-        return -1;
-    s += used;
-    if (*s == '.')
-        for (s++; isdigit((unsigned char)*s); s++) {
-        }
-    long off = 0;
-    if (*s == '+' || *s == '-') {
-        int oh, om;
-        if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &used) != 2 || used != 5 || oh > 23 || om > 59)
-            return -1;
-        off = (oh * 60L + om) * 60L * (*s == '-' ? -1 : 1);
-        s += 6;
-    } else if (*s == 'Z' || *s == 'z') {
-        s++;
-    } else {
-        return -1;
-    }
-    if (*s)
-        return -1;
-    struct tm tm = {.tm_year = Y - 1900,
-                    .tm_mon = M - 1,
-                    .tm_mday = D,
-                    .tm_hour = h,
-                    .tm_min = m,
-                    .tm_sec = sec};
-    *out = (int64_t)timegm(&tm) - off;
-    return 0;
-}
-
 static int within_tolerance(const rl_auth_t *a, int64_t now, int64_t t)
 {
     int64_t d = now > t ? now - t : t - now;
@@ -290,7 +247,7 @@ static int timely_check(const rl_auth_t *a, const rl_auth_req_t *req, const char
     rl_sig_part_t parts[] = {{ts, strlen(ts)}, {".", 1}, {req->body, req->len}};
     if (!any_key_signs(a, parts, 3, want))
         return fail(reason, "bad_signature");
-    if (parse_time(ts, 1, &t) != 0)
+    if (rl_clock_parse_time(ts, 1, &t) != 0)
         return fail(reason, "bad_timestamp");
     return within_tolerance(a, req->now, t) ? 0 : fail(reason, "expired_timestamp");
 }
@@ -327,7 +284,7 @@ static int standard_check(const rl_auth_t *a, const rl_auth_req_t *req, const ch
         return fail(reason, "missing_timestamp");
     if (!sigs)
         return fail(reason, "missing_signature");
-    if (parse_time(ts, 0, &t) != 0)
+    if (rl_clock_parse_time(ts, 0, &t) != 0)
         return fail(reason, "bad_timestamp");
     if (!within_tolerance(a, req->now, t))
         return fail(reason, "expired_timestamp");

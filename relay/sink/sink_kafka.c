@@ -356,15 +356,15 @@ static void kafka_free(rl_sink_t *s)
     free(k->bytes);
 }
 
-rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl_metrics_t *metrics,
-                             char *errstr, size_t errstr_size)
+rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,
+                             rl_metrics_t *metrics, char *errstr, size_t errstr_size)
 {
     kafka_t *k = calloc(1, sizeof(*k));
     if (!k) {
         rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    rl_sink_init(&k->base, "kafka", cfg, reader, metrics, cfg->kafka.outage_budget);
+    rl_sink_init(&k->base, name, cfg, reader, metrics, cfg->kafka.outage_budget);
     k->base.destroy_impl = kafka_free;
     k->seq = calloc(MAX_INFLIGHT, sizeof(*k->seq));
     k->acked = calloc(MAX_INFLIGHT, 1);

@@ -313,15 +313,15 @@ static void redis_free(rl_sink_t *s)
     free(r->cmd);
 }
 
-rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, rl_wal_reader_t *reader, rl_metrics_t *metrics,
-                             char *errstr, size_t errstr_size)
+rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,
+                             rl_metrics_t *metrics, char *errstr, size_t errstr_size)
 {
     redis_sink_t *r = calloc(1, sizeof(*r));
     if (!r) {
         rl_seterr(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    rl_sink_init(&r->base, "redis", cfg, reader, metrics, cfg->redis.outage_budget);
+    rl_sink_init(&r->base, name, cfg, reader, metrics, cfg->redis.outage_budget);
     r->base.destroy_impl = redis_free;
     snprintf(r->maxlen, sizeof(r->maxlen), "%lld", cfg->redis.maxlen);
     r->mid_len = (size_t)snprintf(

@@ -221,7 +221,7 @@ Test(faults_kafka, fatal_producer_error_recreates_the_producer_and_resends)
     rl_wal_t *w = rl_wal_open(&wo, m, errstr, sizeof errstr);
     cr_assert_not_null(w, "%s", errstr);
     rl_wal_reader_t *r = rl_wal_reader(w, "kafka");
-    rl_sink_t *s = rl_sink_kafka_new(cfg, r, m, errstr, sizeof errstr);
+    rl_sink_t *s = rl_sink_kafka_new(cfg, "kafka", r, m, errstr, sizeof errstr);
     cr_assert_not_null(s, "%s", errstr);
 
     int n = 0;
