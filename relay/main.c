@@ -16,12 +16,14 @@
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
+#include "waltool.h"
 
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -44,6 +46,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: relay [-c FILE] [--check-config] [--version] [--help]\n"
+            "       relay wal stat|dump|verify [OPTIONS]   look inside the WAL (below)\n"
             "\n"
             "  -c, --config FILE   configuration file (default " RL_DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print it (secrets hidden), exit\n"
@@ -53,7 +56,9 @@ static void usage(FILE *out)
             "\n"
             "Every key can be overridden by the environment: RELAY_<SECTION>_<KEY>,\n"
             "RELAY_SOURCE_<NAME>_<KEY>; unknown [kafka] keys go to librdkafka.\n"
-            "\ncodecs:\n");
+            "\nwal commands:\n");
+    rl_waltool_usage(out);
+    fprintf(out, "\ncodecs:\n");
     for (size_t i = 0; rl_codecs[i]; i++)
         fprintf(out, "  %-8s %s\n", rl_codecs[i]->name, rl_codecs[i]->help);
 }
@@ -260,6 +265,8 @@ int main(int argc, char **argv)
     app_t app = {0};
     sigset_t set;
 
+    if (argc > 1 && !strcmp(argv[1], "wal"))
+        return rl_waltool_main(argc - 1, argv + 1, RL_DEFAULT_CONFIG);
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
