@@ -54,6 +54,8 @@ typedef struct cursor {
     char *name;   /* the reader (owned) */
     uint64_t seq; /* 0 when unreadable: relay then replays everything kept */
     int ok;       /* 12 bytes with a matching checksum, or empty (not written yet) */
+    int file;     /* DIR/<name>.cursor exists (relay creates it at open) */
+    int reader;   /* one of the config's readers (each is, without a config) */
     uint64_t lag_records, lag_bytes;
 } cursor_t;
 
@@ -253,7 +255,7 @@ static uint64_t bad_bytes(tool_t *t, seg_t *s, win_t *w, uint64_t pos, uint64_t 
         snprintf(what, sizeof(what), "length %lu runs past the end of the file",
                  (unsigned long)get32(h));
     else
-        snprintf(what, sizeof(what), "checksum mismatch (length %lu, seq as its header says)",
+        snprintf(what, sizeof(what), "checksum mismatch (its header says length %lu)",
                  (unsigned long)get32(h));
     if (next >= zf)
         snprintf(rest, sizeof(rest), "the rest of the segment (%llu bytes) holds no whole record",
@@ -349,20 +351,34 @@ static int cmp_cursor(const void *a, const void *b)
     return strcmp(((const cursor_t *)a)->name, ((const cursor_t *)b)->name);
 }
 
-/* Reads DIR/<name>.cursor into a new entry. 0, or -1 (out of memory, said). */
+/* A new entry for reader `name` (namelen bytes of it). NULL on out-of-memory (said). */
+static cursor_t *push_cursor(tool_t *t, const char *name, size_t namelen)
+{
+    cursor_t *v = rl_array_grow(t->curs, &t->capcurs, t->ncurs + 1, sizeof(*v), 4), *c = NULL;
+    if (v) {
+        t->curs = v;
+        c = &t->curs[t->ncurs];
+        *c = (cursor_t){.name = strndup(name, namelen), .ok = 1, .reader = !t->cfg};
+        if (c->name)
+            t->ncurs++;
+        else
+            c = NULL;
+    }
+    if (!c)
+        fprintf(t->err, "relay wal: out of memory\n");
+    return c;
+}
+
+/* Reads DIR/<file> (its reader's name is namelen bytes) into a new entry. 0,
+ * or -1 (out of memory, said). */
 static int add_cursor(tool_t *t, const char *file, size_t namelen)
 {
     char path[4096];
     uint8_t b[12];
-    cursor_t *v = rl_array_grow(t->curs, &t->capcurs, t->ncurs + 1, sizeof(*v), 4);
-    if (!v)
-        goto oom;
-    t->curs = v;
-    cursor_t *c = &t->curs[t->ncurs];
-    *c = (cursor_t){.name = strndup(file, namelen)};
-    if (!c->name)
-        goto oom;
-    t->ncurs++;
+    cursor_t *c = push_cursor(t, file, namelen);
+    if (!c)
+        return -1;
+    c->file = 1;
     snprintf(path, sizeof(path), "%s/%s", t->dir, file);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t k = fd >= 0 ? pread(fd, b, sizeof(b), 0) : -1;
@@ -371,9 +387,33 @@ static int add_cursor(tool_t *t, const char *file, size_t namelen)
     if (fd >= 0)
         close(fd);
     return 0;
-oom:
-    fprintf(t->err, "relay wal: out of memory\n");
-    return -1;
+}
+
+/* Marks the readers relay opens with this config (main.c's app_start: dedup,
+ * then each enabled sink): only they hold segments back. One with no file yet
+ * is at 0. Cursor files of other names (a sink since disabled) hold nothing. */
+static int note_readers(tool_t *t)
+{
+    const char *names[3] = {"dedup"};
+    size_t n = 1;
+    if (!t->cfg)
+        return 0;
+    if (t->cfg->kafka.enabled)
+        names[n++] = "kafka";
+    if (t->cfg->redis.enabled)
+        names[n++] = "redis";
+    for (size_t i = 0; i < n; i++) {
+        cursor_t *c = NULL;
+        for (size_t j = 0; j < t->ncurs && !c; j++)
+            if (!strcmp(t->curs[j].name, names[i]))
+                c = &t->curs[j];
+        if (!c && !(c = push_cursor(t, names[i], strlen(names[i]))))
+            return -1;
+        c->reader = 1;
+    }
+    if (t->ncurs)
+        qsort(t->curs, t->ncurs, sizeof(*t->curs), cmp_cursor);
+    return 0;
 }
 
 /* Lists the segments (as recovery names them), cursors and the spare. 0, or
@@ -415,9 +455,7 @@ static int list_dir(tool_t *t)
     }
     if (t->nsegs)
         qsort(t->segs, t->nsegs, sizeof(*t->segs), cmp_seg);
-    if (t->ncurs)
-        qsort(t->curs, t->ncurs, sizeof(*t->curs), cmp_cursor);
-    rc = 0;
+    rc = note_readers(t);
 out:
     if (d)
         closedir(d);
@@ -478,13 +516,13 @@ static json_t *juint(uint64_t v)
 
 /* ---- the published segments (wal_spare.c's passed_segments, from files) ---- */
 
-/* The lowest cursor, and the last seq read when that is lower: every seq up
- * to it is published. */
+/* The lowest reader's cursor, and the last seq read when that is lower:
+ * every seq up to it is published. */
 static uint64_t min_cursor(const tool_t *t)
 {
     uint64_t min = t->prev_seq;
     for (size_t i = 0; i < t->ncurs; i++)
-        if (t->curs[i].seq < min)
+        if (t->curs[i].reader && t->curs[i].seq < min)
             min = t->curs[i].seq;
     return min;
 }
@@ -590,9 +628,13 @@ static void stat_text(tool_t *t)
     fprintf(o, "readers: %zu\n", t->ncurs);
     for (size_t i = 0; i < t->ncurs; i++) {
         const cursor_t *c = &t->curs[i];
-        fprintf(o, "  %-12s cursor %llu%s, lag %llu records, %s\n", c->name,
-                (unsigned long long)c->seq, c->ok ? "" : " (unreadable: relay replays all kept)",
-                (unsigned long long)c->lag_records, fmt_bytes(c->lag_bytes, b1, 32));
+        fprintf(o, "  %-12s cursor %llu%s, lag %llu records, %s%s\n", c->name,
+                (unsigned long long)c->seq,
+                !c->file ? " (no file yet)"
+                : c->ok  ? ""
+                         : " (unreadable: relay replays all kept)",
+                (unsigned long long)c->lag_records, fmt_bytes(c->lag_bytes, b1, 32),
+                c->reader ? "" : " (not a reader of this config: holds nothing back)");
     }
     if (t->cfg)
         fprintf(o, "retention: wal.retention %lld s, wal.retention_size %s\n",
@@ -647,9 +689,9 @@ static json_t *stat_json(tool_t *t)
     for (size_t i = 0; i < t->ncurs; i++) {
         const cursor_t *c = &t->curs[i];
         json_object_set_new(rd, c->name,
-                            json_pack("{s:o,s:b,s:o,s:o}", "cursor", juint(c->seq), "valid", c->ok,
-                                      "lag_records", juint(c->lag_records), "lag_bytes",
-                                      juint(c->lag_bytes)));
+                            json_pack("{s:o,s:b,s:b,s:b,s:o,s:o}", "cursor", juint(c->seq), "valid",
+                                      c->ok, "file", c->file, "reader", c->reader, "lag_records",
+                                      juint(c->lag_records), "lag_bytes", juint(c->lag_bytes)));
     }
     json_object_set_new(ret, "seconds", t->cfg ? json_integer(t->cfg->wal.retention) : json_null());
     json_object_set_new(ret, "max_bytes",
@@ -774,7 +816,8 @@ static void verify_summary(tool_t *t)
                 (unsigned long long)to.last);
     fprintf(t->out, ", %s: ", fmt_bytes(to.bytes, b, sizeof(b)));
     if (t->problems)
-        fprintf(t->out, "%llu problems: DAMAGED\n", (unsigned long long)t->problems);
+        fprintf(t->out, "%llu problem%s: DAMAGED\n", (unsigned long long)t->problems,
+                t->problems == 1 ? "" : "s");
     else
         fprintf(t->out, "clean%s\n", to.progress ? " (one record in progress at the end)" : "");
 }
