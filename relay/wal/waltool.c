@@ -866,7 +866,7 @@ static int parse_args(tool_t *t, int argc, char **argv, const char *default_conf
     t->config_path = default_config;
     optind = 0; /* glibc: start afresh (a test runs several commands) */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': t->config_path = optarg; break;
         case 'd': t->dir = optarg; break;
@@ -881,6 +881,9 @@ static int parse_args(tool_t *t, int argc, char **argv, const char *default_conf
             }
             break;
         case 'h': rl_waltool_usage(t->out); return 1;
+        case ':':
+            fprintf(t->err, "relay wal %s: %s needs a value\n", argv[0], argv[optind - 1]);
+            return -1;
         default:
             fprintf(t->err, "relay wal %s: unknown option %s\n", argv[0], argv[optind - 1]);
             return -1;

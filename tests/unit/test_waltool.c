@@ -695,6 +695,7 @@ Test(waltool, usage_and_io_errors)
         (const char *const[]){"wal", "dump", "--from-seq", "x", NULL},
         (const char *const[]){"wal", "dump", "--limit", "-1", NULL},
         (const char *const[]){"wal", "stat", "extra", NULL},
+        (const char *const[]){"wal", "stat", "--dir", NULL},
         (const char *const[]){"wal", "verify", "--dir", "/nonexistent/wal", NULL},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
