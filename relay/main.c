@@ -19,6 +19,7 @@
 #include "sink.h"
 #include "version.h"
 #include "wal.h"
+#include "waltool.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -54,6 +55,7 @@ static void usage(FILE *out)
             "       relay replay --sink redis|kafka|all --since TIME|--from-seq N [...]\n"
             "       relay redrive --source NAME [--since TIME]\n"
             "       (relay replay --help: the rest; both talk to the running relay)\n"
+            "       relay wal stat|dump|verify [OPTIONS]   look inside the WAL (below)\n"
             "\n"
             "  -c, --config FILE   configuration file (default " RL_DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print it (secrets hidden), exit\n"
@@ -63,7 +65,9 @@ static void usage(FILE *out)
             "\n"
             "Every key can be overridden by the environment: RELAY_<SECTION>_<KEY>,\n"
             "RELAY_SOURCE_<NAME>_<KEY>; unknown [kafka] keys go to librdkafka.\n"
-            "\ncodecs:\n");
+            "\nwal commands:\n");
+    rl_waltool_usage(out);
+    fprintf(out, "\ncodecs:\n");
     for (size_t i = 0; rl_codecs[i]; i++)
         fprintf(out, "  %-8s %s\n", rl_codecs[i]->name, rl_codecs[i]->help);
 }
@@ -281,6 +285,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && (!strcmp(argv[1], "replay") || !strcmp(argv[1], "redrive")))
         return rl_control_cli(argc - 1, argv + 1, RL_DEFAULT_CONFIG);
+    if (argc > 1 && !strcmp(argv[1], "wal"))
+        return rl_waltool_main(argc - 1, argv + 1, RL_DEFAULT_CONFIG);
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;

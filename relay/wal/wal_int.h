@@ -1,7 +1,7 @@
 /* wal_int.h -- the WAL's private state, shared by its files (wal.c, wal_record.c,
- * wal_recover.c, wal_reader.c, wal_waiter.c, wal_spare.c) and by nothing
- * else: other modules use wal.h. Names shared between these files start with
- * rl_wal_int_; everything else in them is static.
+ * wal_recover.c, wal_reader.c, wal_waiter.c, wal_spare.c; waltool.c reads the
+ * record format from here) and by nothing else: other modules use wal.h. Names shared between these
+ * files start with rl_wal_int_; everything else in them is static.
  *
  * Locking. One mutex, rl_wal_t.lock (not recursive), and three condition
  * variables on it (all made by rl_cond_init: monotonic).
@@ -224,6 +224,9 @@ int rl_wal_int_reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl
 /* Closes a reader's files and frees it (not r itself); with persist, writes
  * and syncs its cursor first. */
 void rl_wal_int_reader_fini(rl_wal_reader_t *r, int persist);
+/* A cursor file's 12 bytes: 0 and its seq in *seq, or -1 when its checksum
+ * does not match (also read by waltool.c). */
+int rl_wal_int_cursor_parse(const uint8_t b[12], uint64_t *seq);
 /* Writes v to the cursor file (fdatasync with sync). Returns 0, or -1 when it
  * could not be written (the cursor stays dirty). */
 int rl_wal_int_persist_cursor(rl_wal_reader_t *r, uint64_t v, int sync);

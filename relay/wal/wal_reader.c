@@ -34,9 +34,8 @@ int rl_wal_int_reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl
     }
     /* u64 seq + u32 crc; an unreadable cursor means "replay all that is kept":
      * duplicates with the same id are allowed, losses are not. */
-    if (pread(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) &&
-        (uint32_t)crc32(0L, b, 8) == get32(b + 8))
-        r->cursor = get64(b);
+    if (pread(r->cursor_fd, b, sizeof(b), 0) == (ssize_t)sizeof(b))
+        rl_wal_int_cursor_parse(b, &r->cursor);
     r->persisted = r->cursor;
     r->want = r->cursor + 1;
     snprintf(labels, sizeof(labels), "sink=\"%s\"", name);
@@ -50,6 +49,14 @@ int rl_wal_int_reader_init(rl_wal_t *w, rl_wal_reader_t *r, const char *name, rl
                              "WAL bytes the sink has not acknowledged yet (compare with "
                              "relay_wal_max_bytes: the room left before relay answers 503).");
     }
+    return 0;
+}
+
+int rl_wal_int_cursor_parse(const uint8_t b[12], uint64_t *seq)
+{
+    if ((uint32_t)crc32(0L, b, 8) != get32(b + 8))
+        return -1;
+    *seq = get64(b);
     return 0;
 }
 
