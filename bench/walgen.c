@@ -34,7 +34,12 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *readers[] = {"kafka", "redis", "dedup"};
-    rl_wal_opts_t o = {argv[2], 64ull << 20, 64ull << 30, 1, readers, 3, 0};
+    rl_wal_opts_t o = {.dir = argv[2],
+                       .segment_size = 64ull << 20,
+                       .max_size = 64ull << 30,
+                       .fsync = 1,
+                       .readers = readers,
+                       .nreaders = 3};
     rl_wal_t *w = rl_wal_open(&o, NULL, errstr, sizeof(errstr));
     if (!w) {
         fprintf(stderr, "walgen: %s\n", errstr);
