@@ -223,6 +223,19 @@ Test(repair, kafka_replay_publishes_the_range_again_in_channel_order)
     }
     th_kmsgs_free(&first);
     th_kmsgs_free(&all);
+
+    /* The running relay's WAL, looked at from outside: whole, and every event in it. */
+    char *verify[] = {"wal", "verify", NULL}, *dump[] = {"wal", "dump", "--limit", "1000", NULL};
+    rc = run_relay_cmd(r, verify, &out);
+    cr_expect_eq(rc, 0, "relay wal verify on a live WAL: exit %d: %s", rc, out ? out : "");
+    free(out);
+    rc = run_relay_cmd(r, dump, &out);
+    cr_expect_eq(rc, 0, "relay wal dump: exit %d", rc);
+    size_t lines = 0;
+    for (const char *q = out ? out : ""; (q = strchr(q, '\n')); q++)
+        lines++;
+    cr_expect_eq(lines, CHANNELS * PER_CHANNEL, "wal dump: %zu lines: %s", lines, out ? out : "");
+    free(out);
     cr_expect_eq(th_relay_stop(r, 30000), 0);
 }
 
