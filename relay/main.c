@@ -262,8 +262,10 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
     a->control = (rl_control_t){.replay = a->replay, .ingest = a->ingest, .wal = a->wal};
     char sock[4096];
     rl_admin_default_path(cfg->wal.dir, sock, sizeof(sock));
-    if (!(a->admin = rl_admin_new(sock, rl_control_handle, &a->control, errstr, errstr_size)))
-        return -1;
+    /* Without it relay still does its job: say so, and go on. */
+    char why[512];
+    if (!(a->admin = rl_admin_new(sock, rl_control_handle, &a->control, why, sizeof(why))))
+        rl_warn("%s: relay replay and relay redrive cannot reach this relay", why);
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * JSON line out, peers of another uid refused. */
 #include "admin.h"
 
+#include "bytes.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -91,20 +92,6 @@ fail:
     return NULL;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static json_t *refusal(const char *error)
 {
     return json_pack("{s:b,s:s}", "ok", 0, "error", error);
@@ -134,7 +121,7 @@ static void serve(rl_admin_t *a, int fd)
     if (ans && (out = json_dumps(ans, JSON_COMPACT))) {
         size_t n = strlen(out);
         out[n] = '\n'; /* json_dumps's NUL becomes the line's end */
-        write_all(fd, out, n + 1);
+        write_all(fd, (const uint8_t *)out, n + 1);
     }
 out:
     free(out);
@@ -233,7 +220,7 @@ int rl_admin_call(const char *path, json_t *req, int timeout_ms, json_t **answer
     }
     size_t n = strlen(out);
     out[n] = '\n';
-    if (write_all(fd, out, n + 1) != 0) {
+    if (write_all(fd, (const uint8_t *)out, n + 1) != 0) {
         rl_seterr(errstr, errstr_size, "%s: %s", path, strerror(errno));
         goto out;
     }
