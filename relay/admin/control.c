@@ -50,11 +50,16 @@ static json_t *do_replay(rl_control_t *c, json_t *req)
     return with_ok(rl_replay_status(c->replay));
 }
 
+typedef struct letter {
+    uint8_t *p; /* a copy of the payload (owned) */
+    size_t len;
+} letter_t;
+
 typedef struct letters {
     const char *source;
     uint64_t since_ms;
-    uint8_t **p;
-    size_t *len, n, cap, capl;
+    letter_t *v;
+    size_t n, cap;
     int oom;
 } letters_t;
 
@@ -66,20 +71,16 @@ static void collect(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
     (void)seq;
     if (l->oom || !rl_record_is_deadletter(payload, len, l->source, l->since_ms))
         return;
-    uint8_t **p = rl_array_grow(l->p, &l->cap, l->n + 1, sizeof(*p), 16);
-    if (p)
-        l->p = p;
-    size_t *ln = rl_array_grow(l->len, &l->capl, l->n + 1, sizeof(*ln), 16);
-    if (ln)
-        l->len = ln;
-    uint8_t *copy = p && ln ? malloc(len) : NULL;
+    letter_t *v = rl_array_grow(l->v, &l->cap, l->n + 1, sizeof(*v), 16);
+    uint8_t *copy = v ? malloc(len) : NULL;
+    if (v)
+        l->v = v;
     if (!copy) {
         l->oom = 1;
         return;
     }
     memcpy(copy, payload, len);
-    l->p[l->n] = copy;
-    l->len[l->n++] = len;
+    l->v[l->n++] = (letter_t){copy, len};
 }
 
 static json_t *do_redrive(rl_control_t *c, json_t *req)
@@ -106,7 +107,7 @@ static json_t *do_redrive(rl_control_t *c, json_t *req)
     }
     for (size_t i = 0; i < l.n; i++) {
         rl_redrive_result_t res;
-        rl_redrive_outcome_t o = rl_ingest_redrive(c->ingest, l.p[i], l.len[i], &res);
+        rl_redrive_outcome_t o = rl_ingest_redrive(c->ingest, l.v[i].p, l.v[i].len, &res);
         count[o]++;
         accepted += res.accepted;
         duplicates += res.duplicates;
@@ -128,9 +129,8 @@ static json_t *do_redrive(rl_control_t *c, json_t *req)
                     (json_int_t)count[RL_REDRIVE_ERROR], "reasons", reasons);
 out:
     for (size_t i = 0; i < l.n; i++)
-        free(l.p[i]);
-    free(l.p);
-    free(l.len);
+        free(l.v[i].p);
+    free(l.v);
     json_decref(reasons);
     return ans;
 }

@@ -14,10 +14,11 @@
 typedef struct rl_sink rl_sink_t;
 
 /* Sink constructors: cfg, name, reader and metrics are borrowed and must
- * outlive the sink. `name` is its name in logs and metrics ("kafka", "redis";
- * a replay's second instance "kafka-replay", reading a range reader). The thread starts at once;
- * connection failures are retried there, never fatal here. NULL with errstr only for bad
- * configuration or out-of-memory. */
+ * outlive the sink. `name` names it in logs and metrics: "kafka", "redis", or
+ * for a replay's second instance (reading a range reader) "kafka-replay",
+ * "redis-replay". The thread starts at once; connection failures are retried
+ * there, never fatal here. NULL with errstr only for bad configuration or
+ * out-of-memory. */
 rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,
                              rl_metrics_t *metrics, char *errstr, size_t errstr_size);
 rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,

@@ -118,10 +118,9 @@ struct rl_wal_reader {
     uint64_t from, until;
     rl_wal_filter_fn filter;
     void *farg;
-    _Atomic uint64_t read_hw;    /* highest seq read so far */
+    _Atomic uint64_t read_hw;    /* highest seq read so far; `until` once at the end */
     _Atomic uint64_t matched;    /* records the filter took, each counted once */
     _Atomic uint64_t last_match; /* the highest of them */
-    _Atomic int exhausted;       /* every record up to `until` was read */
     _Atomic int gap;             /* a segment was deleted before it was read */
 };
 

@@ -243,12 +243,17 @@ static int reader_fill(rl_wal_reader_t *r, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* A range reader that has read to its end: waits out the timeout (or a
- * wakeup, or close) and returns 0, so that its sink's loop does not spin. */
+/* A range reader that has read to its end: every seq up to `until` counts
+ * as read (a seq whose write failed has no record), then it waits out the
+ * timeout (or a wakeup, or close) and returns 0, so that its sink's loop does
+ * not spin. */
 static int range_idle(rl_wal_reader_t *r, int timeout_ms)
 {
     rl_wal_t *w = r->w;
     int64_t deadline = rl_clock_mono_ms() + timeout_ms;
+
+    if (atomic_load(&r->read_hw) < r->until)
+        atomic_store(&r->read_hw, r->until);
 
     pthread_mutex_lock(&w->lock);
     uint64_t wakeups = w->wakeups;
@@ -293,10 +298,8 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
                 r->bpos += HDR + len;
                 continue;
             }
-            if (r->range && seq > r->until) { /* the end: left unread */
-                atomic_store(&r->exhausted, 1);
+            if (r->range && seq > r->until) /* the end: left unread */
                 return range_idle(r, timeout_ms);
-            }
             r->bpos += HDR + len;
             r->want = seq + 1;
             if (r->range && !range_take(r, seq, p + HDR, len))
@@ -311,10 +314,8 @@ int rl_wal_reader_next(rl_wal_reader_t *r, rl_wal_rec_t *rec, int timeout_ms, ch
             return -1;
         if (k > 0)
             continue;
-        if (r->range && r->want > r->until) { /* read to the end of the WAL */
-            atomic_store(&r->exhausted, 1);
+        if (r->range && r->want > r->until) /* read to the end of the WAL */
             return range_idle(r, timeout_ms);
-        }
         /* Nothing durable beyond us: wait for the flusher, then look again. */
         if (!have_deadline) {
             deadline = rl_clock_mono_ms() + timeout_ms;
@@ -346,7 +347,6 @@ void rl_wal_reader_rewind(rl_wal_reader_t *r)
     pthread_mutex_lock(&r->w->lock);
     r->want = r->cursor + 1;
     pthread_mutex_unlock(&r->w->lock);
-    atomic_store(&r->exhausted, 0);
     reader_close_file(r);
 }
 
@@ -366,8 +366,7 @@ void rl_wal_reader_commit(rl_wal_reader_t *r, uint64_t seq)
 
 static int range_done(rl_wal_reader_t *r, uint64_t cursor)
 {
-    int read_all = atomic_load(&r->exhausted) || atomic_load(&r->read_hw) >= r->until;
-    return read_all && cursor >= atomic_load(&r->last_match);
+    return atomic_load(&r->read_hw) >= r->until && cursor >= atomic_load(&r->last_match);
 }
 
 void rl_wal_reader_lag(rl_wal_reader_t *r, uint64_t *events, uint64_t *bytes)
