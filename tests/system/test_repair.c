@@ -156,6 +156,26 @@ static int run_relay_cmd(const th_relay_t *r, char **argv_tail, char **out)
     return th_run(argv, 120000, out);
 }
 
+/* Runs `relay redrive --source source` against r: exit 0 and a JSON answer,
+ * returned (the caller decrefs). */
+static json_t *redrive(const th_relay_t *r, const char *source)
+{
+    char *out = NULL;
+    char *args[] = {"redrive", "--source", (char *)source, "--since", "1h", NULL};
+    int rc = run_relay_cmd(r, args, &out);
+    cr_expect_eq(rc, 0, "relay redrive: exit %d: %s", rc, out ? out : "");
+    json_t *ans = json_loads(out ? out : "", 0, NULL);
+    cr_assert_not_null(ans, "not JSON: %s", out ? out : "");
+    free(out);
+    return ans;
+}
+
+/* The count `key` of a redrive's answer. */
+static json_int_t count_of(const json_t *ans, const char *key)
+{
+    return json_integer_value(json_object_get(ans, key));
+}
+
 /* Redis loses everything (FLUSHALL); relay replay --sink redis --since 1h gives
  * every event back, in per-channel order, the same bytes, nothing else
  * repeated; a second replay is refused only while the first runs. */
@@ -317,18 +337,12 @@ Test(repair, redrive_after_the_codec_is_fixed)
     th_relay_setenv(r, "RELAY_SOURCE_WHAPI_TYPE", "/kind");
     th_relay_setenv(r, "RELAY_SOURCE_WHAPI_CHANNEL", "/line");
     TH_START(r);
-    char *out = NULL;
-    char *args[] = {"redrive", "--source", "whapi", "--since", "1h", NULL};
-    int rc = run_relay_cmd(r, args, &out);
-    cr_expect_eq(rc, 0, "relay redrive: exit %d: %s", rc, out ? out : "");
-    json_t *ans = json_loads(out ? out : "", 0, NULL);
-    cr_assert_not_null(ans, "not JSON: %s", out ? out : "");
-    cr_expect_eq(json_integer_value(json_object_get(ans, "letters")), 2, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "redriven")), 1, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "accepted")), 1, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "still_dead")), 1, "%s", out);
+    json_t *ans = redrive(r, "whapi");
+    cr_expect_eq(count_of(ans, "letters"), 2);
+    cr_expect_eq(count_of(ans, "redriven"), 1);
+    cr_expect_eq(count_of(ans, "accepted"), 1);
+    cr_expect_eq(count_of(ans, "still_dead"), 1);
     json_decref(ans);
-    free(out);
 
     char stream[256], chan[128];
     snprintf(chan, sizeof chan, "ch_%s_r", r->prefix);
@@ -341,13 +355,10 @@ Test(repair, redrive_after_the_codec_is_fixed)
     th_xentries_free(&got);
 
     /* Again: the event is a duplicate now, nothing new is published. */
-    rc = run_relay_cmd(r, args, &out);
-    cr_expect_eq(rc, 0);
-    ans = json_loads(out ? out : "", 0, NULL);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "accepted")), 0, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "duplicates")), 1, "%s", out);
+    ans = redrive(r, "whapi");
+    cr_expect_eq(count_of(ans, "accepted"), 0);
+    cr_expect_eq(count_of(ans, "duplicates"), 1);
     json_decref(ans);
-    free(out);
     th_redis_read(stream, 2, 2000, 0, &got);
     cr_expect_eq(got.n, 1, "a second redrive published again");
     th_xentries_free(&got);
@@ -381,16 +392,10 @@ Test(repair, redrive_after_the_secret_is_corrected)
 
     th_relay_setenv(r, "RELAY_SOURCE_HUB_SECRET", "the-right-one");
     TH_START(r);
-    char *out = NULL;
-    char *args[] = {"redrive", "--source", "hub", NULL};
-    int rc = run_relay_cmd(r, args, &out);
-    cr_expect_eq(rc, 0, "relay redrive: exit %d: %s", rc, out ? out : "");
-    json_t *ans = json_loads(out ? out : "", 0, NULL);
-    cr_assert_not_null(ans, "not JSON: %s", out ? out : "");
-    cr_expect_eq(json_integer_value(json_object_get(ans, "redriven")), 1, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(ans, "accepted")), 1, "%s", out);
+    json_t *ans = redrive(r, "hub");
+    cr_expect_eq(count_of(ans, "redriven"), 1);
+    cr_expect_eq(count_of(ans, "accepted"), 1);
     json_decref(ans);
-    free(out);
     char stream[256];
     th_stream(r, chan, stream, sizeof stream);
     th_xentries_t got = {0};
