@@ -20,7 +20,7 @@ PKGS    := libmicrohttpd rdkafka hiredis jansson openssl inih libsystemd libisal
 # to them (`make CFLAGS=-O0` builds without optimisation), as Redis's FINAL_CFLAGS.
 OPT     ?= -O2
 DEBUG   ?= -g
-SUBDIRS := common config http ingest dedup event wal sink replay admin
+SUBDIRS := common config http ingest dedup event wal sink replay admin state
 INCS    := $(addprefix -Irelay/,$(SUBDIRS)) -Icodecs
 # -Wno-format-truncation: snprintf truncating an error message is the intent.
 RELAY_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -pthread \

@@ -17,6 +17,7 @@
 #include "procmetrics.h"
 #include "replay.h"
 #include "sink.h"
+#include "state.h"
 #include "version.h"
 #include "wal.h"
 #include "waltool.h"
@@ -42,6 +43,7 @@ typedef struct app {
     rl_ingest_t *ingest;
     rl_sink_t *sinks[2];
     size_t nsinks;
+    rl_state_t *state; /* NULL: off */
     rl_http_t *http;
     rl_replay_t *replay;
     rl_control_t control;
@@ -174,6 +176,7 @@ static void app_stop(app_t *a)
         wait_inflight(a, INT64_MAX);
         rl_http_destroy(a->http);
     }
+    rl_state_destroy(a->state); /* before the sinks drain: what it appends is published */
     /* The sinks drain together, within what is left of the grace period. */
     int64_t left = until - rl_clock_mono_ms();
     int grace = left > 0 ? (int)left : 0;
@@ -207,13 +210,18 @@ static void app_stop(app_t *a)
 static int app_start(app_t *a, char *errstr, size_t errstr_size)
 {
     const rl_config_t *cfg = a->cfg;
-    const char *readers[3] = {"dedup"}; /* the dedup window's persister (dedup_store.h) */
+    const char *readers[5] = {"dedup"}; /* the dedup window's persister (dedup_store.h) */
     size_t nreaders = 1;
+    int state_kafka = 0, state_on = rl_state_wanted(cfg, &state_kafka);
 
     if (cfg->kafka.enabled)
         readers[nreaders++] = "kafka";
     if (cfg->redis.enabled)
         readers[nreaders++] = "redis";
+    if (state_on)
+        readers[nreaders++] = RL_STATE_READER;
+    if (state_kafka)
+        readers[nreaders++] = RL_STATE_KAFKA_READER;
     rl_wal_opts_t wo = {
         .dir = cfg->wal.dir,
         .segment_size = (uint64_t)cfg->wal.segment_size,
@@ -255,7 +263,14 @@ static int app_start(app_t *a, char *errstr, size_t errstr_size)
     if (n < 0)
         return -1;
     rl_info("dedup: %ld ids remembered from the WAL in %ld ms", n, (long)(rl_clock_mono_ms() - t0));
-    if (!(a->http = rl_http_new(cfg, a->ingest, a->metrics, ready, a, errstr, errstr_size)))
+    if (state_on &&
+        !(a->state = rl_state_new(cfg, a->wal, a->ingest, a->metrics, errstr, errstr_size)))
+        return -1;
+    if (!state_on)
+        rl_info("state: off (state.enabled, or no Redis): no channel state, channel.down or "
+                "channel.up");
+    if (!(a->http =
+              rl_http_new(cfg, a->ingest, a->state, a->metrics, ready, a, errstr, errstr_size)))
         return -1;
     if (!(a->replay = rl_replay_new(cfg, a->wal, a->metrics, errstr, errstr_size)))
         return -1;

@@ -61,12 +61,12 @@ int rl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t timeout_ms)
 
 /* A unix time in a header: decimal seconds (milliseconds when that large), or,
  * where `rfc3339` allows it, "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)". 0 or -1. */
-int rl_clock_parse_time(const char *s, int rfc3339, int64_t *out)
+int rl_clock_parse_ms(const char *s, int rfc3339, int64_t *out)
 {
     size_t n = strlen(s);
     if (n > 0 && n <= 16 && strspn(s, "0123456789") == n) {
         long long v = strtoll(s, NULL, 10);
-        *out = v >= 100000000000LL /* milliseconds */ ? v / 1000 : v;
+        *out = v >= 100000000000LL /* milliseconds */ ? v : v * 1000;
         return 0;
     }
     if (!rfc3339)
@@ -76,9 +76,10 @@ int rl_clock_parse_time(const char *s, int rfc3339, int64_t *out)
         used != 19 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return -1;
     s += used;
+    int64_t frac = 0, scale = 100;
     if (*s == '.')
-        for (s++; isdigit((unsigned char)*s); s++) {
-        }
+        for (s++; isdigit((unsigned char)*s); s++, scale /= 10)
+            frac += (*s - '0') * scale;
     long off = 0;
     if (*s == '+' || *s == '-') {
         int oh, om;
@@ -99,6 +100,29 @@ int rl_clock_parse_time(const char *s, int rfc3339, int64_t *out)
                     .tm_hour = h,
                     .tm_min = m,
                     .tm_sec = sec};
-    *out = (int64_t)timegm(&tm) - off;
+    *out = ((int64_t)timegm(&tm) - off) * 1000 + frac;
     return 0;
+}
+
+int rl_clock_parse_time(const char *s, int rfc3339, int64_t *out)
+{
+    int64_t ms;
+    if (rl_clock_parse_ms(s, rfc3339, &ms) != 0)
+        return -1;
+    *out = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    return 0;
+}
+
+char *rl_clock_format_ms(int64_t ms, char *out, size_t size)
+{
+    time_t t = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || size < 25) {
+        if (size)
+            *out = 0;
+        return out;
+    }
+    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)t * 1000));
+    return out;
 }

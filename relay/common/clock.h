@@ -30,6 +30,11 @@ int64_t rl_clock_wall_ms(void);
  * seconds (milliseconds when 12 digits or more), or, with `rfc3339`,
  * "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)". *secs in seconds; 0 or -1. */
 int rl_clock_parse_time(const char *s, int rfc3339, int64_t *secs);
+/* The same in milliseconds: a fraction of a second is kept (to the ms). */
+int rl_clock_parse_ms(const char *s, int rfc3339, int64_t *ms);
+/* Writes unix ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (at least 25 bytes;
+ * "" when smaller or out of range) and returns out. */
+char *rl_clock_format_ms(int64_t ms, char *out, size_t size);
 
 /* pthread_cond_init with the monotonic clock. Returns 0 or an errno value. */
 int rl_cond_init(pthread_cond_t *cv);

@@ -97,6 +97,9 @@ static const key_t_ keys[] = {
             "PEM certificate (chain) file: with tls_key, the listener speaks HTTPS (TLS 1.2 and "
             "1.3 only)."),
     STR_KEY("http", "tls_key", "", G(http.tls_key), "PEM private key file of tls_cert."),
+    SECRET_KEY("http", "admin_token", "", G(http.admin_token),
+               "When set, GET /metrics and GET /v1/channels need Authorization: Bearer <token> "
+               "(401 otherwise); /healthz and /readyz stay open."),
     STR_KEY("wal", "dir", "./data/wal", G(wal.dir),
             "Directory of the write-ahead log (segments and sink cursors)."),
     SIZE_KEY("wal", "segment_size", "64m", 64 * 1024, 4 * GiB, G(wal.segment_size),
@@ -162,6 +165,21 @@ static const key_t_ keys[] = {
     DURATION_KEY(
         "redis", "outage_budget", "0", 0, 30LL * 86400, G(redis.outage_budget),
         "/readyz fails once Redis has been unreachable this long (0: never; the WAL buffers)."),
+    BOOL_KEY("state", "enabled", "true", G(state.enabled),
+             "Keep each channel's state and emit debounced channel.down / channel.up. Needs a "
+             "Redis: state.redis_url, or redis.url while redis.enabled; without one it is off."),
+    DURATION_KEY("state", "debounce", "60", 1, 86400, G(state.debounce),
+                 "How long a channel may be out of connected before channel.down is emitted."),
+    DURATION_KEY("state", "lease", "30", 1, 3600, G(state.lease),
+                 "How long one relay holds a due transition it took before another relay sharing "
+                 "the Redis may take it over (after a crash)."),
+    SECRET_KEY("state", "redis_url", "", G(state.redis_url),
+               "Redis of the channel state (\"\": redis.url); several relays share it."),
+    STR_KEY("state", "redis_prefix", "channels", G(state.redis_prefix),
+            "Key prefix P: hashes P:{channel_id}, index P.status:{status}, timers P.outbox."),
+    STR_KEY("state", "kafka_topic", "channels.state", G(state.kafka_topic),
+            "Log-compacted topic of every channel's state, key = channel id (\"\": none); "
+            "created compacted when missing."),
     ENUM_KEY("log", "level", "info", "debug|info|warn|error", G(log.level),
              "Least severe level written to stderr."),
     ENUM_KEY("log", "format", "text", "text|json", G(log.format),
@@ -861,6 +879,13 @@ static int validate(rl_config_t *cfg, const int *key_line, char *errstr, size_t 
                       where);
             goto out;
         }
+    }
+    if (*cfg->state.redis_url && strncmp(cfg->state.redis_url, "redis://", 8) != 0 &&
+        strncmp(cfg->state.redis_url, "unix://", 7) != 0) {
+        key_where(cfg, key_line, "state", "redis_url", where, sizeof(where));
+        rl_seterr(errstr, errstr_size, "%s: state.redis_url must start with redis:// or unix://",
+                  where);
+        goto out;
     }
     /* The destination templates of the sinks that are on. */
     const struct {

@@ -1,7 +1,7 @@
 /* config.h -- relay's configuration: one table of keys from which parsing,
  * validation, environment overrides, --check-config and the docs all come.
  *
- * File format: INI. Sections [http] [wal] [dedup] [kafka] [redis] [log] and one
+ * File format: INI. Sections [http] [wal] [dedup] [kafka] [redis] [state] [log] and one
  * [source NAME] per webhook source. Keys in [kafka] that relay does not know are
  * handed to librdkafka unchanged (kcat's -X). Every key can be overridden by the
  * environment: RELAY_<SECTION>_<KEY>, RELAY_SOURCE_<NAME>_<KEY>. */
@@ -45,6 +45,7 @@ typedef struct rl_config {
         /* Limits against hostile clients (see the key table for their meaning). */
         long long max_connections_per_ip, max_header, request_timeout, max_json_depth, max_items;
         char *tls_cert, *tls_key; /* PEM files; both empty: plain HTTP */
+        char *admin_token;        /* "" : the admin routes are open */
     } http;
     struct {
         char *dir;
@@ -70,6 +71,11 @@ typedef struct rl_config {
         char *url, *stream;
         char *deadletter_stream; /* template of the dead-letter stream */
     } redis;
+    struct {
+        long long enabled, debounce, lease; /* debounce, lease: seconds */
+        char *redis_url;                    /* "" : redis.url (when redis.enabled) */
+        char *redis_prefix, *kafka_topic;   /* kafka_topic "": no state topic */
+    } state;
     struct {
         char *level, *format;
     } log;

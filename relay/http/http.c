@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "log.h"
 #include "err.h"
+#include "sig.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +35,7 @@
 #include <unistd.h>
 
 #define WEBHOOK_PREFIX "/v1/webhooks/"
+#define CHANNELS_PREFIX "/v1/channels"
 /* TLS 1.2 and 1.3 only, GnuTLS's NORMAL choice of ciphers within them. */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define PEM_MAX (1024 * 1024)
@@ -47,6 +49,7 @@ struct rl_http {
     char *tls_cert, *tls_key; /* PEM text, kept while the daemon runs */
     const rl_config_t *cfg;
     rl_ingest_t *ingest;
+    rl_state_t *state; /* NULL: channel state is off */
     rl_metrics_t *metrics;
     rl_ready_fn ready;
     void *ready_arg;
@@ -210,9 +213,74 @@ static int json_content_type(const char *ct)
     return n > 5 && !strncasecmp(ct + n - 5, "+json", 5);
 }
 
+/* 1 when the request may see an admin route: no http.admin_token, or
+ * "Authorization: Bearer <token>" (compared in constant time). */
+static int admin_allowed(req_t *rq)
+{
+    const char *tok = rq->h->cfg->http.admin_token;
+    const char *a = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Authorization");
+    size_t n = strlen(tok);
+
+    if (!*tok)
+        return 1;
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+        return 0;
+    a += 7;
+    return strlen(a) == n && rl_sig_equal(a, tok, n);
+}
+
+/* A non-negative decimal query argument, `dflt` when absent; -1 when malformed. */
+static long query_long(req_t *rq, const char *name, long dflt, long max)
+{
+    const char *v = query_arg_of(rq->conn, name);
+    char *end = NULL;
+    long n;
+    if (!v)
+        return dflt;
+    n = strtol(v, &end, 10);
+    return (!*v || *end || n < 0 || n > max) ? -1 : n;
+}
+
+/* GET /v1/channels[/{id}]: the channel state (state.h). */
+static enum MHD_Result handle_channels(req_t *rq, const char *url)
+{
+    rl_http_t *h = rq->h;
+    const char *id = url[strlen(CHANNELS_PREFIX)] == '/' ? url + strlen(CHANNELS_PREFIX) + 1 : NULL;
+    char *body = NULL;
+    int status;
+
+    if (!h->state)
+        return send_error(rq, 404, "not_found", "channel state is off (state.enabled)");
+    if (id && !*id)
+        return send_error(rq, 404, "unknown_channel", "no channel id");
+    if (id) {
+        status = rl_state_get(h->state, id, &body);
+    } else {
+        const char *st = query_arg_of(rq->conn, "status");
+        long limit = query_long(rq, "limit", 100, 1000),
+             offset = query_long(rq, "offset", 0, 1L << 40);
+        if (!st || !*st)
+            return send_error(rq, 400, "missing_status", "say which channels: ?status=S");
+        if (limit < 1 || offset < 0)
+            return send_error(rq, 400, "bad_request",
+                              "limit is 1 to 1000 and offset a number of channels");
+        status = rl_state_list(h->state, st, offset, limit, &body);
+    }
+    if (!body)
+        return send_error(rq, 500, "internal", "out of memory");
+    return send_buf(rq, status, "application/json", body, strlen(body), status == 503 ? 5 : 0);
+}
+
 static enum MHD_Result handle_get(req_t *rq, const char *url)
 {
     rl_http_t *h = rq->h;
+    int channels = !strncmp(url, CHANNELS_PREFIX, strlen(CHANNELS_PREFIX)) &&
+                   (!url[strlen(CHANNELS_PREFIX)] || url[strlen(CHANNELS_PREFIX)] == '/');
+
+    if ((channels || !strcmp(url, "/metrics")) && !admin_allowed(rq))
+        return send_error(rq, 401, "unauthorized", "this route needs the admin token");
+    if (channels)
+        return handle_channels(rq, url);
     if (!strcmp(url, "/healthz"))
         return send_buf(rq, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15, 0);
     if (!strcmp(url, "/readyz")) {
@@ -250,11 +318,13 @@ static enum MHD_Result begin(req_t *rq, const char *url, const char *method)
     }
     if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) != 0) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-            return send_error(
-                rq,
-                strcmp(url, "/healthz") && strcmp(url, "/readyz") && strcmp(url, "/metrics") ? 404
-                                                                                             : 405,
-                "method_not_allowed", "use GET");
+            return send_error(rq,
+                              strcmp(url, "/healthz") && strcmp(url, "/readyz") &&
+                                      strcmp(url, "/metrics") &&
+                                      strncmp(url, CHANNELS_PREFIX, strlen(CHANNELS_PREFIX))
+                                  ? 404
+                                  : 405,
+                              "method_not_allowed", "use GET");
         return handle_get(rq, url);
     }
     rq->webhook = 1;
@@ -514,8 +584,9 @@ static void render_hook(void *arg)
     rl_metric_set(h->m_inflight, atomic_load(&h->inflight));
 }
 
-rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
-                       rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size)
+rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_state_t *state,
+                       rl_metrics_t *metrics, rl_ready_fn ready, void *ready_arg, char *errstr,
+                       size_t errstr_size)
 {
     struct sockaddr_storage ss;
     rl_http_t *h = calloc(1, sizeof(*h));
@@ -527,6 +598,7 @@ rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t
     }
     h->cfg = cfg;
     h->ingest = ingest;
+    h->state = state;
     h->metrics = metrics;
     h->ready = ready;
     h->ready_arg = ready_arg;

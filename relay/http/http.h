@@ -14,6 +14,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "metrics.h"
+#include "state.h"
 
 typedef struct rl_http rl_http_t;
 
@@ -21,10 +22,12 @@ typedef struct rl_http rl_http_t;
  * /readyz, malloc'd (the HTTP layer frees it); NULL on out-of-memory. */
 typedef char *(*rl_ready_fn)(void *arg, int *ready);
 
-/* Starts listening on cfg->http.listen. cfg, ingest and metrics are borrowed and
- * must outlive the server. */
-rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_metrics_t *metrics,
-                       rl_ready_fn ready, void *ready_arg, char *errstr, size_t errstr_size);
+/* Starts listening on cfg->http.listen. cfg, ingest, state (NULL: channel state
+ * is off, /v1/channels answers 404) and metrics are borrowed and must outlive
+ * the server. */
+rl_http_t *rl_http_new(const rl_config_t *cfg, rl_ingest_t *ingest, rl_state_t *state,
+                       rl_metrics_t *metrics, rl_ready_fn ready, void *ready_arg, char *errstr,
+                       size_t errstr_size);
 /* Stops accepting new connections (the listener closes); requests in flight go on,
  * and every answer from now on carries "Connection: close" so that keep-alive
  * clients go away too. */

@@ -823,6 +823,56 @@ static int stamp_time(rl_event_list_t *evs, uint64_t now_ms)
     return 0;
 }
 
+/* The decoded events `evs` of source src from their records to the WAL: encoded,
+ * claimed in the dedup window, the new ones appended. Returns 1 answered now
+ * (*reply), 0 when cb(opaque, reply) comes later, -1 out of memory, or 2 when an
+ * event could not be published by a sink (msg says why; counted). */
+static int append_events(rl_ingest_t *ig, source_rt_t *src, const run_t *run,
+                         const rl_event_list_t *evs, uint64_t now_ms, uint64_t start_us,
+                         rl_ingest_done_cb cb, void *opaque, char *msg, size_t msg_size,
+                         rl_reply_t *reply)
+{
+    size_t n = evs->n;
+    pending_t *p = pending_new(ig, src, n, cb, opaque);
+    struct iovec *iov = calloc(n, sizeof(*iov)), *all = malloc(n * sizeof(*all));
+    char **ids = calloc(n, sizeof(*ids)), **own = calloc(n, sizeof(*own));
+    int rc = -1;
+
+    if (!p || !iov || !ids || !own || !all)
+        goto out;
+    p->start_us = run->redrive ? 0 : start_us;
+    p->durable_only = run->redrive;
+    rc = encode_events(ig, src, evs, now_ms, iov, ids, own, msg, msg_size);
+    if (rc < 0)
+        goto out;
+    if (rc > 0) {
+        count(run, src->m_bad_shape, 1);
+        rc = 2;
+        goto out;
+    }
+    /* claim_and_append compacts iov to the new events; keep the originals to free. */
+    memcpy(all, iov, n * sizeof(*all));
+    rc = claim_and_append(ig, p, (const char *const *)ids, n, evs, iov, reply);
+    for (size_t i = 0; i < n; i++)
+        free(all[i].iov_base);
+    memset(iov, 0, n * sizeof(*iov));
+    if (!rc)
+        p = NULL; /* owned by the WAL callback now */
+out:
+    if (iov)
+        for (size_t i = 0; i < n; i++)
+            free(iov[i].iov_base);
+    free(iov);
+    free(all);
+    free(ids);
+    if (own)
+        for (size_t i = 0; i < n; i++)
+            free(own[i]);
+    free(own);
+    pending_free(p);
+    return rc;
+}
+
 /* The pipeline from the source on: as rl_ingest_submit, for a request or a
  * re-drive (run_t). */
 static int ingest_run(rl_ingest_t *ig, source_rt_t *src, run_t *run, rl_ingest_done_cb cb,
@@ -830,9 +880,6 @@ static int ingest_run(rl_ingest_t *ig, source_rt_t *src, run_t *run, rl_ingest_d
 {
     const rl_ingest_req_t *req = run->req;
     rl_event_list_t evs;
-    struct iovec *iov = NULL, *all = NULL;
-    char **ids = NULL, **own = NULL;
-    pending_t *p = NULL;
     rl_jdoc_t *doc = NULL;
     const char *msg_id = NULL, *reason = NULL;
     char msg[512];
@@ -854,31 +901,14 @@ static int ingest_run(rl_ingest_t *ig, source_rt_t *src, run_t *run, rl_ingest_d
         goto dead;
     if (adopt_msg_id(&evs, msg_id) != 0 || stamp_time(&evs, run->received_ms) != 0)
         goto oom;
-    p = pending_new(ig, src, evs.n, cb, opaque);
-    iov = calloc(evs.n, sizeof(*iov));
-    ids = calloc(evs.n, sizeof(*ids));
-    own = calloc(evs.n, sizeof(*own));
-    all = malloc(evs.n * sizeof(*all));
-    if (!p || !iov || !ids || !own || !all)
-        goto oom;
-    p->start_us = run->redrive ? 0 : start_us;
-    p->durable_only = run->redrive;
-    rc = encode_events(ig, src, &evs, now_ms, iov, ids, own, msg, sizeof(msg));
+    rc = append_events(ig, src, run, &evs, now_ms, start_us, cb, opaque, msg, sizeof(msg), reply);
     if (rc < 0)
         goto oom;
-    if (rc > 0) { /* an event no sink could publish: refused now, not dropped later */
-        count(run, src->m_bad_shape, 1);
+    if (rc == 2) { /* an event no sink could publish: refused now, not dropped later */
         reason = "invalid_payload";
         goto dead;
     }
-    /* claim_and_append compacts iov to the new events; keep the originals to free. */
-    memcpy(all, iov, evs.n * sizeof(*all));
-    done = claim_and_append(ig, p, (const char *const *)ids, evs.n, &evs, iov, reply);
-    for (size_t i = 0; i < evs.n; i++)
-        free(all[i].iov_base);
-    memset(iov, 0, evs.n * sizeof(*iov));
-    if (!done)
-        p = NULL; /* owned by the WAL callback now */
+    done = rc;
     goto out;
 dead:
     run->why = reason;
@@ -895,17 +925,6 @@ oom:
     rl_reply_error(reply, 500, "internal", "out of memory");
     done = 1;
 out:
-    if (iov)
-        for (size_t i = 0; i < evs.n; i++)
-            free(iov[i].iov_base);
-    free(iov);
-    free(all);
-    free(ids);
-    if (own)
-        for (size_t i = 0; i < evs.n; i++)
-            free(own[i]);
-    free(own);
-    pending_free(p);
     rl_event_list_clear(&evs);
     return done;
 }
@@ -1106,6 +1125,51 @@ out:
     free(body);
     json_decref(ce);
     return o;
+}
+
+int rl_ingest_emit(rl_ingest_t *ig, const char *source, const rl_event_list_t *evs,
+                   size_t *accepted, size_t *duplicates, char *errstr, size_t errstr_size)
+{
+    redrive_wait_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0, NULL, 0}};
+    rl_reply_t reply = {0, NULL, 0};
+    run_t run = {.received_ms = (uint64_t)rl_clock_wall_ms(), .redrive = 1};
+    source_rt_t *src = find_source(ig, source);
+    json_t *j = NULL;
+    char msg[512];
+    int rc = -1;
+
+    if (!src) {
+        rl_seterr(errstr, errstr_size, "no source named '%s' is configured", source);
+        goto out;
+    }
+    rc = append_events(ig, src, &run, evs, run.received_ms, 0, redrive_done, &w, msg, sizeof(msg),
+                       &reply);
+    if (rc < 0 || rc == 2) {
+        rl_seterr(errstr, errstr_size, "%s", rc < 0 ? "out of memory" : msg);
+        rc = -1;
+        goto out;
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        reply = w.reply;
+    }
+    j = reply.body ? json_loads(reply.body, 0, NULL) : NULL;
+    if (reply.status != 200) {
+        const char *m = json_string_value(json_object_get(j, "message"));
+        rl_seterr(errstr, errstr_size, "%d %s", reply.status, m ? m : "refused");
+        rc = -1;
+        goto out;
+    }
+    *accepted = (size_t)json_integer_value(json_object_get(j, "accepted"));
+    *duplicates = (size_t)json_integer_value(json_object_get(j, "duplicates"));
+    rc = 0;
+out:
+    json_decref(j);
+    free(reply.body);
+    return rc;
 }
 
 int rl_ingest_handshake(rl_ingest_t *ig, const char *source, rl_header_fn arg, void *arg_ctx,

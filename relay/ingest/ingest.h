@@ -107,6 +107,15 @@ typedef struct rl_redrive_result {
 rl_redrive_outcome_t rl_ingest_redrive(rl_ingest_t *ig, const uint8_t *payload, size_t len,
                                        rl_redrive_result_t *res);
 
+/* Appends events relay made itself (the channel state's channel.down and
+ * channel.up) as events received on source `source`: encoded as a request's
+ * events are, claimed in the dedup window (an id already taken is a duplicate,
+ * not appended again), the new ones appended. `evs` is borrowed. Blocks until
+ * they are durable; call it as rl_ingest_redrive. Returns 0 with the counts, or
+ * -1 with errstr (an unknown source, the WAL full or closing, out of memory). */
+int rl_ingest_emit(rl_ingest_t *ig, const char *source, const rl_event_list_t *evs,
+                   size_t *accepted, size_t *duplicates, char *errstr, size_t errstr_size);
+
 /* A GET on source `source`'s webhook URL: when the source's codec has a
  * handshake (a provider's subscription check), fills *out (its body malloc'd,
  * the caller frees it; text/plain) and returns 1; returns 0 (out->status 0) when

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <librdkafka/rdkafka.h>
 
 #include "config.h"
 #include "metrics.h"
@@ -19,6 +20,12 @@ typedef struct rl_sink rl_sink_t;
  * "redis-replay". The thread starts at once; connection failures are retried
  * there, never fatal here. NULL with errstr only for bad configuration or
  * out-of-memory. */
+/* The librdkafka configuration every relay producer starts from: kafka.brokers,
+ * relay's defaults (idempotent, acks=all, lz4, never giving up), the [kafka]
+ * pass-through properties after them, relay's log callback and thread priority.
+ * The caller owns it (rd_kafka_new takes it on success); NULL with errstr for a
+ * property librdkafka refuses. */
+rd_kafka_conf_t *rl_sink_kafka_conf(const rl_config_t *cfg, char *errstr, size_t errstr_size);
 rl_sink_t *rl_sink_kafka_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,
                              rl_metrics_t *metrics, char *errstr, size_t errstr_size);
 rl_sink_t *rl_sink_redis_new(const rl_config_t *cfg, const char *name, rl_wal_reader_t *reader,

@@ -144,11 +144,9 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, v
     return rd_kafka_interceptor_add_on_thread_start(rk, "relay-prio", on_thread_start, ic_opaque);
 }
 
-static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
+rd_kafka_conf_t *rl_sink_kafka_conf(const rl_config_t *cfg, char *errstr, size_t errstr_size)
 {
-    const rl_config_t *cfg = k->base.cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk = NULL;
     /* Our defaults first, the user's pass-through properties after, so they win. */
     static const char *const defaults[][2] = {
         {"enable.idempotence", "true"},
@@ -168,14 +166,27 @@ static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
         if (rd_kafka_conf_set(conf, cfg->kafka.props[i].name, cfg->kafka.props[i].value, errstr,
                               errstr_size))
             goto fail;
-    rd_kafka_conf_set_opaque(conf, k);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
     if (rd_kafka_conf_interceptor_add_on_new(conf, "relay-prio", on_new, NULL)) {
         rl_seterr(errstr, errstr_size, "cannot add the thread-priority interceptor");
         goto fail;
     }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static rd_kafka_t *producer_new(kafka_t *k, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rl_sink_kafka_conf(k->base.cfg, errstr, errstr_size);
+    rd_kafka_t *rk = NULL;
+
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (!rk)
         goto fail;

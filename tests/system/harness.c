@@ -461,6 +461,9 @@ th_relay_t *th_relay_new(void)
     snprintf(r->kafka_brokers, sizeof r->kafka_brokers, "%s", th_kafka_brokers());
     snprintf(r->redis_url, sizeof r->redis_url, "redis://127.0.0.1:%d/0", th_redis_port());
     snprintf(r->max_body, sizeof r->max_body, "1m");
+    snprintf(r->state_extra, sizeof r->state_extra,
+             "redis_prefix = %s:channels\nkafka_topic = %s.channels.state\ndebounce = 1h\n",
+             r->prefix, r->prefix);
     return r;
 }
 
@@ -530,6 +533,10 @@ char *th_relay_config_text(const th_relay_t *r)
                    "deadletter_stream = %s:events:deadletter\n"
                    "maxlen = 100000\n"
                    "\n"
+                   "[state]\n"
+                   "enabled = true\n"
+                   "%s"
+                   "\n"
                    "[log]\n"
                    "level = info\n"
                    "\n"
@@ -554,7 +561,7 @@ char *th_relay_config_text(const th_relay_t *r)
                    "%s",
                    r->conf_port ? r->conf_port : r->port, r->max_body, r->wal_dir, r->wal_extra,
                    r->kafka_brokers, r->prefix, r->prefix, r->kafka_extra, r->redis_url, r->prefix,
-                   r->prefix, r->extra);
+                   r->prefix, r->state_extra, r->extra);
 }
 
 void th_relay_use_tls(th_relay_t *r, const char *cert, const char *key)

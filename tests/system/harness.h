@@ -123,6 +123,9 @@ typedef struct th_relay {
                                 * (a test that moves relay with RELAY_HTTP_LISTEN) */
     char wal_extra[512];       /* lines added to [wal] */
     char kafka_extra[512];     /* lines added to [kafka] */
+    char state_extra[1024];    /* the lines of [state]; by default the relay's own Redis
+                                * prefix and topic, and a debounce of an hour (nothing is
+                                * emitted); a test of the state replaces them */
     char extra[4096];          /* appended verbatim to the generated config (new sections) */
     char *env[TH_MAX_ENV + 1]; /* extra "NAME=value" for relay's environment (owned) */
 
