@@ -41,7 +41,9 @@
 
 /* Applies one channel event. KEYS: the hash, the outbox. ARGV: channel, status,
  * occurred ms, event id, type, provider, source, reason, error code, message,
- * category, now ms, debounce ms, the status index's prefix. Returns {verdict,
+ * category, now ms, debounce ms, the status index's prefix, received ms. A
+ * channel leaving connected gets a timer due a debounce after the later of its
+ * event's time and when relay received it. Returns {verdict,
  * HGETALL}: "stale" (older than the state: nothing changed), "duplicate" (the
  * event the state already holds) or "applied". */
 static const char APPLY[] =
@@ -79,8 +81,9 @@ static const char APPLY[] =
     "  end\n"
     "  redis.call('HSET', h, 'out_since_ms', '', 'down', '0')\n"
     "elseif out == '' then\n"
-    "  redis.call('HSET', h, 'out_since_ms', ARGV[3], 'down', '0')\n"
-    "  redis.call('ZADD', ob, occ + tonumber(ARGV[13]), 'down|' .. ARGV[3] .. '|' .. ch)\n"
+    "  local due = math.max(occ, tonumber(ARGV[15])) + tonumber(ARGV[13])\n"
+    "  redis.call('HSET', h, 'out_since_ms', ARGV[3], 'down', '0', 'due_ms', due)\n"
+    "  redis.call('ZADD', ob, due, 'down|' .. ARGV[3] .. '|' .. ch)\n"
     "end\n"
     "return {'applied', redis.call('HGETALL', h)}\n";
 
@@ -88,7 +91,7 @@ static const char APPLY[] =
  * hashes' prefix. A "down" whose channel is no longer out of connected since
  * that moment is dropped; the others are leased (rescored to now + lease) and
  * returned as {member, kind, channel, since, back, status, provider, source,
- * reason, error code, message, category, last event id}. */
+ * reason, error code, message, category, last event id, due ms}. */
 static const char CLAIM[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0,"
     " tonumber(ARGV[3]))\n"
@@ -107,9 +110,9 @@ static const char CLAIM[] =
     "      if kind == 'down' then redis.call('HSET', h, 'down', '1') end\n"
     "      redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), m)\n"
     "      local f = redis.call('HMGET', h, 'status', 'provider', 'source', 'reason',"
-    " 'error_code', 'error_message', 'error_category', 'last_event_id')\n"
+    " 'error_code', 'error_message', 'error_category', 'last_event_id', 'due_ms')\n"
     "      local e = {m, kind, ch, since, back}\n"
-    "      for i = 1, 8 do e[5 + i] = f[i] or '' end\n"
+    "      for i = 1, 9 do e[5 + i] = f[i] or '' end\n"
     "      res[#res + 1] = e\n"
     "    end\n"
     "  end\n"
@@ -281,7 +284,7 @@ static redisReply *checked(rl_state_t *st, redisReply *r)
 typedef struct chan_event {
     char channel[512], id[512], type[128], source[256];
     const char *status, *provider, *reason, *ecode, *emsg, *ecat; /* in the JSON */
-    int64_t occurred_ms;
+    int64_t occurred_ms, received_ms;
 } chan_event_t;
 
 static const char *data_str(json_t *data, const char *name)
@@ -316,6 +319,7 @@ static int channel_event(const rl_record_t *rec, json_t **ce, chan_event_t *e)
     e->provider = json_string_value(json_object_get(*ce, "provider"));
     if (!e->provider)
         e->provider = data_str(data, "provider");
+    e->received_ms = (int64_t)rec->received_ms;
     e->reason = data_str(data, "reason");
     e->ecode = data_str(data, "error_code");
     e->emsg = data_str(data, "error_message");
@@ -332,15 +336,16 @@ static int channel_event(const rl_record_t *rec, json_t **ce, chan_event_t *e)
 /* Runs APPLY for e. 0, or -1 when Redis failed (dropped). */
 static int apply(rl_state_t *st, const chan_event_t *e)
 {
-    char key[KEY_MAX + 512], occ[24], now[24], deb[24];
+    char key[KEY_MAX + 512], occ[24], now[24], deb[24], rcv[24];
     snprintf(key, sizeof(key), "%s%s", st->hash_prefix, e->channel);
     snprintf(occ, sizeof(occ), "%lld", (long long)e->occurred_ms);
     snprintf(now, sizeof(now), "%lld", (long long)rl_clock_wall_ms());
     snprintf(deb, sizeof(deb), "%lld", (long long)st->debounce_ms);
-    const char *argv[] = {"EVAL",           APPLY,    "2",     key,     st->outbox,  e->channel,
-                          e->status,        occ,      e->id,   e->type, e->provider, e->source,
-                          e->reason,        e->ecode, e->emsg, e->ecat, now,         deb,
-                          st->status_prefix};
+    snprintf(rcv, sizeof(rcv), "%lld", (long long)e->received_ms);
+    const char *argv[] = {
+        "EVAL",  APPLY,   "2",     key,         st->outbox,        e->channel, e->status,
+        occ,     e->id,   e->type, e->provider, e->source,         e->reason,  e->ecode,
+        e->emsg, e->ecat, now,     deb,         st->status_prefix, rcv};
     redisReply *r =
         checked(st, redisCommandArgv(st->rc, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL));
     if (!r)
@@ -400,7 +405,7 @@ static rl_field_t ifield(const char *name, long long v)
 }
 
 /* Builds the channel.down or channel.up of one taken timer (e: the CLAIM
- * entry's 13 strings) into evs. 0, or -1 on out-of-memory. */
+ * entry's 14 strings) into evs. 0, or -1 on out-of-memory. */
 static int transition_event(const rl_state_t *st, char *const *e, rl_event_list_t *evs)
 {
     const char *kind = e[1], *ch = e[2], *since = e[3], *back = e[4];
@@ -422,7 +427,8 @@ static int transition_event(const rl_state_t *st, char *const *e, rl_event_list_
         f[n++] = sfield("down_since", t_since);
         f[n++] = ifield("debounce_seconds", st->debounce_ms / 1000);
         f[n++] = sfield("last_event_id", e[12]);
-        rl_clock_format_ms(since_ms + st->debounce_ms, t_at, sizeof(t_at));
+        rl_clock_format_ms(*e[13] ? strtoll(e[13], NULL, 10) : since_ms + st->debounce_ms, t_at,
+                           sizeof(t_at));
         return cu_emit(evs, cu_derive_id("down_", parts, 2), "channel.down", ch, NULL, t_at, f, n);
     }
     rl_clock_format_ms(back_ms, t_back, sizeof(t_back));
@@ -437,13 +443,13 @@ static int transition_event(const rl_state_t *st, char *const *e, rl_event_list_
 /* Appends one taken timer's event and, once durable, removes the timer. */
 static void emit_one(rl_state_t *st, const redisReply *entry)
 {
-    char *e[13], errstr[512];
+    char *e[14], errstr[512];
     rl_event_list_t evs;
     size_t accepted = 0, dups = 0;
 
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 13)
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 14)
         return;
-    for (size_t i = 0; i < 13; i++)
+    for (size_t i = 0; i < 14; i++)
         e[i] = entry->element[i]->type == REDIS_REPLY_STRING ? entry->element[i]->str : "";
     rl_event_list_init(&evs);
     if (!*e[7]) {

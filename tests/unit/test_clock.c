@@ -199,3 +199,42 @@ Test(clock, wal_waits_ignore_a_wall_clock_step, .init = wal_setup, .fini = wal_t
     rl_wal_close(w);
     pthread_cond_destroy(&wt.c);
 }
+
+/* rl_clock_parse_ms keeps the milliseconds that rl_clock_parse_time drops, and
+ * rl_clock_format_ms writes them back: the channel state's times go both ways. */
+Test(clock, times_in_milliseconds)
+{
+    static const struct {
+        const char *in;
+        int64_t ms;
+    } ok[] = {
+        {"2026-12-07T08:01:18Z", 1796630478000LL},
+        {"2026-12-07T08:01:18.5Z", 1796630478500LL},
+        {"2026-12-07T08:01:18.123456Z", 1796630478123LL},
+        {"2026-12-07T09:01:18.250+01:00", 1796630478250LL},
+        {"1796630478", 1796630478000LL},    /* seconds */
+        {"1796630478123", 1796630478123LL}, /* milliseconds */
+    };
+    static const char *const bad[] = {"", "2026-12-07 08:01:18Z", "2026-12-07T08:01:18",
+                                      "2026-13-07T08:01:18Z", "soon"};
+    char buf[40];
+    int64_t ms, secs;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        cr_assert_eq(rl_clock_parse_ms(ok[i].in, 1, &ms), 0, "%s", ok[i].in);
+        cr_expect_eq(ms, ok[i].ms, "%s: %lld", ok[i].in, (long long)ms);
+        cr_assert_eq(rl_clock_parse_time(ok[i].in, 1, &secs), 0, "%s", ok[i].in);
+        cr_expect_eq(secs, ok[i].ms / 1000, "%s: %lld s", ok[i].in, (long long)secs);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(rl_clock_parse_ms(bad[i], 1, &ms), -1, "'%s' was taken", bad[i]);
+    cr_expect_eq(rl_clock_parse_ms("2026-12-07T08:01:18Z", 0, &ms), -1, "RFC 3339 not allowed");
+
+    cr_expect_str_eq(rl_clock_format_ms(1796630478123LL, buf, sizeof(buf)),
+                     "2026-12-07T08:01:18.123Z");
+    cr_expect_str_eq(rl_clock_format_ms(0, buf, sizeof(buf)), "1970-01-01T00:00:00.000Z");
+    cr_expect_str_eq(rl_clock_format_ms(1796630478123LL, buf, 10), "", "too small: empty");
+    cr_assert_eq(rl_clock_parse_ms(rl_clock_format_ms(1796630478007LL, buf, sizeof(buf)), 1, &ms),
+                 0);
+    cr_expect_eq(ms, 1796630478007LL, "a formatted time parses back");
+}
