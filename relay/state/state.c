@@ -699,26 +699,28 @@ rl_state_t *rl_state_new(const rl_config_t *cfg, rl_wal_t *wal, rl_ingest_t *ig,
             goto fail;
         }
     }
-    if (metrics) {
-        st->m_applied =
-            rl_metrics_counter(metrics, "relay_state_events_total", "result=\"applied\"",
-                               "Channel events the state engine read, by result.");
-        st->m_stale = rl_metrics_counter(metrics, "relay_state_events_total", "result=\"stale\"",
-                                         "Channel events the state engine read, by result.");
-        st->m_dup = rl_metrics_counter(metrics, "relay_state_events_total", "result=\"duplicate\"",
-                                       "Channel events the state engine read, by result.");
-        st->m_down = rl_metrics_counter(metrics, "relay_state_emitted_total", "type=\"down\"",
-                                        "Debounced channel.down / channel.up events appended.");
-        st->m_up = rl_metrics_counter(metrics, "relay_state_emitted_total", "type=\"up\"",
-                                      "Debounced channel.down / channel.up events appended.");
-        st->m_errors = rl_metrics_counter(metrics, "relay_state_errors_total", "",
-                                          "Failed Redis commands or appends (retried).");
+    static const char ev_help[] = "Channel events the state engine read, by result.",
+                      em_help[] = "Debounced channel.down / channel.up events appended.";
+    const struct {
+        rl_metric_t **m;
+        const char *name, *labels, *help;
+    } counters[] = {
+        {&st->m_applied, "relay_state_events_total", "result=\"applied\"", ev_help},
+        {&st->m_stale, "relay_state_events_total", "result=\"stale\"", ev_help},
+        {&st->m_dup, "relay_state_events_total", "result=\"duplicate\"", ev_help},
+        {&st->m_down, "relay_state_emitted_total", "type=\"down\"", em_help},
+        {&st->m_up, "relay_state_emitted_total", "type=\"up\"", em_help},
+        {&st->m_errors, "relay_state_errors_total", "",
+         "Failed Redis commands or appends (retried)."},
+        {&st->m_published, "relay_state_published_total", "",
+         "Channel states acknowledged by Kafka on state.kafka_topic."},
+    };
+    for (size_t i = 0; metrics && i < sizeof(counters) / sizeof(counters[0]); i++)
+        *counters[i].m =
+            rl_metrics_counter(metrics, counters[i].name, counters[i].labels, counters[i].help);
+    if (metrics)
         st->m_redis_up = rl_metrics_gauge(metrics, "relay_state_redis_up", "",
                                           "1 while the state engine is connected to Redis.");
-        st->m_published =
-            rl_metrics_counter(metrics, "relay_state_published_total", "",
-                               "Channel states acknowledged by Kafka on state.kafka_topic.");
-    }
     if (pthread_create(&st->thread, NULL, state_main, st) != 0) {
         rl_seterr(errstr, errstr_size, "cannot start the state thread");
         goto fail;
