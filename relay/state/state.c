@@ -520,9 +520,11 @@ static int ensure_topic(rl_state_t *st)
     if (!nt || !q || !o ||
         rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR)
         goto out;
-    rd_kafka_AdminOptions_set_operation_timeout(o, 5000, NULL, 0);
+    /* Short: the thread that waits also runs the debounce, and a stop waits for it. */
+    rd_kafka_AdminOptions_set_request_timeout(o, 3000, NULL, 0);
+    rd_kafka_AdminOptions_set_operation_timeout(o, 2000, NULL, 0);
     rd_kafka_CreateTopics(st->rk, &nt, 1, o, q);
-    ev = rd_kafka_queue_poll(q, 10000);
+    ev = rd_kafka_queue_poll(q, 4000);
     const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
     size_t n = 0;
     const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
