@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,35 @@ static char *rfc3339(long secs)
     return strdup(buf);
 }
 
+/* The topic's cleanup.policy as the broker describes it (malloc'd). */
+static char *cleanup_policy(const char *topic)
+{
+    char err[256], *policy = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", th_kafka_brokers(), err, sizeof err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DescribeConfigs(rk, &res, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    cr_assert(ev && !rd_kafka_event_error(ev), "DescribeConfigs: %s",
+              ev ? rd_kafka_event_error_string(ev) : "no answer");
+    size_t n = 0, nc = 0;
+    const rd_kafka_ConfigResource_t **rs =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+    cr_assert_eq(n, 1);
+    const rd_kafka_ConfigEntry_t **ce = rd_kafka_ConfigResource_configs(rs[0], &nc);
+    for (size_t i = 0; i < nc; i++)
+        if (!strcmp(rd_kafka_ConfigEntry_name(ce[i]), "cleanup.policy"))
+            policy = strdup(rd_kafka_ConfigEntry_value(ce[i]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(res);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return policy;
+}
+
 Test(state, whapi_normal_cycle_emits_no_down)
 {
     th_relay_t *r = state_relay(DEBOUNCE_S, NULL);
@@ -161,6 +191,9 @@ Test(state, whapi_normal_cycle_emits_no_down)
     cr_expect_str_eq(jstr(last->json, "status"), "connected");
     cr_expect_str_eq(jstr(last->json, "channel_id"), ch);
     th_kmsgs_free(&got);
+    char *policy = cleanup_policy(topic);
+    cr_expect_str_eq(policy ? policy : "(none)", "compact", "relay created %s", topic);
+    free(policy);
     free(ch);
 }
 
