@@ -154,7 +154,7 @@ Test(state, whapi_normal_cycle_emits_no_down)
     th_relay_t *r = state_relay(DEBOUNCE_S, NULL);
     TH_START(r);
     char *ch = chan(r, "cycle");
-    long now = (long)(th_now_ms() / 1000);
+    long now = (long)time(NULL);
 
     health(r, ch, now - 3, "INIT");
     health(r, ch, now - 2, "LAUNCH");
@@ -202,7 +202,7 @@ Test(state, stop_past_debounce_emits_one_down_then_one_up)
     th_relay_t *r = state_relay(DEBOUNCE_S, NULL);
     TH_START(r);
     char *ch = chan(r, "stop");
-    long now = (long)(th_now_ms() / 1000);
+    long now = (long)time(NULL);
     json_t *ev = NULL;
 
     health(r, ch, now - 2, "AUTH");
@@ -270,7 +270,7 @@ Test(state, debounce_survives_a_restart_and_a_crash)
     th_relay_t *r = state_relay(3, NULL);
     TH_START(r);
     char *a = chan(r, "restart"), *b = chan(r, "crash");
-    long now = (long)(th_now_ms() / 1000);
+    long now = (long)time(NULL);
 
     health(r, a, now - 1, "AUTH");
     health(r, a, now, "STOP");
@@ -280,7 +280,7 @@ Test(state, debounce_survives_a_restart_and_a_crash)
     cr_expect_eq(count_type(r, a, "channel.down", 3, 10000, NULL), 1,
                  "one channel.down after a restart in the debounce");
 
-    now = (long)(th_now_ms() / 1000);
+    now = (long)time(NULL);
     health(r, b, now - 1, "AUTH");
     health(r, b, now, "STOP");
     th_sleep_ms(500);
@@ -302,7 +302,7 @@ Test(state, two_relays_emit_each_transition_once)
     TH_START(a);
     TH_START(b);
     char *ch = chan(a, "shared");
-    long now = (long)(th_now_ms() / 1000);
+    long now = (long)time(NULL);
 
     health(a, ch, now - 2, "AUTH");
     health(a, ch, now - 1, "STOP");
@@ -330,7 +330,7 @@ Test(state, an_older_event_does_not_move_the_state_back)
     th_relay_t *r = state_relay(DEBOUNCE_S, NULL);
     TH_START(r);
     char *ch = chan(r, "order");
-    long now = (long)(th_now_ms() / 1000);
+    long now = (long)time(NULL);
 
     health(r, ch, now, "AUTH");
     health(r, ch, now - 5, "STOP"); /* a late retry of an older STOP */
@@ -354,7 +354,7 @@ Test(state, http_routes_and_the_admin_token)
     const char *wrong[] = {"Authorization: Bearer adm1n-t0kem", NULL};
     th_resp_t resp = {0};
 
-    health(r, ch, (long)(th_now_ms() / 1000), "QR");
+    health(r, ch, (long)time(NULL), "QR");
     cr_assert_eq(th_get(r, path, &resp), 0);
     cr_expect_eq(resp.status, 401, "no token: %ld", resp.status);
     th_resp_free(&resp);
